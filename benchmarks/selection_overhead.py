@@ -1,0 +1,212 @@
+"""Selection overhead of BOTSSelector: one full round (update with B results, then select B) for large task pools.
+
+For every N and B, the selector first runs a few warm-up rounds on simulated rollouts (so the posterior has the
+shapes of a real run: many tasks whose implicit evidence pins a shape at 1), then times rounds. In the same run it
+times a straightforward reference of the same algorithm: fresh dense count arrays every round, the posterior update
+in float64, ``numpy.random.Generator.beta`` over all tasks and a full ``torch.topk``. Rollout outcomes are simulated
+outside the timed region. Both use strategy "bots" with reference pass rates, Thompson draws and temperature 0.
+
+    python benchmarks/selection_overhead.py [--quick] [--output FILE]
+
+Prints JSON to stdout (progress goes to stderr): per (N, B) the median and min round time of both and the ratio
+reference / ours (of the medians), persistent state bytes per task (the arrays of ``state_dict()``), save + load time
+and the peak resident memory of the process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import operator
+import os
+import resource
+import statistics
+import sys
+import tempfile
+import time
+
+import numpy as np
+import torch
+
+from trl_bots import BOTSSelector
+from trl_bots.implicit import InterpolationEstimator
+
+
+GENERATIONS = 8  # rollouts per task G
+FULL = {"sizes": [10**4, 10**5, 10**6, 10**7], "batches": [256, 1024], "save_load_sizes": [10**6, 10**7]}
+QUICK = {"sizes": [10**3, 10**4], "batches": [16, 64], "save_load_sizes": [10**4]}
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def make_task_pool(num_tasks: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Reference pass rates ``[N, 2]`` (weak <= strong) and the true pass rates.
+
+    As in real data, some tasks are solved by neither reference model (15%) or by both (10%): the plug-in predicts
+    exactly 0 or 1 for them, which leaves one posterior shape at exactly 1.
+    """
+    rng = np.random.default_rng(seed)
+    weak = np.clip(rng.beta(0.5, 1.5, num_tasks) - 0.1, 0.0, 1.0)
+    strong = np.clip(weak + rng.beta(1.0, 2.0, num_tasks) + 0.05, 0.0, 1.0)
+    kind = rng.random(num_tasks)
+    weak[kind < 0.15], strong[kind < 0.15] = 0.0, 0.0
+    weak[kind > 0.9], strong[kind > 0.9] = 1.0, 1.0
+    true = weak + 0.6 * (strong - weak)
+    return np.stack([weak, strong], axis=1), true
+
+
+class ReferenceRound:
+    """The same algorithm written plainly: dense counts, float64 update, ``Generator.beta`` and ``torch.topk``."""
+
+    def __init__(self, reference: np.ndarray, target: float = 0.5, forgetting: float = 0.1, rho: float = 0.1):
+        self.estimator = InterpolationEstimator(reference)
+        self.target, self.forgetting, self.rho = target, forgetting, rho
+        self.alpha = np.ones(len(reference))
+        self.beta = np.ones(len(reference))
+        self.rng = np.random.default_rng(0)
+
+    def update(self, indices: np.ndarray, successes: np.ndarray, trials: np.ndarray) -> None:
+        n = self.alpha.size
+        explicit_s, explicit_f = np.zeros(n), np.zeros(n)
+        explicit_s[indices], explicit_f[indices] = successes, trials - successes
+        self.estimator.fit(indices, successes / trials)
+        q = self.estimator.predict().astype(np.float64)
+        pseudo_s, pseudo_f = GENERATIONS * q, GENERATIONS * (1 - q)
+        pseudo_s[indices], pseudo_f[indices] = explicit_s[indices], explicit_f[indices]
+        keep, lam, rho = 1 - self.forgetting, self.forgetting, self.rho
+        self.alpha = keep * self.alpha + lam + (1 - rho) * explicit_s + rho * pseudo_s
+        self.beta = keep * self.beta + lam + (1 - rho) * explicit_f + rho * pseudo_f
+        self.mean = float(np.mean(self.alpha / (self.alpha + self.beta)))  # the diagnostic BOTSSelector reports
+
+    def select(self, batch_size: int) -> np.ndarray:
+        draws = self.rng.beta(self.alpha, self.beta)
+        scores = torch.from_numpy(-np.abs(draws - self.target))
+        return torch.topk(scores, batch_size).indices.numpy()
+
+
+def time_rounds(runner, true_rates: np.ndarray, batch_size: int, warmup: int, budget_s: float, max_rounds: int):
+    """Run ``warmup`` untimed rounds, then timed rounds until ``budget_s`` or ``max_rounds``; return the times."""
+    sim = np.random.default_rng(1)
+    indices = runner.select(batch_size)
+    times: list[float] = []
+    spent = 0.0
+    for step in range(warmup + max_rounds):
+        trials = np.full(batch_size, GENERATIONS, dtype=np.float64)
+        successes = sim.binomial(GENERATIONS, true_rates[indices]).astype(np.float64)
+        start = time.perf_counter()
+        runner.update(indices, successes, trials)
+        indices = runner.select(batch_size)
+        elapsed = time.perf_counter() - start
+        if step >= warmup:
+            times.append(elapsed)
+            spent += elapsed
+            if spent > budget_s and len(times) >= 3:
+                break
+    return times
+
+
+def summary(times: list[float]) -> dict[str, float]:
+    return {"median_ms": statistics.median(times) * 1e3, "min_ms": min(times) * 1e3, "rounds": len(times)}
+
+
+def state_bytes_per_task(selector: BOTSSelector) -> float:
+    arrays = [v for v in selector.state_dict().values() if isinstance(v, np.ndarray)]
+    return sum(a.nbytes for a in arrays) / selector.num_tasks
+
+
+def save_load_seconds(selector: BOTSSelector, reference: np.ndarray, repeats: int = 3) -> float:
+    """Best of ``repeats`` of save to a file and load it into a fresh selector."""
+    fresh = BOTSSelector(selector.num_tasks, reference_pass_rates=reference)
+    best = math.inf
+    with tempfile.TemporaryDirectory() as directory:
+        path = os.path.join(directory, "selector")
+        for _ in range(repeats):
+            start = time.perf_counter()
+            selector.save(path)
+            fresh.load(path)
+            best = min(best, time.perf_counter() - start)
+    return best
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kilobytes on Linux
+
+
+def check_targets(results: list[dict], save_load: list[dict]) -> dict:
+    """The targets of the selection-overhead work item: each measured value, its limit and whether it is met."""
+    by_size = {(row["num_tasks"], row["batch_size"]): row for row in results}
+    big, mid = by_size[(10**6, 256)], by_size[(10**5, 256)]
+    save_load_1e6 = next(entry["seconds"] for entry in save_load if entry["num_tasks"] == 10**6)
+    targets = [
+        ("round_1e6_b256_median_ms", big["ours"]["median_ms"], "<=", 40),
+        ("speedup_1e6_b256", big["speedup"], ">=", 2),
+        ("round_1e5_b256_median_ms", mid["ours"]["median_ms"], "<=", 5),
+        ("state_bytes_per_task", big["state_bytes_per_task"], "<=", 40),
+        ("save_load_1e6_s", save_load_1e6, "<", 1),
+    ]
+    compare = {"<=": operator.le, ">=": operator.ge, "<": operator.lt}
+    return {
+        name: {"value": value, "limit": f"{op} {limit}", "met": compare[op](value, limit)}
+        for name, value, op, limit in targets
+    }
+
+
+def run(config: dict, quick: bool) -> dict:
+    warmup, budget_s, max_rounds = (2, 0.2, 5) if quick else (10, 3.0, 40)
+    results, save_load = [], []
+    for num_tasks in config["sizes"]:
+        reference, true_rates = make_task_pool(num_tasks)
+        for batch_size in config["batches"]:
+            selector = BOTSSelector(num_tasks, reference_pass_rates=reference, seed=0)
+            ours = time_rounds(selector, true_rates, batch_size, warmup, budget_s, max_rounds)
+            # The reference's cost hardly depends on the posterior's shape: fewer warm-up rounds spare minutes at 1e7.
+            plain = time_rounds(
+                ReferenceRound(reference), true_rates, batch_size, min(warmup, 3), budget_s, max_rounds
+            )
+            row = {
+                "num_tasks": num_tasks,
+                "batch_size": batch_size,
+                "ours": summary(ours),
+                "reference": summary(plain),
+                "speedup": statistics.median(plain) / statistics.median(ours),
+                "state_bytes_per_task": state_bytes_per_task(selector),
+                "peak_rss_mib": peak_rss_mib(),
+            }
+            results.append(row)
+            log(
+                f"N={num_tasks:>9} B={batch_size:>5}: ours {row['ours']['median_ms']:8.2f} ms "
+                f"(min {row['ours']['min_ms']:.2f}), reference {row['reference']['median_ms']:8.2f} ms, "
+                f"speedup {row['speedup']:.2f}x"
+            )
+        if num_tasks in config["save_load_sizes"]:
+            seconds = save_load_seconds(selector, reference)
+            save_load.append({"num_tasks": num_tasks, "seconds": seconds})
+            log(f"N={num_tasks:>9} save + load {seconds:.3f} s")
+    return {
+        "targets": check_targets(results, save_load) if not quick else {},
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "rounds": results,
+        "save_load": save_load,
+        "peak_rss_mib": peak_rss_mib(),
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes and few rounds (a smoke test)")
+    parser.add_argument("--output", help="also write the JSON to this file")
+    args = parser.parse_args(argv)
+    report = run(QUICK if args.quick else FULL, args.quick)
+    text = json.dumps(report, indent=2)
+    print(text)
+    if args.output:
+        with open(args.output, "w") as handle:
+            handle.write(text + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,132 @@
+"""Test-side bookkeeping: what the reward functions saw, and the BOTS posterior recomputed from it."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from transformers import TrainerCallback
+
+
+class RewardRecorder:
+    """Wraps reward functions; keeps, per call, the test's own `idx` column and each function's rewards."""
+
+    def __init__(self):
+        self.calls: list[dict] = []
+
+    def wrap(self, *funcs):
+        recorder = self
+        wrapped = []
+        for position, func in enumerate(funcs):
+
+            def reward(completions, idx, _func=func, _position=position, **kwargs):
+                values = _func(completions=completions, idx=idx, **kwargs)
+                if _position == 0:
+                    recorder.calls.append({"idx": list(idx), "rewards": []})
+                recorder.calls[-1]["rewards"].append(list(values))
+                return values
+
+            reward.__name__ = func.__name__
+            wrapped.append(reward)
+        return wrapped
+
+
+def total_rewards(call: dict, weights) -> np.ndarray:
+    """GRPO's weighted total per completion; NaN where no function scored it."""
+    table = np.array([[math.nan if v is None else v for v in values] for values in call["rewards"]], dtype=float)
+    total = np.nansum(table * np.asarray(weights, dtype=float)[:, None], axis=0)
+    total[np.isnan(table).all(axis=0)] = math.nan
+    return total
+
+
+def replay_posterior(num_tasks, rounds, forgetting=0.1, prior=(1.0, 1.0), threshold=0.5, fractional=False):
+    """BOTS.md section 2 with rho = 0, in float64: `rounds` is a list of (idx per completion, reward per completion).
+
+    A reward counts as a success when >= `threshold`, or, with `fractional`, as `r` successes and `1 - r` failures.
+    """
+    alpha = np.full(num_tasks, prior[0])
+    beta = np.full(num_tasks, prior[1])
+    for idx, rewards in rounds:
+        s = np.zeros(num_tasks)
+        f = np.zeros(num_tasks)
+        for i, r in zip(idx, rewards, strict=True):
+            if not math.isnan(r):
+                success = r if fractional else float(r >= threshold)
+                s[i] += success
+                f[i] += 1 - success
+        alpha = (1 - forgetting) * alpha + forgetting * prior[0] + s
+        beta = (1 - forgetting) * beta + forgetting * prior[1] + f
+    return alpha, beta
+
+
+class PosteriorLog(TrainerCallback):
+    """After every optimizer step: the selector's alpha and beta (exact bytes) and its update count."""
+
+    def __init__(self, trainer):
+        self.trainer = trainer
+        self.steps: list[dict] = []
+
+    def on_step_end(self, args, state, control, **kwargs):
+        selector = self.trainer.selector
+        self.steps.append(
+            {
+                "step": state.global_step,
+                "round": selector.round,
+                "alpha": selector.alpha.tobytes().hex(),
+                "beta": selector.beta.tobytes().hex(),
+            }
+        )
+
+
+class SelectionLog:
+    """Wraps `trainer.selector.select`: per selection, the updates the selector had seen, its alpha, beta and choice."""
+
+    def __init__(self, trainer):
+        self.selections: list[dict] = []
+        selector = trainer.selector
+        select = selector.select
+
+        def logged_select(batch_size):
+            seen = {
+                "round": selector.round,
+                "alpha": selector.alpha.astype(float),
+                "beta": selector.beta.astype(float),
+            }
+            tasks = select(batch_size)
+            self.selections.append({**seen, "tasks": tasks.tolist()})
+            return tasks
+
+        selector.select = logged_select
+
+
+def replay_implicit_posterior(
+    reference, rounds, rho, pseudo_count, forgetting=0.1, prior=(1.0, 1.0), momentum=0.9, threshold=0.5
+):
+    """BOTS.md sections 2-3 with the interpolation plug-in, in float64, written independently of trl_bots.
+
+    `reference` is `[N, 2]` (weak, strong); `rounds` is a list of (selected task ids, idx per completion, reward per
+    completion). Returns (alpha, beta, mu) after all rounds.
+    """
+    weak, strong = reference[:, 0].astype(float), reference[:, 1].astype(float)
+    num_tasks = len(weak)
+    alpha = np.full(num_tasks, prior[0])
+    beta = np.full(num_tasks, prior[1])
+    mu = None
+    for selected, idx, rewards in rounds:
+        s = np.zeros(num_tasks)
+        n = np.zeros(num_tasks)
+        for i, r in zip(idx, rewards, strict=True):
+            if not math.isnan(r):
+                s[i] += float(r >= threshold)
+                n[i] += 1
+        f = n - s
+        chosen = np.asarray(selected)
+        observed = s[chosen] / n[chosen]
+        mu_hat = (observed.mean() - weak[chosen].mean()) / (strong[chosen].mean() - weak[chosen].mean() + 1e-6)
+        mu = mu_hat if mu is None else momentum * mu + (1 - momentum) * mu_hat
+        q = np.clip(weak + mu * (strong - weak), 0, 1)
+        pseudo_s, pseudo_f = pseudo_count * q, pseudo_count * (1 - q)
+        pseudo_s[chosen], pseudo_f[chosen] = s[chosen], f[chosen]  # the selected tasks: their observed counts
+        alpha = (1 - forgetting) * alpha + forgetting * prior[0] + (1 - rho) * s + rho * pseudo_s
+        beta = (1 - forgetting) * beta + forgetting * prior[1] + (1 - rho) * f + rho * pseudo_f
+    return alpha, beta, mu

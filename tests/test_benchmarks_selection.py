@@ -1,0 +1,39 @@
+"""The selection-overhead benchmark runs (``--quick``) and reports every number it promises (structure, not speed)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+
+
+SCRIPT = os.path.join(os.path.dirname(__file__), "..", "benchmarks", "selection_overhead.py")
+
+
+def positive(value) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value) and value > 0
+
+
+def test_quick_benchmark_prints_complete_json(tmp_path):
+    output = tmp_path / "report.json"
+    result = subprocess.run(
+        [sys.executable, SCRIPT, "--quick", "--output", str(output)], capture_output=True, text=True, check=True
+    )
+    report = json.loads(result.stdout)
+    assert report == json.loads(output.read_text())
+    assert "speedup" in result.stderr  # progress goes to stderr, not into the JSON
+    rows = report["rounds"]
+    assert {(row["num_tasks"], row["batch_size"]) for row in rows} == {
+        (n, b) for n in (10**3, 10**4) for b in (16, 64)
+    }
+    for row in rows:
+        for side in ("ours", "reference"):
+            assert positive(row[side]["median_ms"]) and positive(row[side]["min_ms"])
+            assert row[side]["min_ms"] <= row[side]["median_ms"] and row[side]["rounds"] >= 3
+        assert positive(row["speedup"]) and positive(row["peak_rss_mib"])
+        assert row["state_bytes_per_task"] == 8.0  # alpha and beta in float32
+    assert [entry["num_tasks"] for entry in report["save_load"]] == [10**4]
+    assert all(positive(entry["seconds"]) for entry in report["save_load"])
+    assert positive(report["peak_rss_mib"])

@@ -1,0 +1,241 @@
+"""The reusable pieces behind the example and the CLI: rewards, dataset loading, pass-rate estimation, plots."""
+
+import json
+import math
+import os
+
+import numpy as np
+import pytest
+from datasets import Dataset
+
+from trl_bots.cli import main as cli_main
+from trl_bots.data import GURU_REFERENCE_COLUMNS, load_guru, load_tasks, prepare_tasks
+from trl_bots.pass_rates import GenerationSettings, count_successes, estimate_pass_rates, save_tasks
+from trl_bots.rewards import (
+    exact_match_reward,
+    format_reward,
+    get_reward_function,
+    last_boxed,
+    math_accuracy_reward,
+    partial_match_reward,
+)
+
+
+# ---------------------------------------------------------------- rewards
+def test_math_accuracy_uses_the_last_boxed_answer_and_math_equivalence():
+    completions = [
+        r"First \boxed{3}, then I correct myself: \boxed{\frac{1}{2}}",
+        r"\boxed{0.5}",
+        [{"role": "assistant", "content": r"so x = \boxed{\dfrac{2}{4}}"}],
+        r"The answer is 1/2",  # no box: no answer
+        r"\boxed{\frac{1}{3}}",
+    ]
+    assert math_accuracy_reward(completions, [r"\frac12"] * 5) == [1.0, 1.0, 1.0, 0.0, 0.0]
+
+
+def test_math_accuracy_marks_an_unparseable_ground_truth_unscorable_not_wrong():
+    assert math_accuracy_reward([r"\boxed{1}", r"\boxed{1}"], ["", "1"]) == [None, 1.0]
+
+
+def test_last_boxed_balances_braces_and_rejects_a_truncated_box():
+    assert last_boxed(r"a \boxed{\frac{1}{2}} b") == r"\frac{1}{2}"
+    assert last_boxed(r"\boxed{1} \boxed{\sqrt{2") is None
+    assert last_boxed("no box") is None
+
+
+def test_exact_match_partial_match_and_format_rewards():
+    assert exact_match_reward(["357", " 357\n", r"so \boxed{357}", "35", "3570"], ["357"] * 5) == [1, 1, 1, 0, 0]
+    assert partial_match_reward(["3570", "357", "3", "", "957", "753"], ["357"] * 6) == [
+        0.75,
+        1,
+        1 / 3,
+        0,
+        2 / 3,
+        1 / 3,
+    ]
+    completions = [r"<think>add</think> \boxed{4}", r"\boxed{4}", "<think>a</think><think>b</think> \\boxed{4}"]
+    assert format_reward(completions) == [1.0, 0.0, 0.0]
+
+
+def test_reward_lookup_by_name_and_import_path():
+    assert get_reward_function("exact_match_reward") is exact_match_reward
+    assert get_reward_function("trl_bots.rewards.format_reward") is format_reward
+    with pytest.raises(ValueError, match="Unknown reward function 'accuracy'.*exact_match_reward"):
+        get_reward_function("accuracy")
+    with pytest.raises(ValueError, match="could not be imported"):
+        get_reward_function("trl_bots.rewards.missing")
+
+
+# ---------------------------------------------------------------- datasets
+def guru_rows(n=4):
+    """Rows with GURU's real schema (LLM360/guru-RL-92k)."""
+    return [
+        {
+            "data_source": "math__combined",
+            "prompt": [{"role": "user", "content": f"What is {i}+{i}? Put the answer in \\boxed{{}}."}],
+            "ability": "math",
+            "reward_model": {"ground_truth": str(2 * i), "style": "rule"},
+            "extra_info": {"index": i, "split": "train"},
+            "qwen2.5_7b_pass_rate": i / 8,
+            "qwen3_30b_pass_rate": (i + 1) / 8,
+        }
+        for i in range(n)
+    ]
+
+
+def test_guru_loader_reads_the_real_schema(tmp_path):
+    path = str(tmp_path / "math__combined.parquet")
+    Dataset.from_list(guru_rows()).to_parquet(path)
+    dataset = load_guru(path)
+    assert dataset["solution"] == ["0", "2", "4", "6"]
+    assert dataset[1]["prompt"] == [{"role": "user", "content": "What is 1+1? Put the answer in \\boxed{}."}]
+    assert dataset["qwen2.5_7b_pass_rate"] == [0.0, 0.125, 0.25, 0.375]
+    assert set(GURU_REFERENCE_COLUMNS) <= set(dataset.column_names)
+    assert dataset[2]["extra_info"] == {"index": 2, "split": "train"} and dataset[0]["ability"] == "math"
+
+
+def test_guru_loader_names_missing_pass_rate_columns(tmp_path):
+    path = str(tmp_path / "no_rates.parquet")
+    Dataset.from_list(guru_rows()).remove_columns("qwen3_30b_pass_rate").to_parquet(path)
+    with pytest.raises(ValueError, match=r"\['qwen3_30b_pass_rate'\].*estimate-pass-rates"):
+        load_guru(path)
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".json", ".parquet", ".csv", ""])
+def test_local_files_round_trip(tmp_path, suffix):
+    rows = Dataset.from_dict({"question": ["1+1=", "2+2="], "answer": [2, 4]})
+    path = str(tmp_path / f"tasks{suffix}")
+    save_tasks(rows, path)  # "" -> a save_to_disk folder
+    dataset = prepare_tasks(load_tasks(path), prompt_column="question", answer_column="answer")
+    assert dataset["prompt"] == ["1+1=", "2+2="] and dataset["solution"] == ["2", "4"]
+
+
+def test_missing_column_error_names_the_field_and_the_columns():
+    with pytest.raises(ValueError, match=r"answer_column='reward_model.truth'.*\['prompt', 'reward_model'\]"):
+        prepare_tasks(
+            Dataset.from_list([{"prompt": "x", "reward_model": {"ground_truth": "1"}}]), "prompt", "reward_model.truth"
+        )
+
+
+# ---------------------------------------------------------------- pass rates
+def test_count_successes_counts_per_prompt_and_refuses_unscorable_rows():
+    dataset = Dataset.from_dict({"prompt": ["1+1=", "2+2="], "solution": ["2", "4"]})
+    counts = count_successes(dataset, [0, 1], ["2", "3", "4", "4"], exact_match_reward, 2, 0.5)
+    assert counts == {0: (1.0, 2), 1: (2.0, 2)}
+    bad = Dataset.from_dict({"prompt": ["q"], "solution": [""]})
+    with pytest.raises(ValueError, match=r"Row 0 .*cannot be scored.*\[None, None\]"):
+        count_successes(bad, [0], [r"\boxed{1}", r"\boxed{2}"], math_accuracy_reward, 2, 0.5)
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_model_path):
+    from tiny import load_tiny
+
+    model, tokenizer = load_tiny(tiny_model_path)
+    return model.eval(), tokenizer
+
+
+def _letter_tasks(n=6):
+    return Dataset.from_dict({"prompt": [f"task {i}: say a" for i in range(n)], "solution": ["a"] * n})
+
+
+def contains_a(completions, **kwargs):
+    return [float("a" in c) for c in completions]
+
+
+def test_estimate_resumes_to_exactly_the_uninterrupted_numbers(tiny, tmp_path):
+    model, tokenizer = tiny
+    tasks = _letter_tasks()
+    settings = GenerationSettings(num_samples=4, max_new_tokens=4, batch_size=2, seed=3)
+    full = estimate_pass_rates(tasks, model, tokenizer, contains_a, settings)
+    assert full.shape == (6,) and np.all((full >= 0) & (full <= 1)) and len(set(full.tolist())) > 1
+    progress = tmp_path / "rates.partial.jsonl"
+    first = estimate_pass_rates(tasks.select(range(6)), model, tokenizer, contains_a, settings, progress_path=progress)
+    lines = progress.read_text().splitlines()
+    # Interrupt: keep the header and the first batch only, then resume.
+    progress.write_text("\n".join(lines[:3]) + "\n")
+    resumed = estimate_pass_rates(tasks, model, tokenizer, contains_a, settings, progress_path=progress)
+    np.testing.assert_array_equal(first, full)
+    np.testing.assert_array_equal(resumed, full)
+    assert len(progress.read_text().splitlines()) == 7  # header + 6 rows, none computed twice
+
+
+def test_estimate_refuses_partial_results_of_another_run(tiny, tmp_path):
+    model, tokenizer = tiny
+    progress = tmp_path / "p.partial.jsonl"
+    settings = GenerationSettings(num_samples=2, max_new_tokens=2, batch_size=3)
+    estimate_pass_rates(_letter_tasks(), model, tokenizer, contains_a, settings, progress_path=progress)
+    other = GenerationSettings(num_samples=3, max_new_tokens=2, batch_size=3)
+    with pytest.raises(ValueError, match="partial results of another run"):
+        estimate_pass_rates(_letter_tasks(), model, tokenizer, contains_a, other, progress_path=progress)
+
+
+def test_cli_estimate_pass_rates_writes_the_column_to_the_given_path(tiny_model_path, tmp_path):
+    source = tmp_path / "in" / "tasks.jsonl"
+    save_tasks(_letter_tasks(4).rename_column("solution", "answer"), source)
+    output = tmp_path / "out" / "with_rates.parquet"
+    argv = [
+        "estimate-pass-rates",
+        *("--dataset_name", str(source), "--model_name_or_path", tiny_model_path, "--output_path", str(output)),
+        *("--answer_column", "answer", "--reward", "exact_match_reward", "--column", "weak_pass_rate"),
+        *("--num_samples", "3", "--max_new_tokens", "2", "--batch_size", "2"),
+    ]
+    assert cli_main(argv) == 0
+    written = load_tasks(str(output))
+    assert written.column_names == ["prompt", "answer", "weak_pass_rate"]  # the input's schema, plus the column
+    assert all(rate in (0.0, 1 / 3, 2 / 3, 1.0) for rate in written["weak_pass_rate"])
+    assert not os.path.exists(f"{output}.partial.jsonl")  # removed once the output is complete
+
+
+def test_cli_estimate_pass_rates_fails_loudly_on_an_unscorable_prompt(tiny_model_path, tmp_path):
+    source = tmp_path / "tasks.jsonl"
+    save_tasks(Dataset.from_dict({"prompt": ["task 0: say a"], "solution": [""]}), source)
+    output = tmp_path / "rates.jsonl"
+    argv = ["estimate-pass-rates", "--dataset_name", str(source), "--model_name_or_path", tiny_model_path]
+    argv += ["--output_path", str(output), "--num_samples", "2", "--max_new_tokens", "2"]
+    with pytest.raises(ValueError, match="cannot be scored by math_accuracy_reward"):
+        cli_main(argv)
+    assert not output.exists()
+
+
+# ---------------------------------------------------------------- plots
+def test_cli_plot_writes_the_pngs_from_logs_and_the_last_checkpoint(tmp_path, capsys):
+    from trl_bots import BOTSSelector
+
+    run = tmp_path / "run"
+    history = [
+        {
+            "step": s,
+            "reward": s / 10,
+            "bots/effective_task_ratio": 0.5,
+            "bots/implicit_pearson": 0.4,
+            "bots/implicit_mae": 0.2,
+        }
+        for s in (1, 2, 3)
+    ] + [{"step": 3, "train_runtime": 1.0}]
+    selector = BOTSSelector(50, implicit_weight=0.0)
+    for step in (1, 2):
+        (run / f"checkpoint-{step}").mkdir(parents=True)
+        (run / f"checkpoint-{step}" / "trainer_state.json").write_text(json.dumps({"log_history": history[:step]}))
+        selector.update(selector.select(10), np.full(10, 8.0), np.full(10, 8.0))
+        selector.save(run / f"checkpoint-{step}" / "bots_selector.safetensors")
+    assert cli_main(["plot", str(run)]) == 0
+    written = capsys.readouterr().out.split()
+    names = [os.path.basename(p) for p in written]
+    assert names == ["training_curves.png", "posterior_pass_rates.png", "implicit_estimator.png"]
+    for path in written:
+        with open(path, "rb") as f:
+            assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_plot_without_a_run_names_what_is_missing(tmp_path):
+    with pytest.raises(FileNotFoundError, match="No trainer_state.json"):
+        cli_main(["plot", str(tmp_path)])
+
+
+def test_log_series_skips_nan_none_and_other_entries():
+    from trl_bots.plotting import log_series
+
+    history = [{"step": 1, "x": 0.5}, {"step": 2, "x": math.nan}, {"step": 3, "y": 1}, {"step": 4, "x": None}]
+    steps, values = log_series(history, "x")
+    assert steps.tolist() == [1] and values.tolist() == [0.5]

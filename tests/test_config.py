@@ -1,0 +1,20 @@
+"""BOTSConfig: the implicit weight's default follows the availability of reference pass rates."""
+
+from __future__ import annotations
+
+import pytest
+
+from trl_bots import BOTSConfig
+
+
+def test_implicit_weight_default_depends_on_reference_columns(tmp_path):
+    assert BOTSConfig(str(tmp_path), use_cpu=True).bots_implicit_weight == 0.0
+    with_reference = BOTSConfig(str(tmp_path), use_cpu=True, bots_reference_columns=["weak", "strong"])
+    assert with_reference.bots_implicit_weight == 0.1  # the paper's rho
+    explicit = BOTSConfig(str(tmp_path), use_cpu=True, bots_reference_columns=["w", "s"], bots_implicit_weight=0.3)
+    assert explicit.bots_implicit_weight == 0.3
+
+
+def test_explicit_implicit_weight_without_reference_columns_is_an_error(tmp_path):
+    with pytest.raises(ValueError, match=r"bots_implicit_weight=0.2 needs implicit evidence.*bots_reference_columns"):
+        BOTSConfig(str(tmp_path), use_cpu=True, bots_implicit_weight=0.2)

@@ -1,0 +1,437 @@
+"""BOTSSelector: the update formula, the plug-in, strategies, selection behaviour, state, validation."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from trl_bots import BOTSSelector, InterpolationEstimator
+
+
+def make_reference(num_tasks: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    weak = rng.uniform(0.0, 0.8, num_tasks)
+    strong = np.clip(weak + rng.uniform(0.0, 0.4, num_tasks), 0.0, 1.0)
+    return np.stack([weak, strong], axis=1)
+
+
+def random_round(rng: np.random.Generator, indices: np.ndarray, group_size: int = 8):
+    trials = np.full(indices.size, group_size)
+    return rng.integers(0, group_size + 1, indices.size), trials
+
+
+def reference_rounds(reference, rounds, *, forgetting, implicit_weight, prior, pseudo_count, momentum, dots=False):
+    """The BOTS update written task by task from the formulas of BOTS.md sections 2-3, in float64."""
+    num_tasks = len(reference)
+    alpha, beta = [prior[0]] * num_tasks, [prior[1]] * num_tasks
+    mu = None
+    for indices, successes, trials in rounds:
+        observed = {int(i): s / n for i, s, n in zip(indices, successes, trials, strict=True)}
+        batch_weak = sum(reference[i][0] for i in observed) / len(observed)
+        batch_strong = sum(reference[i][1] for i in observed) / len(observed)
+        mu_hat = (sum(observed.values()) / len(observed) - batch_weak) / (batch_strong - batch_weak + 1e-6)
+        mu = mu_hat if mu is None else momentum * mu + (1 - momentum) * mu_hat
+        counts = {int(i): (s, n - s) for i, s, n in zip(indices, successes, trials, strict=True)}
+        for i in range(num_tasks):
+            weak, strong = reference[i]
+            q = min(max(weak + mu * (strong - weak), 0.0), 1.0)
+            s, f = counts.get(i, (0.0, 0.0))
+            pseudo_s, pseudo_f = pseudo_count * q, pseudo_count * (1 - q)
+            if i in counts and not dots:
+                pseudo_s, pseudo_f = s, f  # the observed rate replaces the plug-in's prediction
+            alpha[i] = (1 - forgetting) * alpha[i] + forgetting * prior[0] + (1 - implicit_weight) * s
+            alpha[i] += implicit_weight * pseudo_s
+            beta[i] = (1 - forgetting) * beta[i] + forgetting * prior[1] + (1 - implicit_weight) * f
+            beta[i] += implicit_weight * pseudo_f
+    return np.array(alpha), np.array(beta), mu
+
+
+@pytest.mark.parametrize(
+    ("strategy", "forgetting", "implicit_weight", "prior", "pseudo_count"),
+    [
+        ("bots", 0.1, 0.1, (1.0, 1.0), None),
+        ("bots", 0.3, 0.5, (2.0, 0.5), 4.0),
+        ("bots", 1.0, 1.0, (1.0, 1.0), None),
+        ("dots", 0.1, 1.0, (1.0, 1.0), None),
+    ],
+)
+def test_vectorised_update_matches_per_task_formulas(strategy, forgetting, implicit_weight, prior, pseudo_count):
+    num_tasks, group_size = 40, 8
+    reference = make_reference(num_tasks)
+    selector = BOTSSelector(
+        num_tasks,
+        reference,
+        forgetting=forgetting,
+        implicit_weight=implicit_weight,
+        prior=prior,
+        pseudo_count=pseudo_count,
+        strategy=strategy,
+        seed=3,
+    )
+    rng = np.random.default_rng(1)
+    rounds = []
+    for _ in range(12):
+        indices = selector.select(6)
+        successes, trials = random_round(rng, indices, group_size)
+        selector.update(indices, successes, trials)
+        rounds.append((indices, successes, trials))
+
+    alpha, beta, mu = reference_rounds(
+        reference.astype(np.float32).astype(np.float64).tolist(),
+        rounds,
+        forgetting=forgetting,
+        implicit_weight=implicit_weight,
+        prior=prior,
+        pseudo_count=pseudo_count if pseudo_count is not None else group_size,
+        momentum=0.9,
+        dots=strategy == "dots",
+    )
+    np.testing.assert_allclose(selector.alpha, alpha, rtol=2e-5)
+    np.testing.assert_allclose(selector.beta, beta, rtol=2e-5)
+    assert selector.last_stats.cap_coef == pytest.approx(mu, rel=1e-6)
+    assert selector.round == 12
+
+
+def test_explicit_only_update_by_hand():
+    selector = BOTSSelector(3, forgetting=0.5, implicit_weight=0.0, prior=(1.0, 1.0))
+    selector.update(np.array([2, 0]), np.array([3, 0]), np.array([4, 4]))
+    # alpha = 0.5 * 1 + 0.5 * 1 + s ; beta = 1 + f
+    np.testing.assert_allclose(selector.alpha, [1.0, 1.0, 4.0])
+    np.testing.assert_allclose(selector.beta, [5.0, 1.0, 2.0])
+    selector.update(np.array([1]), np.array([2.5]), np.array([5]))  # fractional evidence is allowed
+    np.testing.assert_allclose(selector.alpha, [1.0, 3.5, 2.5])
+    np.testing.assert_allclose(selector.beta, [3.0, 3.5, 1.5])
+    np.testing.assert_allclose(selector.posterior_mean(), [0.25, 0.5, 2.5 / 4.0])
+
+
+def test_interpolation_plugin_hand_worked_example():
+    reference = np.array([[0.2, 0.6], [0.4, 0.8], [0.0, 0.5], [0.9, 1.0]])
+    estimator = InterpolationEstimator(reference, momentum=0.9)
+    # Batch {0, 1} observed at 0.5 and 0.7: mu_hat = (0.6 - 0.3) / (0.7 - 0.3 + 1e-6) = 0.75 (first round: mu = mu_hat).
+    estimator.fit(np.array([0, 1]), np.array([0.5, 0.7]))
+    assert estimator.mu == pytest.approx(0.3 / 0.400001, rel=1e-6)
+    np.testing.assert_allclose(estimator.predict(), [0.5, 0.7, 0.375, 0.975], atol=1e-5)
+    # Batch {2} observed at 0.5: mu_hat = 0.5 / 0.500001 ~ 1, mu = 0.9 * 0.75 + 0.1 * 1 = 0.775.
+    estimator.fit(np.array([2]), np.array([0.5]))
+    assert estimator.mu == pytest.approx(0.9 * 0.3 / 0.400001 + 0.1 * 0.5 / 0.500001, rel=1e-6)
+    np.testing.assert_allclose(estimator.predict(np.array([0, 2])), [0.51, 0.3875], atol=1e-5)
+    # Extrapolation beyond the strong model is clipped to a valid pass rate.
+    estimator.fit(np.array([3]), np.array([1.0]))
+    estimator.mu = 3.0
+    assert estimator.predict()[3] == 1.0
+    estimator.mu = -2.0
+    np.testing.assert_allclose(estimator.predict(), [0.0, 0.0, 0.0, 0.7], atol=1e-6)
+
+
+def run_rounds(selector: BOTSSelector, rounds: int, batch_size: int, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    history = []
+    for _ in range(rounds):
+        indices = selector.select(batch_size)
+        successes, trials = random_round(rng, indices)
+        selector.update(indices, successes, trials)
+        history.append(indices)
+    return history
+
+
+def test_rho_zero_equals_explicit_only_strategy():
+    reference = make_reference(200)
+    bots = BOTSSelector(200, reference, implicit_weight=0.0, seed=5)
+    mopps = BOTSSelector(200, reference, strategy="mopps", seed=5)
+    for a, b in zip(run_rounds(bots, 30, 16), run_rounds(mopps, 30, 16), strict=True):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(bots.alpha, mopps.alpha)
+    np.testing.assert_array_equal(bots.beta, mopps.beta)
+    assert mopps.last_stats.implicit_weight == 0.0
+
+
+def set_posterior(selector: BOTSSelector, alpha: np.ndarray, beta: np.ndarray) -> None:
+    selector.alpha, selector.beta = alpha.astype(np.float32), beta.astype(np.float32)
+
+
+def test_thompson_selection_prefers_tasks_near_target():
+    # Three groups of 100 tasks whose beliefs concentrate at 0.02, 0.5 and 0.98.
+    selector = BOTSSelector(300, implicit_weight=0.0, seed=0)
+    alpha = np.repeat([1.0, 50.0, 99.0], 100)
+    set_posterior(selector, alpha, 100.0 - alpha)
+    counts = np.zeros(300)
+    for _ in range(200):
+        counts[selector.select(20)] += 1
+    near_target, extremes = counts[100:200].sum(), counts[:100].sum() + counts[200:].sum()
+    assert near_target == 200 * 20  # a draw from Beta(50, 50) is always closer to 0.5 than one from Beta(2, 98)
+    assert extremes == 0
+    # Within the middle group Thompson sampling explores: most tasks get picked at some point.
+    assert (counts[100:200] > 0).mean() > 0.9
+
+
+def test_thompson_explores_uncertain_tasks():
+    # Task 0 is known to sit at 0.3; task 1 is unknown (flat prior). Thompson picks each a fair share of the time.
+    selector = BOTSSelector(2, implicit_weight=0.0, seed=1)
+    set_posterior(selector, np.array([300.0, 1.0]), np.array([700.0, 1.0]))
+    picks = np.array([selector.select(1)[0] for _ in range(4000)])
+    # P(|U - 0.5| < |0.3 - 0.5|) = 0.4 for the flat task (its draw is within 0.2 of the target).
+    assert np.mean(picks == 1) == pytest.approx(0.4, abs=0.03)
+    greedy = BOTSSelector(2, implicit_weight=0.0, thompson=False)
+    set_posterior(greedy, np.array([300.0, 1.0]), np.array([700.0, 1.0]))
+    assert {int(greedy.select(1)[0]) for _ in range(50)} == {1}  # posterior mean 0.5 always wins
+
+
+def test_temperature_zero_is_top_b_and_positive_temperature_is_softmax():
+    means = np.array([0.5, 0.45, 0.3, 0.1, 0.9])
+    distance = np.abs(means - 0.5)
+    greedy = BOTSSelector(5, implicit_weight=0.0, thompson=False)
+    set_posterior(greedy, 1000 * means, 1000 * (1 - means))
+    np.testing.assert_array_equal(greedy.select(3), [0, 1, 2])  # best first
+
+    temperature = 0.1
+    soft = BOTSSelector(5, implicit_weight=0.0, thompson=False, temperature=temperature, seed=2)
+    set_posterior(soft, 1000 * means, 1000 * (1 - means))
+    first = np.array([soft.select(2)[0] for _ in range(20000)])
+    expected = np.exp(-distance / temperature) / np.exp(-distance / temperature).sum()
+    np.testing.assert_allclose(np.bincount(first, minlength=5) / first.size, expected, atol=0.012)
+    batches = [soft.select(4) for _ in range(200)]
+    assert all(len(set(batch.tolist())) == 4 for batch in batches)  # without replacement
+
+    cold = BOTSSelector(5, implicit_weight=0.0, thompson=False, temperature=1e-300, seed=2)
+    set_posterior(cold, 1000 * means, 1000 * (1 - means))
+    np.testing.assert_array_equal(cold.select(3), [0, 1, 2])  # a vanishing temperature is the top-B, no overflow
+
+    hot = BOTSSelector(5, implicit_weight=0.0, thompson=False, temperature=100.0, seed=2)
+    set_posterior(hot, 1000 * means, 1000 * (1 - means))
+    first = np.array([hot.select(1)[0] for _ in range(5000)])
+    np.testing.assert_allclose(np.bincount(first, minlength=5) / first.size, 0.2, atol=0.03)
+
+
+def test_same_seed_same_selections_other_seed_differs():
+    reference = make_reference(500)
+    a = run_rounds(BOTSSelector(500, reference, seed=11), 20, 32)
+    b = run_rounds(BOTSSelector(500, reference, seed=11), 20, 32)
+    c = run_rounds(BOTSSelector(500, reference, seed=12), 20, 32)
+    assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+    assert not all(np.array_equal(x, y) for x, y in zip(a, c, strict=True))
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"strategy": "bots", "temperature": 0.05, "adaptive_implicit_weight": True},
+        {"strategy": "mopps"},
+        {"strategy": "dots"},
+        {"strategy": "uniform"},
+        {"strategy": "easy2hard"},
+    ],
+)
+def test_save_load_mid_run_continues_bit_identically(tmp_path, kwargs):
+    reference = make_reference(300)
+    uninterrupted = BOTSSelector(300, reference, seed=4, **kwargs)
+    run_rounds(uninterrupted, 17, 40, seed=1)  # 17 x 40 > 300: the baselines wrap into a second epoch
+    path = tmp_path / "selector.safetensors"
+    uninterrupted.save(path)
+    resumed = BOTSSelector(300, reference, seed=999, **kwargs)  # the seed is restored from the file
+    resumed.load(path)
+    after_a = run_rounds(uninterrupted, 50, 40, seed=2)
+    after_b = run_rounds(resumed, 50, 40, seed=2)
+    for x, y in zip(after_a, after_b, strict=True):
+        np.testing.assert_array_equal(x, y)
+    np.testing.assert_array_equal(uninterrupted.alpha, resumed.alpha)
+    np.testing.assert_array_equal(uninterrupted.beta, resumed.beta)
+    assert uninterrupted.last_stats == resumed.last_stats or math.isnan(uninterrupted.last_stats.implicit_pearson)
+    assert resumed.round == 67
+
+
+def test_state_dict_roundtrip_in_memory():
+    reference = make_reference(50)
+    a = BOTSSelector(50, reference, seed=1)
+    run_rounds(a, 5, 8)
+    b = BOTSSelector(50, reference, seed=1)
+    b.load_state_dict(a.state_dict())
+    np.testing.assert_array_equal(a.select(8), b.select(8))
+
+
+def test_uniform_covers_every_task_once_per_epoch():
+    selector = BOTSSelector(10, strategy="uniform", seed=0)
+    served = np.concatenate([selector.select(4) for _ in range(10)])  # 40 picks = 4 epochs
+    for epoch in range(4):
+        assert sorted(served[epoch * 10 : (epoch + 1) * 10].tolist()) == list(range(10))
+    batches = [selector.select(4) for _ in range(50)]
+    assert all(len(set(b.tolist())) == 4 for b in batches)  # distinct even across epoch boundaries
+    assert not np.array_equal(served[:10], served[10:20])  # a fresh permutation each epoch
+
+
+def test_easy2hard_serves_easiest_first_and_cycles():
+    reference = np.array([[0.1, 0.3], [0.9, 1.0], [0.5, 0.5], [0.0, 0.0]])
+    selector = BOTSSelector(4, reference, strategy="easy2hard")
+    np.testing.assert_array_equal(selector.select(3), [1, 2, 0])
+    np.testing.assert_array_equal(selector.select(3), [3, 1, 2])
+
+
+def test_round_diagnostics():
+    reference = make_reference(20)
+    selector = BOTSSelector(20, reference, seed=0)
+    indices = np.array([0, 1, 2, 3, 4])
+    stats = selector.update(indices, np.array([0, 4, 2, 1, 0]), np.array([4, 4, 4, 4, 0]))
+    assert stats.effective_task_ratio == pytest.approx(2 / 5)
+    assert stats.all_solved_ratio == pytest.approx(1 / 5)
+    assert stats.none_solved_ratio == pytest.approx(1 / 5)  # task 4 had no scored rollout: neither
+    assert stats.selected_pass_rate == pytest.approx(7 / 16)
+    assert math.isnan(stats.implicit_pearson)  # no prediction existed before the first batch
+    assert stats.posterior_mean == pytest.approx(float(np.mean(selector.posterior_mean())))
+    assert stats.implicit_weight == 0.1
+    # The second round is scored against the prediction made from the first.
+    expected_q = selector.estimator.predict(np.array([5, 6, 7]))
+    stats = selector.update(np.array([5, 6, 7]), np.array([1, 2, 3]), np.array([4, 4, 4]))
+    observed = np.array([0.25, 0.5, 0.75])
+    assert stats.implicit_mae == pytest.approx(float(np.mean(np.abs(expected_q - observed))), rel=1e-5)
+    assert stats.implicit_pearson == pytest.approx(float(np.corrcoef(expected_q, observed)[0, 1]), rel=1e-5)
+
+
+def test_adaptive_implicit_weight_halves_on_large_error():
+    reference = np.tile([[0.0, 0.1]], (10, 1))  # the plug-in will predict ~0.05 ...
+    selector = BOTSSelector(10, reference, adaptive_implicit_weight=True, seed=0)
+    selector.update(np.array([0, 1]), np.array([0, 0]), np.array([8, 8]))
+    # ... and then the policy solves everything: error ~0.95 >= 0.25.
+    stats = selector.update(np.array([2, 3]), np.array([8, 8]), np.array([8, 8]))
+    assert stats.implicit_mae > 0.25
+    assert stats.implicit_weight == 0.05
+    assert selector.implicit_weight == 0.05
+    fixed = BOTSSelector(10, reference, seed=0)
+    fixed.update(np.array([0, 1]), np.array([0, 0]), np.array([8, 8]))
+    assert fixed.update(np.array([2, 3]), np.array([8, 8]), np.array([8, 8])).implicit_weight == 0.1
+
+
+def test_cap_coefficient_of_zero_is_reported():
+    reference = np.zeros((8, 2))
+    reference[:, 1] = 0.5
+    selector = BOTSSelector(8, reference, seed=0)
+    stats = selector.update(np.array([0, 1, 2, 3]), np.zeros(4), np.full(4, 16.0))  # observed = weak: mu = 0
+    assert selector.estimator.mu == 0.0
+    assert stats.cap_coef == 0.0
+
+
+def test_custom_estimator_plugs_in():
+    class ConstantEstimator:
+        def __init__(self):
+            self.fits = 0
+
+        def fit(self, indices, observed_rates):
+            self.fits += 1
+
+        def predict(self, indices=None):
+            return np.full(4 if indices is None else len(indices), 0.25, dtype=np.float32)
+
+        def state_dict(self):
+            return {"fits": self.fits}
+
+        def load_state_dict(self, state):
+            self.fits = state["fits"]
+
+    estimator = ConstantEstimator()
+    selector = BOTSSelector(4, forgetting=1.0, implicit_weight=1.0, estimator=estimator, pseudo_count=4)
+    selector.update(np.array([0]), np.array([1]), np.array([2]))
+    # forgetting 1: alpha = alpha0 + counts. Unselected tasks get m * q = 1 success and 3 failures.
+    np.testing.assert_allclose(selector.alpha, [2.0, 2.0, 2.0, 2.0])
+    np.testing.assert_allclose(selector.beta, [2.0, 4.0, 4.0, 4.0])
+    assert estimator.fits == 1
+
+
+# ---------------------------------------------------------------------------------------------- errors
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"target": 0.0}, "target"),
+        ({"target": 1.0}, "target"),
+        ({"forgetting": 0.0}, "forgetting"),
+        ({"forgetting": 1.5}, "forgetting"),
+        ({"implicit_weight": -0.1}, "implicit_weight"),
+        ({"implicit_weight": 1.1}, "implicit_weight"),
+        ({"temperature": -1.0}, "temperature"),
+        ({"prior": (0.0, 1.0)}, "prior"),
+        ({"prior": (1.0,)}, "prior"),
+        ({"cap_momentum": 1.0}, "cap_momentum"),
+        ({"pseudo_count": -1}, "pseudo_count"),
+        ({"strategy": "greedy"}, "strategy"),
+        ({"target": float("nan")}, "target"),
+    ],
+)
+def test_invalid_hyperparameters_are_named(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        BOTSSelector(10, make_reference(10), **kwargs)
+
+
+def test_reference_and_strategy_errors():
+    with pytest.raises(ValueError, match=r"shape \(num_tasks, 2\) = \(10, 2\)"):
+        BOTSSelector(10, np.zeros((10, 3)))
+    bad = make_reference(10)
+    bad[3, 1] = np.nan
+    bad[7, 0] = 1.5
+    with pytest.raises(ValueError, match=r"2 entries.*task 3 strong=nan.*task 7 weak=1.5"):
+        BOTSSelector(10, bad)
+    with pytest.raises(ValueError, match="implicit_weight=0.1 needs implicit evidence"):
+        BOTSSelector(10)
+    with pytest.raises(ValueError, match="dots"):
+        BOTSSelector(10, strategy="dots")
+    with pytest.raises(ValueError, match="easy2hard"):
+        BOTSSelector(10, strategy="easy2hard", implicit_weight=0.0)
+    with pytest.raises(ValueError, match="num_tasks"):
+        BOTSSelector(0)
+    BOTSSelector(10, strategy="uniform")  # the baselines track the posterior with explicit evidence only
+
+
+def test_update_and_select_errors():
+    selector = BOTSSelector(10, implicit_weight=0.0)
+    with pytest.raises(ValueError, match="larger than the number of tasks"):
+        selector.select(11)
+    with pytest.raises(ValueError, match="batch_size"):
+        selector.select(0)
+    with pytest.raises(ValueError, match="repeated: \\[2\\]"):
+        selector.update(np.array([2, 2]), np.array([1, 1]), np.array([2, 2]))
+    with pytest.raises(ValueError, match=r"task ids in \[0, 10\), got \[10\]"):
+        selector.update(np.array([10]), np.array([1]), np.array([2]))
+    with pytest.raises(ValueError, match="task 1 has 3.0 successes in 2.0 trials"):
+        selector.update(np.array([1]), np.array([3]), np.array([2]))
+    with pytest.raises(ValueError, match=">= 0"):
+        selector.update(np.array([1]), np.array([-1]), np.array([2]))
+    with pytest.raises(ValueError, match="finite"):
+        selector.update(np.array([1]), np.array([np.nan]), np.array([2]))
+    with pytest.raises(ValueError, match="trials must be at most 1e"):
+        selector.update(np.array([1]), np.array([1]), np.array([3.4e38]))
+    with pytest.raises(ValueError, match="same shape"):
+        selector.update(np.array([1, 2]), np.array([1]), np.array([2, 2]))
+    assert selector.round == 0  # nothing was applied
+
+
+def test_state_file_errors(tmp_path):
+    selector = BOTSSelector(10, implicit_weight=0.0)
+    run_rounds(selector, 3, 4)
+    path = tmp_path / "state.safetensors"
+    selector.save(path)
+    assert [p.name for p in tmp_path.iterdir()] == ["state.safetensors"]  # no temporary file left behind
+
+    with pytest.raises(ValueError, match="for 10 tasks but this selector has 11"):
+        BOTSSelector(11, implicit_weight=0.0).load(path)
+    with pytest.raises(ValueError, match="strategy 'bots', not 'uniform'"):
+        BOTSSelector(10, strategy="uniform").load(path)
+
+    raw = path.read_bytes()
+    truncated = tmp_path / "truncated.safetensors"
+    truncated.write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(ValueError, match="not a valid BOTS selector state file"):
+        BOTSSelector(10, implicit_weight=0.0).load(truncated)
+
+    flipped = bytearray(raw)
+    flipped[-3] ^= 0xFF  # inside the beta array
+    corrupt = tmp_path / "corrupt.safetensors"
+    corrupt.write_bytes(bytes(flipped))
+    with pytest.raises(ValueError, match="corrupt"):
+        BOTSSelector(10, implicit_weight=0.0).load(corrupt)
+
+    edited = tmp_path / "edited.safetensors"
+    edited.write_bytes(raw.replace(b'\\"round\\": 3', b'\\"round\\": 7'))
+    assert edited.read_bytes() != raw  # the round counter was changed in the JSON header
+    with pytest.raises(ValueError, match="corrupt"):
+        BOTSSelector(10, implicit_weight=0.0).load(edited)
+
+    with pytest.raises(FileNotFoundError):
+        BOTSSelector(10, implicit_weight=0.0).load(tmp_path / "missing.safetensors")

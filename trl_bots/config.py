@@ -1,0 +1,183 @@
+"""BOTSConfig: GRPOConfig plus the settings of Bayesian Online Task Selection."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from trl import GRPOConfig
+
+from .validation import check_hyperparameters, check_in_interval, check_strategy
+
+
+@dataclass
+class BOTSConfig(GRPOConfig):
+    r"""
+    Configuration class for [`trl_bots.BOTSGRPOTrainer`].
+
+    [`BOTSConfig`] inherits every parameter of [`trl.GRPOConfig`] and adds the `bots_*` settings of Bayesian Online
+    Task Selection ([BOTS](https://huggingface.co/papers/2510.26374)). Defaults are the paper's. Every field carries a
+    help text, so [`trl.TrlParser`] lists it under `--help` and reads it from YAML or the command line.
+
+    Parameters:
+        bots_strategy (`str`, *optional*, defaults to `"bots"`):
+            Task selection strategy: `"bots"`, `"mopps"` (explicit evidence only), `"dots"` (implicit evidence
+            only), `"uniform"` or `"easy2hard"` (non-adaptive baselines).
+        bots_target_pass_rate (`float`, *optional*, defaults to `0.5`):
+            Target pass rate `p*` in (0, 1): tasks whose pass rate is probably closest to it are selected.
+        bots_forgetting (`float`, *optional*, defaults to `0.1`):
+            Forgetting rate `lambda` in (0, 1]: how fast old evidence decays toward the prior.
+        bots_implicit_weight (`float` or `None`, *optional*, defaults to `None`):
+            Weight `rho` in [0, 1] of the implicit evidence. `None` resolves to the paper's 0.1 when
+            `bots_reference_columns` is set and to 0 otherwise (without reference pass rates there is no implicit
+            evidence). An explicit value > 0 requires `bots_reference_columns`.
+        bots_thompson (`bool`, *optional*, defaults to `True`):
+            Score a Thompson draw from each posterior (`True`) or the posterior mean (`False`).
+        bots_temperature (`float`, *optional*, defaults to `0.0`):
+            Selection temperature `tau >= 0`; 0 takes the best-scored tasks, > 0 samples from a softmax.
+        bots_prior_alpha (`float`, *optional*, defaults to `1.0`):
+            `alpha0` of the base prior `Beta(alpha0, beta0)`.
+        bots_prior_beta (`float`, *optional*, defaults to `1.0`):
+            `beta0` of the base prior `Beta(alpha0, beta0)`.
+        bots_pseudo_count (`float` or `None`, *optional*, defaults to `None`):
+            Weight `m` of one implicit prediction, in rollouts. `None` uses `num_generations`.
+        bots_cap_momentum (`float`, *optional*, defaults to `0.9`):
+            Momentum `gamma` in [0, 1) of the interpolation coefficient of the implicit-evidence plug-in.
+        bots_reference_columns (`list[str]` or `None`, *optional*, defaults to `None`):
+            Two dataset columns holding offline pass rates in [0, 1] of a weaker and a stronger reference model
+            (in that order). They feed the implicit evidence and the `"easy2hard"` order.
+        bots_success_threshold (`float`, *optional*, defaults to `0.5`):
+            A completion succeeds when its reward is >= this value.
+        bots_success_reward (`str` or `None`, *optional*, defaults to `None`):
+            Reward that decides success: `None` for GRPO's weighted total, or the name of one reward function.
+        bots_fractional_evidence (`bool`, *optional*, defaults to `False`):
+            Count each completion's reward, which must lie in [0, 1], as fractional success instead of thresholding.
+        bots_adaptive_implicit_weight (`bool`, *optional*, defaults to `False`):
+            Halve `bots_implicit_weight` whenever the plug-in's mean absolute error on a batch is >= 0.25.
+        bots_seed (`int` or `None`, *optional*, defaults to `None`):
+            Seed of the selector's random generator, identical on every process. `None` uses `seed`.
+    """
+
+    bots_strategy: str = field(
+        default="bots",
+        metadata={
+            "help": "Task selection strategy.",
+            "choices": ["bots", "mopps", "dots", "uniform", "easy2hard"],
+        },
+    )
+    bots_target_pass_rate: float = field(
+        default=0.5,
+        metadata={"help": "Target pass rate p* in (0, 1): tasks whose pass rate is probably closest are selected."},
+    )
+    bots_forgetting: float = field(
+        default=0.1,
+        metadata={"help": "Forgetting rate lambda in (0, 1]: how fast old evidence decays toward the prior."},
+    )
+    bots_implicit_weight: float | None = field(
+        default=None,
+        metadata={
+            "help": "Weight rho in [0, 1] of the implicit evidence from the reference pass rates. None: 0.1 (the "
+            "paper's value) when bots_reference_columns is set, else 0. A value > 0 requires bots_reference_columns."
+        },
+    )
+    bots_thompson: bool = field(
+        default=True,
+        metadata={"help": "Score a Thompson draw from each posterior (True) or the posterior mean (False)."},
+    )
+    bots_temperature: float = field(
+        default=0.0,
+        metadata={"help": "Selection temperature tau >= 0: 0 takes the best-scored tasks, > 0 samples a softmax."},
+    )
+    bots_prior_alpha: float = field(
+        default=1.0,
+        metadata={"help": "alpha0 of the base prior Beta(alpha0, beta0); > 0."},
+    )
+    bots_prior_beta: float = field(
+        default=1.0,
+        metadata={"help": "beta0 of the base prior Beta(alpha0, beta0); > 0."},
+    )
+    bots_pseudo_count: float | None = field(
+        default=None,
+        metadata={"help": "Weight m of one implicit prediction, in rollouts. None uses num_generations."},
+    )
+    bots_cap_momentum: float = field(
+        default=0.9,
+        metadata={"help": "Momentum gamma in [0, 1) of the implicit-evidence plug-in's interpolation coefficient."},
+    )
+    bots_reference_columns: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": "Two dataset columns with offline pass rates in [0, 1] of a weaker and a stronger reference model, "
+            "in that order. They feed the implicit evidence and the easy2hard order."
+        },
+    )
+    bots_success_threshold: float = field(
+        default=0.5,
+        metadata={"help": "A completion succeeds when its reward is >= this value."},
+    )
+    bots_success_reward: str | None = field(
+        default=None,
+        metadata={
+            "help": "Reward that decides success: None for GRPO's weighted total reward, or the name of one reward "
+            "function."
+        },
+    )
+    bots_fractional_evidence: bool = field(
+        default=False,
+        metadata={
+            "help": "Count each completion's reward, which must lie in [0, 1], as fractional success instead of "
+            "comparing it with bots_success_threshold."
+        },
+    )
+    bots_adaptive_implicit_weight: bool = field(
+        default=False,
+        metadata={"help": "Halve bots_implicit_weight whenever the plug-in's mean absolute error on a batch >= 0.25."},
+    )
+    bots_seed: int | None = field(
+        default=None,
+        metadata={"help": "Seed of the selector's random generator, the same on every process. None uses seed."},
+    )
+
+    def __post_init__(self):
+        super().__post_init__()
+        check_strategy("bots_strategy", self.bots_strategy)
+        if self.bots_implicit_weight is None:
+            self.bots_implicit_weight = 0.1 if self.bots_reference_columns is not None else 0.0
+        check_hyperparameters(
+            target=self.bots_target_pass_rate,
+            forgetting=self.bots_forgetting,
+            implicit_weight=self.bots_implicit_weight,
+            temperature=self.bots_temperature,
+            prior=(self.bots_prior_alpha, self.bots_prior_beta),
+            pseudo_count=self.bots_pseudo_count,
+            cap_momentum=self.bots_cap_momentum,
+            names={
+                "target": "bots_target_pass_rate",
+                "forgetting": "bots_forgetting",
+                "implicit_weight": "bots_implicit_weight",
+                "temperature": "bots_temperature",
+                "prior": "bots_prior_alpha/bots_prior_beta",
+                "pseudo_count": "bots_pseudo_count",
+                "cap_momentum": "bots_cap_momentum",
+            },
+        )
+        check_in_interval("bots_success_threshold", self.bots_success_threshold, -math.inf, math.inf, high_open=True)
+        if self.bots_reference_columns is not None:
+            columns = self.bots_reference_columns
+            if isinstance(columns, str) or len(columns) != 2 or not all(isinstance(c, str) and c for c in columns):
+                raise ValueError(
+                    f"bots_reference_columns must name two dataset columns (weak, strong), got {columns!r}. "
+                    "Example: bots_reference_columns=['qwen2.5_7b_pass_rate', 'qwen3_30b_pass_rate']."
+                )
+            self.bots_reference_columns = list(columns)
+        elif self.bots_strategy in ("dots", "easy2hard"):
+            raise ValueError(
+                f"bots_strategy={self.bots_strategy!r} needs reference pass rates, but bots_reference_columns is not "
+                "set. Set bots_reference_columns=[weak_column, strong_column] or choose another bots_strategy."
+            )
+        elif self.bots_strategy == "bots" and self.bots_implicit_weight > 0:
+            raise ValueError(
+                f"bots_implicit_weight={self.bots_implicit_weight} needs implicit evidence from reference pass rates, "
+                "but bots_reference_columns is not set. Set bots_reference_columns=[weak_column, strong_column] (two "
+                "dataset columns of offline pass rates), or bots_implicit_weight=0 for explicit evidence only."
+            )

@@ -1,0 +1,74 @@
+"""The generalised Beta-Bernoulli update of BOTS (paper, Proposition 1), over all tasks at once.
+
+One round tempers every belief toward the base prior (forgetting ``lambda``), then adds the
+evidence: explicit success/failure counts for the tasks that were rolled out, weighted by
+``1 - rho``, and implicit pseudo counts from a plug-in, weighted by ``rho``::
+
+    alpha_i <- (1 - lambda) alpha_i + lambda alpha_0 + (1 - rho) s_i + rho s~_i
+    beta_i  <- (1 - lambda) beta_i  + lambda beta_0  + (1 - rho) f_i + rho f~_i
+
+The result is again a Beta distribution. Unselected tasks have ``s_i = f_i = 0``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+# Elements per step of the in-place update: a step's slices of the five arrays stay in the CPU cache, so the
+# update's several passes read the large arrays from memory about once instead of once per pass.
+CHUNK_SIZE = 1 << 16
+
+
+def update_posterior(
+    alpha: np.ndarray,
+    beta: np.ndarray,
+    *,
+    prior: tuple[float, float],
+    forgetting: float,
+    implicit_weight: float,
+    indices: np.ndarray,
+    successes: np.ndarray,
+    failures: np.ndarray,
+    pseudo_successes: np.ndarray | None = None,
+    pseudo_failures: np.ndarray | None = None,
+) -> None:
+    """Apply one round's update to ``alpha`` and ``beta`` in place (nothing of length N is allocated).
+
+    ``indices``, ``successes`` and ``failures`` describe the explicit evidence of the selected
+    tasks. ``pseudo_successes`` / ``pseudo_failures`` are the implicit counts of every task
+    (length N); they are required when ``implicit_weight > 0``.
+    """
+    dtype = alpha.dtype.type
+    keep, rho = dtype(1.0 - forgetting), dtype(implicit_weight)
+    tempered = dtype(forgetting * prior[0]), dtype(forgetting * prior[1])
+    scratch = np.empty(min(CHUNK_SIZE, alpha.size), dtype=alpha.dtype)
+    for start in range(0, alpha.size, CHUNK_SIZE):
+        chunk = slice(start, start + CHUNK_SIZE)
+        tmp = scratch[: alpha[chunk].size]
+        for belief, base, pseudo in ((alpha, tempered[0], pseudo_successes), (beta, tempered[1], pseudo_failures)):
+            part = belief[chunk]
+            part *= keep
+            part += base
+            if implicit_weight > 0:
+                part += np.multiply(pseudo[chunk], rho, out=tmp)
+    # Indices are distinct (validated by the caller), so fancy-index += adds each count once.
+    alpha[indices] += (1.0 - implicit_weight) * successes
+    beta[indices] += (1.0 - implicit_weight) * failures
+
+
+def posterior_mean(alpha: np.ndarray, beta: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """Mean pass rate ``alpha / (alpha + beta)`` of each task's Beta belief (into ``out`` if given)."""
+    total = np.add(alpha, beta, out=out)
+    return np.divide(alpha, total, out=total)
+
+
+def average_posterior_mean(alpha: np.ndarray, beta: np.ndarray) -> float:
+    """The average over tasks of :func:`posterior_mean`, computed chunk by chunk without an array of length N."""
+    scratch = np.empty(min(CHUNK_SIZE, alpha.size), dtype=alpha.dtype)
+    total = 0.0
+    for start in range(0, alpha.size, CHUNK_SIZE):
+        chunk = slice(start, start + CHUNK_SIZE)
+        mean = np.add(alpha[chunk], beta[chunk], out=scratch[: alpha[chunk].size])
+        total += float(np.divide(alpha[chunk], mean, out=mean).sum())  # pairwise float32 sum of <= 65536 terms
+    return total / alpha.size

@@ -1,0 +1,126 @@
+"""Reward functions for GRPO, selectable by name from the command line and YAML recipes.
+
+Every function follows TRL's reward signature: ``completions`` (strings, or lists of chat messages) plus the
+dataset's columns as keyword arguments; the ground truth comes in the ``solution`` column. A reward of ``None``
+means "this completion cannot be scored" (e.g. an unparseable ground truth): GRPO turns it into NaN and BOTS counts
+it neither as a success nor as a failure, instead of pretending it is a wrong answer.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+import threading
+from collections.abc import Callable
+
+
+RewardFunction = Callable[..., list[float | None]]
+
+_THINK_THEN_BOXED = re.compile(r"^\s*<think>(?!.*<think>).*?</think>.*\\boxed\{.*\}", re.DOTALL)
+
+
+def completion_text(completion: str | list[dict[str, str]]) -> str:
+    """The text of one completion, standard (a string) or conversational (a list of messages)."""
+    return completion if isinstance(completion, str) else completion[-1]["content"]
+
+
+def last_boxed(text: str) -> str | None:
+    r"""The content of the last ``\boxed{...}`` in ``text`` (braces balanced), or ``None`` if there is none."""
+    start = text.rfind("\\boxed{")
+    if start < 0:
+        return None
+    depth, begin = 0, start + len("\\boxed{")
+    for position in range(begin, len(text)):
+        if text[position] == "{":
+            depth += 1
+        elif text[position] == "}":
+            if depth == 0:
+                return text[begin:position]
+            depth -= 1
+    return None  # unbalanced: the completion was cut off inside the box
+
+
+def final_answer(completion: str | list[dict[str, str]]) -> str:
+    r"""The last ``\boxed{}`` answer of a completion, or its whole stripped text when it boxes nothing."""
+    text = completion_text(completion)
+    boxed = last_boxed(text)
+    return (boxed if boxed is not None else text).strip()
+
+
+def math_accuracy_reward(
+    completions: list[str | list[dict[str, str]]], solution: list[str], **kwargs
+) -> list[float | None]:
+    r"""
+    1.0 when the completion's last ``\boxed{}`` answer is mathematically equal to the ground truth (checked with
+    ``math-verify``), 0.0 when it is not or when the completion boxes no answer, ``None`` when the ground truth itself
+    cannot be parsed.
+    """
+    try:
+        from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
+    except ImportError as error:
+        raise ImportError("math_accuracy_reward needs math-verify: pip install 'trl-bots[math]'.") from error
+
+    # math-verify times out with signal.alarm, which only works in the main thread.
+    timeout = 5 if threading.current_thread() is threading.main_thread() else None
+    answer_config = [LatexExtractionConfig(boxed_match_priority=0), ExprExtractionConfig()]
+    rewards: list[float | None] = []
+    for completion, truth in zip(completions, solution, strict=True):
+        gold = parse(f"\\boxed{{{truth}}}", extraction_config=answer_config, parsing_timeout=timeout)
+        if not gold:
+            rewards.append(None)
+            continue
+        boxed = last_boxed(completion_text(completion))
+        if boxed is None:
+            rewards.append(0.0)
+            continue
+        answer = parse(f"\\boxed{{{boxed}}}", extraction_config=answer_config, parsing_timeout=timeout)
+        rewards.append(float(verify(gold, answer, timeout_seconds=timeout)))
+    return rewards
+
+
+def exact_match_reward(completions: list[str | list[dict[str, str]]], solution: list[str], **kwargs) -> list[float]:
+    r"""1.0 when the final answer (last ``\boxed{}`` or the whole completion), stripped, equals the solution."""
+    return [float(final_answer(c) == str(s).strip()) for c, s in zip(completions, solution, strict=True)]
+
+
+def partial_match_reward(completions: list[str | list[dict[str, str]]], solution: list[str], **kwargs) -> list[float]:
+    r"""
+    Partial credit: the share of characters of the final answer that equal the solution's at the same position, over
+    the longer of the two (so extra or missing characters cost). A dense companion of :func:`exact_match_reward` for
+    answers made of many tokens, such as numbers; 1.0 exactly when the answers match.
+    """
+    rewards = []
+    for completion, truth in zip(completions, solution, strict=True):
+        answer, truth = final_answer(completion), str(truth).strip()
+        matches = sum(a == b for a, b in zip(answer, truth, strict=False))
+        rewards.append(matches / max(len(answer), len(truth), 1))
+    return rewards
+
+
+def format_reward(completions: list[str | list[dict[str, str]]], **kwargs) -> list[float]:
+    r"""1.0 when the completion reasons inside one ``<think>...</think>`` block and then boxes an answer, else 0.0."""
+    return [float(bool(_THINK_THEN_BOXED.match(completion_text(c)))) for c in completions]
+
+
+REWARD_FUNCTIONS: dict[str, RewardFunction] = {
+    "math_accuracy_reward": math_accuracy_reward,
+    "exact_match_reward": exact_match_reward,
+    "partial_match_reward": partial_match_reward,
+    "format_reward": format_reward,
+}
+
+
+def get_reward_function(name: str) -> RewardFunction:
+    """A reward function by its name in :data:`REWARD_FUNCTIONS` or by a dotted import path (``my_pkg.rewards.f``)."""
+    if name in REWARD_FUNCTIONS:
+        return REWARD_FUNCTIONS[name]
+    if "." in name:
+        module_name, attribute = name.rsplit(".", 1)
+        try:
+            return getattr(importlib.import_module(module_name), attribute)
+        except (ImportError, AttributeError) as error:
+            raise ValueError(f"reward function {name!r} could not be imported: {error}.") from error
+    raise ValueError(
+        f"Unknown reward function {name!r}. Use one of {sorted(REWARD_FUNCTIONS)} or a dotted import path such as "
+        "'my_package.rewards.my_reward'."
+    )

@@ -1,0 +1,141 @@
+"""Scoring and batch selection: pick the tasks whose (sampled) pass rate is closest to the target.
+
+A task's score is ``-|p_i - p*|``. With temperature 0 the batch is the top-B scores; with
+temperature ``tau > 0`` it is B draws without replacement from ``softmax(score / tau)``,
+done exactly with the Gumbel-top-k trick (perturb each logit with Gumbel noise, keep the B
+largest). Both return the batch ordered from best to worst, ties broken by task id, so the
+order is a deterministic function of the inputs.
+
+Thompson draws at temperature 0 go through :func:`select_thompson_top`, which has the law of
+drawing every task and taking the top B but reveals only the draws near the target.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .sampling import beta_log_pdf, density_bound, draws_in_window, sample_beta
+
+
+# Thinning pays while a task is flagged with probability at most this (a flagged task costs about twice a full draw,
+# which every task costs otherwise); beyond it every task is drawn in full.
+MAX_FLAG_PROBABILITY = 0.6
+# The first window is sized to hold this many times the batch in expectation, so that it rarely has to double.
+WINDOW_MARGIN = 1.5
+# Tasks on which the mean density at the target is estimated (evenly spaced): a deterministic function of the state.
+DENSITY_PROBES = 256
+
+
+def distance_to_target(pass_rates: np.ndarray, target: float, out: np.ndarray | None = None) -> np.ndarray:
+    """``|p_i - p*|``: the negated score, smaller is better (into ``out`` if given, which may be ``pass_rates``)."""
+    distance = np.subtract(pass_rates, pass_rates.dtype.type(target), out=out)
+    return np.abs(distance, out=distance)
+
+
+def smallest_k(values: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the ``k`` smallest values, ascending by value then by index."""
+    candidates = np.argpartition(values, k - 1)[:k] if k < values.size else np.arange(values.size)
+    return candidates[np.lexsort((candidates, values[candidates]))]
+
+
+def select_top(distance: np.ndarray, batch_size: int) -> np.ndarray:
+    """Temperature 0: the ``batch_size`` tasks closest to the target."""
+    return smallest_k(distance, batch_size)
+
+
+def select_softmax(distance: np.ndarray, batch_size: int, temperature: float, rng: np.random.Generator) -> np.ndarray:
+    """Temperature > 0: ``batch_size`` draws without replacement from ``softmax(-distance / temperature)``."""
+    uniforms = rng.random(distance.size)
+    # Gumbel-top-k: the k largest of logit + Gumbel noise are a sample without replacement from softmax(logits).
+    # Negated here so that smaller is better, as for distances: -(logit + g) = distance / tau + log(-log U).
+    # Scaled by tau rather than dividing the distances by it: the same order, and no overflow for a tiny tau.
+    perturbed = distance + temperature * np.log(-np.log(uniforms))
+    return smallest_k(perturbed, batch_size)
+
+
+def _window(target: float, half_width: float) -> tuple[float, float]:
+    return max(0.0, target - half_width), min(1.0, target + half_width)
+
+
+def _mean_density_at(alpha: np.ndarray, beta: np.ndarray, target: float) -> float:
+    probes = np.linspace(0, alpha.size - 1, min(alpha.size, DENSITY_PROBES)).astype(np.int64)
+    return float(np.exp(beta_log_pdf(np.float64(target), alpha[probes], beta[probes])).mean())
+
+
+def _nearest(tasks: np.ndarray, draws: np.ndarray, target: float, batch_size: int) -> np.ndarray:
+    distance = np.abs(draws - target)
+    return tasks[np.lexsort((tasks, distance))[:batch_size]]
+
+
+def select_thompson_top(
+    rng: np.random.Generator, alpha: np.ndarray, beta: np.ndarray, target: float, batch_size: int
+) -> np.ndarray:
+    """The ``batch_size`` tasks whose Thompson draw ``X_i ~ Beta(alpha_i, beta_i)`` is closest to ``target``.
+
+    Exactly the law of drawing every task and keeping the top ``batch_size`` (best first, ties by id), without
+    drawing every task. The nearest draws lie in a window around the target, so only draws in windows are revealed
+    (:func:`trl_bots.sampling.draws_in_window`), from a first window sized to hold about ``WINDOW_MARGIN`` batches.
+    If it holds fewer than a batch, the window doubles: each task not yet placed has so far revealed only that its
+    draw is outside the old window, so it is drawn afresh from its law conditioned on that (redrawn while it lands
+    in the old window) and revealed on the new one. When windows grow too wide for thinning to pay (or a shape is
+    below 1, or the pool is small), the remaining tasks are drawn in full, again conditioned on the last window.
+    """
+    num_tasks = alpha.size
+    bound = density_bound(alpha, beta)
+    density = _mean_density_at(alpha, beta, target) if bound is not None else 0.0
+    half_width = WINDOW_MARGIN * batch_size / (2 * num_tasks * density) if density > 0 else math.inf
+    tasks, draws = np.empty(0, dtype=np.int64), np.empty(0)
+    previous = None  # the last window revealed: every task outside ``tasks`` has its draw outside it
+    while bound is not None and half_width < 1:
+        window = _window(target, half_width)
+        if (window[1] - window[0]) * bound > MAX_FLAG_PROBABILITY:
+            break
+        new_tasks, new_draws = draws_in_window(rng, alpha, beta, window, bound)
+        if previous is not None:
+            unplaced = ~np.isin(new_tasks, tasks, assume_unique=True)
+            new_tasks, new_draws = _redraw_outside(
+                rng, alpha, beta, window, bound, previous, new_tasks[unplaced], new_draws[unplaced]
+            )
+        tasks, draws = np.concatenate([tasks, new_tasks]), np.concatenate([draws, new_draws])
+        if tasks.size >= batch_size:
+            return _nearest(tasks, draws, target, batch_size)
+        previous, half_width = window, 2 * half_width
+    return _nearest_drawing_all(rng, alpha, beta, target, batch_size, tasks, draws, previous)
+
+
+def _inside(draws: np.ndarray, window: tuple[float, float]) -> np.ndarray:
+    return (draws >= window[0]) & (draws <= window[1])
+
+
+def _redraw_outside(rng, alpha, beta, window, bound, previous, tasks, draws):
+    """Redraw (on ``window``) the tasks whose draw fell in ``previous``: their law is conditioned on landing outside."""
+    placed_tasks, placed_draws = [], []
+    while tasks.size:
+        again = _inside(draws, previous)
+        placed_tasks.append(tasks[~again])
+        placed_draws.append(draws[~again])
+        # A redrawn task that lands outside ``window`` is settled too: outside both windows, never revealed.
+        tasks, draws = draws_in_window(rng, alpha, beta, window, bound, tasks=tasks[again])
+    if not placed_tasks:
+        return tasks, draws
+    return np.concatenate(placed_tasks), np.concatenate(placed_draws)
+
+
+def _nearest_drawing_all(rng, alpha, beta, target, batch_size, tasks, draws, previous):
+    """Draw every task not placed yet, conditioned on landing outside ``previous`` (if any), and take the nearest."""
+    if previous is None:
+        return select_top(distance_to_target(sample_beta(rng, alpha, beta), target), batch_size)
+    rest = np.ones(alpha.size, dtype=bool)
+    rest[tasks] = False
+    rest = np.flatnonzero(rest)
+    rest_draws = sample_beta(rng, alpha[rest], beta[rest]).astype(np.float64)
+    again = np.flatnonzero(_inside(rest_draws, previous))
+    while again.size:
+        rest_draws[again] = sample_beta(rng, alpha[rest[again]], beta[rest[again]])
+        again = again[_inside(rest_draws[again], previous)]
+    distance = np.empty(alpha.size)
+    distance[rest] = np.abs(rest_draws - target)
+    distance[tasks] = np.abs(draws - target)
+    return select_top(distance, batch_size)

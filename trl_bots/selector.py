@@ -1,0 +1,333 @@
+"""BOTSSelector: Bayesian online task selection, framework-free.
+
+Glue between the pieces, each in its own module: the Beta posterior update
+(:mod:`trl_bots.posterior`), exact Thompson draws (:mod:`trl_bots.sampling`), scoring and
+batch selection (:mod:`trl_bots.selection`), implicit evidence (:mod:`trl_bots.implicit`),
+the non-adaptive baselines (:mod:`trl_bots.baselines`) and the state file
+(:mod:`trl_bots.state`). The algorithm is described in ``BOTS.md`` and in the paper,
+arXiv:2510.26374.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from typing import Any
+
+import numpy as np
+
+from .baselines import CyclicOrder, easy_to_hard_order, uniform_order
+from .implicit import ImplicitEvidence, InterpolationEstimator
+from .posterior import average_posterior_mean, posterior_mean, update_posterior
+from .sampling import sample_beta
+from .selection import distance_to_target, select_softmax, select_thompson_top, select_top
+from .state import read_state_file, write_state_file
+from .validation import check_hyperparameters, check_reference_pass_rates, check_round, check_strategy
+
+
+# Mean absolute error of the plug-in on a batch at or above which adaptive rho is halved (paper, Section 4).
+ADAPTIVE_MAE_THRESHOLD = 0.25
+
+
+@dataclasses.dataclass(frozen=True)
+class RoundStats:
+    """Diagnostics of one :meth:`BOTSSelector.update` (NaN where a value is undefined for that round)."""
+
+    round: int
+    effective_task_ratio: float  # share of selected tasks with 0 < successes < trials: the ones GRPO learns from
+    all_solved_ratio: float  # share with successes == trials > 0
+    none_solved_ratio: float  # share with successes == 0 < trials
+    selected_pass_rate: float  # successes / trials over the whole batch
+    posterior_mean: float  # mean posterior pass rate over all tasks, after the update
+    cap_coef: float  # mu of the interpolation plug-in (NaN without one)
+    implicit_pearson: float  # plug-in prediction (made before seeing the batch) vs observed rates
+    implicit_mae: float  # mean absolute error of the same prediction
+    implicit_weight: float  # rho used in this update
+
+    def as_dict(self) -> dict[str, float]:
+        return dataclasses.asdict(self)
+
+
+def _pearson(x: np.ndarray, y: np.ndarray) -> float:
+    if x.size < 2 or np.ptp(x) == 0 or np.ptp(y) == 0:
+        return math.nan
+    return float(np.corrcoef(x, y)[0, 1])
+
+
+class BOTSSelector:
+    """Keeps a Beta belief about every task's pass rate and picks batches of tasks near a target pass rate.
+
+    Each round: :meth:`select` a batch, roll it out, :meth:`update` with the success counts.
+
+    Args:
+        num_tasks: number of tasks N.
+        reference_pass_rates: optional ``[N, 2]`` array of offline pass rates (weak model, strong model) in
+            [0, 1]; enables the interpolation plug-in (implicit evidence) and the ``easy2hard`` order.
+        target: target pass rate ``p*`` in (0, 1).
+        forgetting: ``lambda`` in (0, 1], how fast old evidence decays toward the prior.
+        implicit_weight: ``rho`` in [0, 1], the weight of implicit evidence.
+        thompson: score a Thompson draw from each posterior (True) or the posterior mean (False).
+        temperature: ``tau >= 0``; 0 takes the top-B scores, > 0 samples B tasks from ``softmax(score / tau)``.
+        prior: base prior ``(alpha0, beta0)``, both > 0.
+        pseudo_count: ``m``, the weight of one plug-in prediction in rollouts. ``None`` uses the largest number of
+            trials in each update, i.e. the number of rollouts per task G.
+        cap_momentum: ``gamma`` in [0, 1), smoothing of the plug-in's coefficient ``mu``.
+        seed: seed of the selector's own random generator (Thompson draws, temperature sampling, permutations).
+        strategy: ``"bots"`` (explicit + implicit evidence), ``"mopps"`` (explicit only: rho is 0),
+            ``"dots"`` (implicit only: every task, the selected ones included, gets the plug-in's prediction; rho
+            is 1), ``"uniform"`` (a fresh permutation each epoch) or ``"easy2hard"`` (by decreasing mean reference
+            pass rate). The two baselines ignore the posterior when selecting but keep updating it (with implicit
+            evidence when reference pass rates are given), so their diagnostics stay comparable.
+        adaptive_implicit_weight: halve rho whenever the plug-in's mean absolute error on a batch is >= 0.25.
+        estimator: a custom implicit-evidence plug-in (see :class:`trl_bots.implicit.ImplicitEvidence`) used
+            instead of the interpolation plug-in.
+    """
+
+    def __init__(
+        self,
+        num_tasks: int,
+        reference_pass_rates: np.ndarray | None = None,
+        target: float = 0.5,
+        forgetting: float = 0.1,
+        implicit_weight: float = 0.1,
+        thompson: bool = True,
+        temperature: float = 0.0,
+        prior: tuple[float, float] = (1.0, 1.0),
+        pseudo_count: float | None = None,
+        cap_momentum: float = 0.9,
+        seed: int = 0,
+        strategy: str = "bots",
+        adaptive_implicit_weight: bool = False,
+        estimator: ImplicitEvidence | None = None,
+    ) -> None:
+        if isinstance(num_tasks, bool) or not isinstance(num_tasks, (int, np.integer)) or num_tasks < 1:
+            raise ValueError(f"num_tasks must be a positive integer, got {num_tasks!r}.")
+        check_strategy("strategy", strategy)
+        check_hyperparameters(
+            target=target,
+            forgetting=forgetting,
+            implicit_weight=implicit_weight,
+            temperature=temperature,
+            prior=tuple(prior),
+            pseudo_count=pseudo_count,
+            cap_momentum=cap_momentum,
+        )
+        self.num_tasks = int(num_tasks)
+        self.strategy = strategy
+        self.target = float(target)
+        self.forgetting = float(forgetting)
+        self.thompson = bool(thompson)
+        self.temperature = float(temperature)
+        self.prior = (float(prior[0]), float(prior[1]))
+        self.pseudo_count = pseudo_count
+        self.adaptive_implicit_weight = bool(adaptive_implicit_weight)
+        self.seed = seed
+
+        reference = None
+        if reference_pass_rates is not None:
+            reference = check_reference_pass_rates(reference_pass_rates, self.num_tasks)
+        if estimator is None and reference is not None and strategy != "mopps":
+            estimator = InterpolationEstimator(reference, momentum=cap_momentum)
+        self.estimator = estimator
+        self.implicit_weight = self._strategy_implicit_weight(implicit_weight, reference is not None)
+
+        self.rng = np.random.default_rng(seed)
+        self.order: CyclicOrder | None = None
+        if strategy == "uniform":
+            self.order = uniform_order(self.num_tasks, self.rng)
+        elif strategy == "easy2hard":
+            if reference is None:
+                raise ValueError(
+                    "strategy='easy2hard' orders tasks by their reference pass rates; pass reference_pass_rates."
+                )
+            self.order = easy_to_hard_order(reference)
+
+        self.alpha = np.full(self.num_tasks, self.prior[0], dtype=np.float32)
+        self.beta = np.full(self.num_tasks, self.prior[1], dtype=np.float32)
+        self._scratch = np.empty(self.num_tasks, dtype=np.float32)  # reused every round: draws, means, distances
+        # Pseudo counts of every task, also reused (scratch, not state): spares two fresh arrays of length N a round.
+        self._pseudo_counts_buffer = np.empty((2, self.num_tasks), dtype=np.float32)
+        self.round = 0
+        self.estimator_rounds = 0  # rounds the plug-in has been fitted on; it cannot predict before the first
+        self.last_stats: RoundStats | None = None
+
+    def _strategy_implicit_weight(self, implicit_weight: float, has_reference: bool) -> float:
+        has_estimator = self.estimator is not None
+        if self.strategy == "mopps":
+            return 0.0
+        if self.strategy == "dots":
+            if not has_estimator:
+                raise ValueError(
+                    "strategy='dots' uses only implicit evidence; pass reference_pass_rates or estimator."
+                )
+            return 1.0
+        if implicit_weight > 0 and not has_estimator:
+            if self.strategy in ("uniform", "easy2hard"):
+                return 0.0  # the baselines only track the posterior for diagnostics; explicit evidence suffices
+            raise ValueError(
+                f"implicit_weight={implicit_weight} needs implicit evidence, but no reference_pass_rates (weak, strong) "
+                "or estimator was given. Pass reference pass rates, or set implicit_weight=0 for explicit evidence only."
+            )
+        return float(implicit_weight)
+
+    # ------------------------------------------------------------------ selection
+    def select(self, batch_size: int) -> np.ndarray:
+        """Return ``batch_size`` distinct task ids for the next round, best first."""
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
+        if batch_size > self.num_tasks:
+            raise ValueError(
+                f"batch_size={batch_size} is larger than the number of tasks ({self.num_tasks}); a batch holds "
+                "distinct tasks. Use a smaller batch or more tasks."
+            )
+        if self.order is not None:
+            return self.order.take(int(batch_size), self.rng)
+        if self.thompson and self.temperature == 0:
+            return select_thompson_top(self.rng, self.alpha, self.beta, self.target, int(batch_size))
+        if self.thompson:
+            pass_rates = sample_beta(self.rng, self.alpha, self.beta, out=self._scratch)
+        else:
+            pass_rates = posterior_mean(self.alpha, self.beta, out=self._scratch)
+        distance = distance_to_target(pass_rates, self.target, out=pass_rates)
+        if self.temperature > 0:
+            return select_softmax(distance, int(batch_size), self.temperature, self.rng)
+        return select_top(distance, int(batch_size))
+
+    # ------------------------------------------------------------------ evidence
+    def update(self, indices: np.ndarray, successes: np.ndarray, trials: np.ndarray) -> RoundStats:
+        """Fold one round's results into the posterior.
+
+        Args:
+            indices: distinct task ids that were rolled out.
+            successes: successes per task (may be fractional), ``0 <= successes <= trials``.
+            trials: scored rollouts per task (completions whose reward could not be scored are not trials).
+        """
+        idx, successes, trials = check_round(self.num_tasks, indices, successes, trials)
+        failures = trials - successes
+        scored = trials > 0
+        observed = successes[scored] / trials[scored]
+
+        cap_coef = pearson = mae = math.nan
+        pseudo_successes = pseudo_failures = None
+        rho = self.implicit_weight
+        if self.estimator is not None and rho > 0:
+            if self.estimator_rounds and scored.any():
+                predicted = self.estimator.predict(idx[scored])
+                pearson, mae = _pearson(predicted, observed), float(np.mean(np.abs(predicted - observed)))
+                if self.adaptive_implicit_weight and mae >= ADAPTIVE_MAE_THRESHOLD:
+                    rho = self.implicit_weight = rho / 2
+            if scored.any():
+                self.estimator.fit(idx[scored], observed)
+                self.estimator_rounds += 1
+            mu = getattr(self.estimator, "mu", None)  # a fitted mu of exactly 0 is a value, not a missing one
+            cap_coef = math.nan if mu is None else float(mu)
+            if self.estimator_rounds:
+                pseudo_successes, pseudo_failures = self._pseudo_counts(idx, successes, failures, trials)
+        if pseudo_successes is None:
+            rho = 0.0  # nothing to weigh yet: the plug-in has not seen a scored rollout
+
+        update_posterior(
+            self.alpha,
+            self.beta,
+            prior=self.prior,
+            forgetting=self.forgetting,
+            implicit_weight=rho,
+            indices=idx,
+            successes=successes,
+            failures=failures,
+            pseudo_successes=pseudo_successes,
+            pseudo_failures=pseudo_failures,
+        )
+        self.round += 1
+        batch = max(idx.size, 1)
+        self.last_stats = RoundStats(
+            round=self.round,
+            effective_task_ratio=float(np.sum((successes > 0) & (successes < trials))) / batch,
+            all_solved_ratio=float(np.sum(scored & (successes == trials))) / batch,
+            none_solved_ratio=float(np.sum(scored & (successes == 0))) / batch,
+            selected_pass_rate=float(successes.sum() / trials.sum()) if trials.sum() > 0 else math.nan,
+            posterior_mean=average_posterior_mean(self.alpha, self.beta),
+            cap_coef=cap_coef,
+            implicit_pearson=pearson,
+            implicit_mae=mae,
+            implicit_weight=rho,
+        )
+        return self.last_stats
+
+    def _pseudo_counts(
+        self, idx: np.ndarray, successes: np.ndarray, failures: np.ndarray, trials: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Implicit counts ``m q_i`` and ``m (1 - q_i)`` for every task; observed counts for the selected (bots)."""
+        m = self.pseudo_count if self.pseudo_count is not None else float(trials.max(initial=0.0))
+        pseudo_successes, pseudo_failures = self._pseudo_counts_buffer
+        np.multiply(self.estimator.predict(), np.float32(m), out=pseudo_successes)
+        np.subtract(np.float32(m), pseudo_successes, out=pseudo_failures)
+        if self.strategy != "dots":  # dots trusts the plug-in everywhere, the selected tasks included
+            pseudo_successes[idx] = successes
+            pseudo_failures[idx] = failures
+        return pseudo_successes, pseudo_failures
+
+    def posterior_mean(self) -> np.ndarray:
+        """Posterior mean pass rate of every task."""
+        return posterior_mean(self.alpha, self.beta)
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue bit-identically: arrays under their names, scalars as JSON-able values."""
+        state: dict[str, Any] = {
+            "alpha": self.alpha.copy(),
+            "beta": self.beta.copy(),
+            "num_tasks": self.num_tasks,
+            "strategy": self.strategy,
+            "round": self.round,
+            "implicit_weight": self.implicit_weight,
+            "estimator_rounds": self.estimator_rounds,
+            "estimator": self.estimator.state_dict() if self.estimator is not None else {},
+            "rng": self.rng.bit_generator.state,
+            "last_stats": self.last_stats.as_dict() if self.last_stats is not None else None,
+        }
+        if self.order is not None:
+            state["order"] = self.order.order.copy()
+            state["order_cursor"] = self.order.cursor
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore a :meth:`state_dict`; ``ValueError`` if it belongs to another task set or strategy."""
+        if state.get("num_tasks") != self.num_tasks:
+            raise ValueError(
+                f"The selector state is for {state.get('num_tasks')} tasks but this selector has {self.num_tasks}: "
+                "it belongs to another dataset. Resume with the dataset it was saved with."
+            )
+        if state.get("strategy") != self.strategy:
+            raise ValueError(f"The selector state is for strategy {state.get('strategy')!r}, not {self.strategy!r}.")
+        alpha, beta = (np.asarray(state[k], dtype=np.float32) for k in ("alpha", "beta"))
+        for name, array in (("alpha", alpha), ("beta", beta)):
+            if array.shape != (self.num_tasks,) or not np.isfinite(array).all() or (array <= 0).any():
+                raise ValueError(f"The selector state's {name} must be {self.num_tasks} finite positive numbers.")
+        if self.order is not None:
+            self.order.load_state_dict({"order": state["order"], "cursor": state["order_cursor"]})
+        self.alpha, self.beta = alpha.copy(), beta.copy()
+        self.round = int(state["round"])
+        self.implicit_weight = float(state["implicit_weight"])
+        self.estimator_rounds = int(state["estimator_rounds"])
+        if self.estimator is not None:
+            self.estimator.load_state_dict(state["estimator"])
+        self.rng.bit_generator.state = state["rng"]
+        self.last_stats = RoundStats(**state["last_stats"]) if state.get("last_stats") else None
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the state to one file, atomically and without pickle (see :mod:`trl_bots.state`)."""
+        state = self.state_dict()
+        arrays = {name: state.pop(name) for name in ("alpha", "beta", "order") if name in state}
+        write_state_file(path, arrays, state)
+
+    def load(self, path: str | os.PathLike) -> None:
+        """Load a file written by :meth:`save` into this selector."""
+        arrays, scalars = read_state_file(path)
+        try:
+            self.load_state_dict({**scalars, **arrays})
+        except (KeyError, TypeError) as error:
+            raise ValueError(
+                f"{path} is not a complete BOTS selector state (missing or malformed {error})."
+            ) from error

@@ -1,0 +1,468 @@
+"""BOTSGRPOTrainer: TRL's GRPOTrainer with Bayesian Online Task Selection choosing every generation batch."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+import textwrap
+import time
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from datasets import Dataset, IterableDataset
+from torch.utils.data import IterableDataset as TorchIterableDataset
+from transformers.trainer import TRAINER_STATE_NAME
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint, sort_checkpoints
+from trl import GRPOTrainer
+from trl.trainer.utils import get_config_model_id
+
+from .config import BOTSConfig
+from .sampler import BOTSSampler
+from .selector import BOTSSelector
+from .state import SELECTOR_FILE
+
+
+TASK_ID_COLUMN = "bots_task_id"
+SAMPLER_FILE = "bots_sampler.json"
+ROUND_STATE_FORMAT = "trl-bots-round/1"
+
+BOTS_CITATION = textwrap.dedent("""\
+    @misc{shen2025bots,
+        title         = {{BOTS: A Unified Framework for Bayesian Online Task Selection in LLM Reinforcement Finetuning}},
+        author        = {Qianli Shen and Daoyuan Chen and Yilun Huang and Zhenqing Ling and Yaliang Li and Bolin Ding and Jingren Zhou},
+        year          = 2025,
+        eprint        = {arXiv:2510.26374},
+    }""")
+
+
+def _reference_pass_rates(dataset: Dataset, columns: list[str] | None) -> np.ndarray | None:
+    if columns is None:
+        return None
+    missing = [column for column in columns if column not in dataset.column_names]
+    if missing:
+        raise ValueError(
+            f"bots_reference_columns names {missing}, which the train dataset does not have (its columns: "
+            f"{dataset.column_names}). Add the reference pass-rate columns or fix bots_reference_columns."
+        )
+    try:
+        return np.stack([np.asarray(dataset[column], dtype=np.float64) for column in columns], axis=1)
+    except (TypeError, ValueError) as error:
+        raise ValueError(
+            f"bots_reference_columns {columns} must hold one number per row (a pass rate in [0, 1]), but they could "
+            f"not be read as numbers: {error}. Fill missing values or drop those rows."
+        ) from error
+
+
+def _write_json_atomic(path: str, payload: dict[str, Any]) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{Path(path).name}.", suffix=".tmp", dir=os.path.dirname(path))
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(payload, f)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _missing_checkpoint_files(checkpoint: str) -> list[str]:
+    """The files a checkpoint written to the end has and `checkpoint` lacks (the Trainer writes its state file last)."""
+    return [
+        name
+        for name in (SAMPLER_FILE, SELECTOR_FILE, TRAINER_STATE_NAME)
+        if not os.path.isfile(f"{checkpoint}/{name}")
+    ]
+
+
+def latest_complete_checkpoint(output_dir: str) -> str | None:
+    """The newest `checkpoint-<step>` folder of `output_dir` that was written to the end, or None.
+
+    The Trainer writes a checkpoint folder file by file (BOTS round state, model, BOTS selector, optimizer, scheduler,
+    RNG state, `trainer_state.json` last), so a process killed while saving leaves a folder without its last files.
+    """
+    complete = [path for path in sort_checkpoints(output_dir) if not _missing_checkpoint_files(path)]
+    return complete[-1] if complete else None
+
+
+@dataclass(frozen=True)
+class SelectedRound:
+    """One generation batch: the tasks the selector chose for it, and how the choice was made."""
+
+    tasks: np.ndarray  # the B distinct task ids, in selection order: slot j holds tasks[j]
+    evidence_lag: int  # rounds selected before this one whose rewards the selector had not seen yet
+    selection_ms: float  # wall time of the selector's choice
+
+
+def _read_round_state(state: dict[str, Any], tasks_per_round: int, selector: BOTSSelector) -> tuple[int, np.ndarray]:
+    """Validate a round state file's content against the restored selector; return (micro-step, round's tasks)."""
+    if state.get("format") != ROUND_STATE_FORMAT:
+        raise ValueError(f"format is {state.get('format')!r}, expected {ROUND_STATE_FORMAT!r}")
+    micro_step, rounds = state["micro_step"], state["rounds_selected"]
+    for name, value in (("micro_step", micro_step), ("rounds_selected", rounds)):
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if rounds != selector.round:
+        # Every selected round is credited within the same training step, so a checkpoint always holds both equal.
+        raise ValueError(
+            f"it records {rounds} selected rounds but {SELECTOR_FILE} has been updated {selector.round} times: the "
+            "two files come from different checkpoints"
+        )
+    tasks = np.asarray(state["tasks"], dtype=np.int64)
+    if (
+        tasks.shape != (tasks_per_round,)
+        or tasks.min() < 0
+        or tasks.max() >= selector.num_tasks
+        or np.unique(tasks).size != tasks.size
+    ):
+        raise ValueError(
+            f"the saved round {tasks.tolist()} is not {tasks_per_round} distinct task ids in "
+            f"[0, {selector.num_tasks}): it was saved with another dataset or generation_batch_size"
+        )
+    return micro_step, tasks
+
+
+class BOTSGRPOTrainer(GRPOTrainer):
+    """
+    [`trl.GRPOTrainer`] whose generation batches are chosen by Bayesian Online Task Selection
+    ([BOTS](https://huggingface.co/papers/2510.26374)).
+
+    Each dataset row is a task. Every generation batch, a [`BOTSSelector`] (the live one is `trainer.selector`, on
+    every process) picks the `generation_batch_size // num_generations` tasks whose pass rate is probably closest to
+    `bots_target_pass_rate`; after GRPO scores the completions, the selector is updated with every task's successes
+    and scored trials, gathered over all processes.
+
+    Changes with respect to [`trl.GRPOTrainer`], everything else (generation, rewards, advantages, loss, logging,
+    evaluation) is inherited unchanged:
+
+    - `__init__`: validates the dataset, adds a `bots_task_id` column (the row index), builds the selector.
+    - `_set_signature_columns_if_needed`: keeps `bots_task_id` when `remove_unused_columns=True`.
+    - `_get_train_sampler`: returns a [`BOTSSampler`], which yields *slots* ("the j-th task of the current round") in
+      RepeatSampler's layout and length; the DataLoader fetches rows `0..B-1` as placeholders.
+    - `_generate_and_score_completions`: in training, when GRPO is about to generate a round, asks the selector for
+      the round's B tasks and replaces every placeholder row by its task's dataset row (same keys). Evaluation is
+      untouched.
+    - `_calculate_rewards`: after the inherited (already gathered) rewards, credits each task's successes, checks that
+      all processes hold the same selector, and logs the `bots/*` metrics and the task id / posterior mean columns of
+      the completions table.
+    - `_save_checkpoint`, `_load_optimizer_and_scheduler`: save and restore the selector, the current round's tasks and
+      GRPO's micro-step counter (`bots_selector.safetensors`, `bots_sampler.json`).
+    - `save_model`: writes the selector state (`bots_selector.safetensors`) beside the model.
+    - `create_model_card`: appends a BOTS section; the card carries the `bots` tag.
+
+    Freshness: a round is selected when GRPO generates it, not when the DataLoader reads it. Accelerate reads one batch
+    ahead, the Trainer reads all `gradient_accumulation_steps` batches of an optimizer step at once, and DataLoader
+    workers prefetch more; all of that read-ahead fetches only placeholders. GRPO generates rounds one after the
+    other, and a round's rewards are credited within the same `_generate_and_score_completions` call that selected
+    it, so every earlier round is credited before the next is selected: `bots/evidence_lag` (rounds selected minus
+    rounds credited, at selection time) is 0 by construction, for every schedule and any `dataloader_num_workers`.
+
+    Resuming from a checkpoint continues the selection bit-identically. A checkpoint taken in the middle of a round
+    (`num_iterations * steps_per_generation > gradient_accumulation_steps`) makes GRPO regenerate the completions it
+    had buffered; BOTS refills that round with the tasks saved in the checkpoint, without selecting or crediting it
+    again. With several processes, every round ends with a cross-process checksum of the selector: a process that
+    diverged stops training with an error naming it.
+    """
+
+    _tag_names = ["trl", "grpo", "bots"]
+
+    def __init__(self, model, reward_funcs=None, args: BOTSConfig | None = None, train_dataset=None, **kwargs):
+        if args is None:
+            model_name = model if isinstance(model, str) else get_config_model_id(model.config)
+            args = BOTSConfig(f"{model_name.split('/')[-1]}-BOTS")
+        if not isinstance(args, BOTSConfig):
+            raise TypeError(f"args must be a BOTSConfig, got {type(args).__name__}. Build a BOTSConfig instead.")
+        train_dataset = self._check_train_dataset(train_dataset, args)
+        self.selector = BOTSSelector(
+            len(train_dataset),
+            reference_pass_rates=_reference_pass_rates(train_dataset, args.bots_reference_columns),
+            target=args.bots_target_pass_rate,
+            forgetting=args.bots_forgetting,
+            implicit_weight=args.bots_implicit_weight,
+            thompson=args.bots_thompson,
+            temperature=args.bots_temperature,
+            prior=(args.bots_prior_alpha, args.bots_prior_beta),
+            pseudo_count=args.bots_pseudo_count if args.bots_pseudo_count is not None else args.num_generations,
+            cap_momentum=args.bots_cap_momentum,
+            seed=args.bots_seed if args.bots_seed is not None else args.seed,
+            strategy=args.bots_strategy,
+            adaptive_implicit_weight=args.bots_adaptive_implicit_weight,
+        )
+        train_dataset = train_dataset.add_column(TASK_ID_COLUMN, np.arange(len(train_dataset), dtype=np.int64))
+        self._bots_rounds_selected = 0  # over the whole run, restored on resume
+        self._bots_tasks: np.ndarray | None = None  # the task of each slot of the round GRPO generates or trains on
+        self._bots_uncredited: SelectedRound | None = None  # the round just selected, until its rewards are credited
+        super().__init__(model, reward_funcs, args=args, train_dataset=train_dataset, **kwargs)
+        if args.bots_success_reward is not None and args.bots_success_reward not in self.reward_func_names:
+            raise ValueError(
+                f"bots_success_reward={args.bots_success_reward!r} is not one of the reward functions "
+                f"{self.reward_func_names}. Use one of these names, or None for the weighted total reward."
+            )
+
+    # Overridden to refuse an incomplete checkpoint folder up front. A process killed while saving leaves one behind
+    # (the Trainer writes the folder file by file, not atomically) and `resume_from_checkpoint=True` picks it, being
+    # the newest: the Trainer would load its model, then stop at the missing `trainer_state.json` with a bare
+    # FileNotFoundError. Name the problem and the fix instead.
+    def train(self, resume_from_checkpoint: str | bool | None = None, *args, **kwargs):
+        if resume_from_checkpoint is True:  # the Trainer's own choice, the newest folder; if none, it raises itself
+            resume_from_checkpoint = get_last_checkpoint(self.args.output_dir) or True
+        checkpoint = resume_from_checkpoint
+        if isinstance(checkpoint, (str, os.PathLike)) and (missing := _missing_checkpoint_files(str(checkpoint))):
+            raise ValueError(
+                f"Cannot resume from {checkpoint}: it is incomplete, {' and '.join(missing)} "
+                f"{'is' if len(missing) == 1 else 'are'} missing, most likely because the process stopped while "
+                "writing it. Resume from the newest complete checkpoint, "
+                f"{latest_complete_checkpoint(os.path.dirname(os.path.abspath(checkpoint)))} "
+                "(trl_bots.trainer.latest_complete_checkpoint finds it), or delete the incomplete folder."
+            )
+        return super().train(resume_from_checkpoint, *args, **kwargs)
+
+    @staticmethod
+    def _check_train_dataset(train_dataset, args: BOTSConfig) -> Dataset:
+        if train_dataset is None or isinstance(train_dataset, (IterableDataset, TorchIterableDataset)):
+            raise ValueError(
+                f"BOTS selects tasks by index, so train_dataset must be a map-style datasets.Dataset, got "
+                f"{type(train_dataset).__name__}. Load the data without streaming (or call "
+                "Dataset.from_generator on the stream)."
+            )
+        if not isinstance(train_dataset, Dataset):
+            raise TypeError(f"train_dataset must be a datasets.Dataset, got {type(train_dataset).__name__}.")
+        if TASK_ID_COLUMN in train_dataset.column_names:
+            raise ValueError(
+                f"train_dataset already has a column {TASK_ID_COLUMN!r}, which BOTS adds itself; rename or remove it."
+            )
+        tasks_per_batch = args.generation_batch_size // args.num_generations
+        if len(train_dataset) < tasks_per_batch:
+            raise ValueError(
+                f"One generation batch needs {tasks_per_batch} distinct tasks (generation_batch_size="
+                f"{args.generation_batch_size} // num_generations={args.num_generations}), but train_dataset has "
+                f"only {len(train_dataset)} rows. Use more tasks or a smaller generation_batch_size."
+            )
+        return train_dataset
+
+    # Overridden so that `remove_unused_columns=True` does not drop the task id column.
+    def _set_signature_columns_if_needed(self):
+        super()._set_signature_columns_if_needed()
+        if TASK_ID_COLUMN not in self._signature_columns:
+            self._signature_columns = [*self._signature_columns, TASK_ID_COLUMN]
+
+    # Overridden to read slots instead of tasks: the DataLoader reads ahead of training, so choosing tasks when it
+    # reads them would ignore the rewards of the rounds still in flight. The layout is RepeatSampler's.
+    def _get_train_sampler(self, dataset=None) -> BOTSSampler:
+        return BOTSSampler(
+            len(dataset if dataset is not None else self.train_dataset),
+            mini_repeat_count=self.num_generations,
+            batch_size=self.args.generation_batch_size // self.num_generations,
+            repeat_count=self.num_iterations * self.args.steps_per_generation,
+        )
+
+    # Overridden because GRPO calls it exactly when it generates a round (from `_prepare_inputs`, once per
+    # `steps_per_generation * num_iterations` micro-steps, or right after resuming), i.e. after every earlier round's
+    # rewards were credited: the latest moment to choose the round's tasks, and the only one that sees all evidence.
+    def _generate_and_score_completions(self, inputs):
+        if self.model.training:
+            inputs = self._fill_round(inputs)
+        return super()._generate_and_score_completions(inputs)
+
+    def _fill_round(self, placeholders: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Replace the DataLoader's placeholder rows (one per slot) by the dataset rows of the round's tasks."""
+        slots = [int(row[TASK_ID_COLUMN]) for row in placeholders]
+        tasks_per_round = self.args.generation_batch_size // self.num_generations
+        gathered = self.accelerator.gather(torch.tensor(slots, device=self.accelerator.device)).cpu().numpy()
+        if not np.array_equal(gathered, np.repeat(np.arange(tasks_per_round), self.num_generations)):
+            raise RuntimeError(
+                f"BOTS expected the generation batch to hold slots 0..{tasks_per_round - 1}, each "
+                f"{self.num_generations} times in a row, over all processes, but got {gathered.tolist()}. The train "
+                "DataLoader reorders or drops samples (e.g. a custom sampler, split_batches or dispatch_batches); "
+                "BOTS needs GRPO's layout."
+            )
+        if self._step % (self.args.steps_per_generation * self.num_iterations) == 0:
+            self._bots_uncredited = self._select_round(tasks_per_round)
+            self._bots_tasks = self._bots_uncredited.tasks
+        elif self._bots_tasks is None:
+            raise RuntimeError(
+                f"GRPO regenerates a round in the middle of it (micro-step {self._step}), but BOTS has no record of "
+                "that round's tasks. Resume from a checkpoint written by BOTSGRPOTrainer."
+            )
+        # Otherwise GRPO regenerates the round in progress at the checkpoint it resumed from: the saved tasks, no new
+        # selection, no second credit.
+        tasks = self._bots_tasks[slots].tolist()
+        rows = self.train_dataset[tasks]
+        return [{key: rows[key][position] for key in placeholder} for position, placeholder in enumerate(placeholders)]
+
+    def _select_round(self, tasks_per_round: int) -> SelectedRound:
+        evidence_lag = self._bots_rounds_selected - self.selector.round
+        start = time.perf_counter()
+        tasks = np.asarray(self.selector.select(tasks_per_round), dtype=np.int64)
+        selection_ms = (time.perf_counter() - start) * 1000.0
+        self._bots_rounds_selected += 1
+        return SelectedRound(tasks, evidence_lag, selection_ms)
+
+    # Overridden because this is where GRPO holds the rewards of every completion, gathered over all processes.
+    def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
+        rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+        if self.model.training:
+            self._credit_round(inputs, rewards_per_func)
+        return rewards_per_func
+
+    def _credit_round(self, inputs: list[dict[str, Any]], rewards_per_func: torch.Tensor) -> None:
+        if self._bots_uncredited is not None:
+            selected, self._bots_uncredited = self._bots_uncredited, None
+            # The gathered rewards are in slot order (checked in `_fill_round`): row k * G + g is task selected[k].
+            successes, trials = self._count_successes(rewards_per_func)
+            stats = self.selector.update(selected.tasks, successes, trials)
+            if self.accelerator.num_processes > 1:
+                self._check_rank_consistency(selected)
+            metrics = self._metrics["train"]
+            for name, value in stats.as_dict().items():
+                if name != "round":
+                    metrics[f"bots/{name}"].append(value)
+            metrics["bots/selection_ms"].append(selected.selection_ms)
+            metrics["bots/evidence_lag"].append(selected.evidence_lag)
+        local_ids = [int(example[TASK_ID_COLUMN]) for example in inputs]
+        posterior_mean = self.selector.posterior_mean()
+        self._log_completion_extra(TASK_ID_COLUMN, local_ids)
+        self._log_completion_extra("bots_posterior_mean", posterior_mean[local_ids].tolist())
+
+    def _check_rank_consistency(self, selected: SelectedRound) -> None:
+        """Stop training if any process holds another posterior or selection than process 0 (BOTS.md invariant 2)."""
+        selector = self.selector
+        checksum = zlib.crc32(selector.alpha.tobytes())
+        checksum = zlib.crc32(selector.beta.tobytes(), checksum)
+        checksum = zlib.crc32(np.array([selector.round, *selected.tasks], dtype=np.int64).tobytes(), checksum)
+        local = torch.tensor([checksum], dtype=torch.int64, device=self.accelerator.device)
+        checksums = self.accelerator.gather(local).cpu().tolist()
+        diverged = [rank for rank, value in enumerate(checksums) if value != checksums[0]]
+        if diverged:
+            raise RuntimeError(
+                f"BOTS selector out of sync across processes after round {selector.round}: ranks {diverged} hold a "
+                f"different posterior or selection than rank 0 (CRC-32 per rank: {checksums}). Every process must "
+                "build the trainer from the same dataset, BOTSConfig (seed, bots_seed) and checkpoint, and nothing "
+                "may change trainer.selector on one process only."
+            )
+
+    def _count_successes(self, rewards_per_func: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """Successes and scored trials per task of the round, from the gathered `[B * G, num_reward_funcs]` rewards."""
+        args = self.args
+        rewards_per_func = rewards_per_func.detach().to("cpu", torch.float64)
+        if args.bots_success_reward is None:
+            weights = self.reward_weights.to("cpu", torch.float64)
+            rewards = (rewards_per_func * weights).nansum(dim=1)
+            # As in GRPO: a completion that no reward function scored is unscorable, not a zero reward.
+            rewards[torch.isnan(rewards_per_func).all(dim=1)] = math.nan
+        else:
+            rewards = rewards_per_func[:, self.reward_func_names.index(args.bots_success_reward)]
+        rewards = rewards.numpy().reshape(-1, self.num_generations)
+        scored = ~np.isnan(rewards)
+        if args.bots_fractional_evidence:
+            outside = scored & ((rewards < 0) | (rewards > 1))
+            if outside.any():
+                raise ValueError(
+                    f"bots_fractional_evidence counts rewards as fractional successes, so they must lie in [0, 1]; "
+                    f"got {rewards[outside][:5].tolist()}. Rescale the reward (or bots_success_reward) to [0, 1], or "
+                    "turn bots_fractional_evidence off to threshold it at bots_success_threshold."
+                )
+            successes = np.where(scored, rewards, 0.0).sum(axis=1)
+        else:
+            successes = (scored & (rewards >= args.bots_success_threshold)).sum(axis=1).astype(np.float64)
+        return successes, scored.sum(axis=1).astype(np.float64)
+
+    # Overridden to put the current round in every checkpoint (the model and selector files are written by the
+    # inherited method through `save_model`).
+    def _save_checkpoint(self, model, trial):
+        if self.args.should_save:
+            output_dir = os.path.join(
+                self._get_output_dir(trial=trial), f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+            )
+            os.makedirs(output_dir, exist_ok=True)
+            state = {
+                "format": ROUND_STATE_FORMAT,
+                "micro_step": self._step,
+                "rounds_selected": self._bots_rounds_selected,
+                "tasks": self._bots_tasks.tolist(),
+            }
+            _write_json_atomic(os.path.join(output_dir, SAMPLER_FILE), state)
+        super()._save_checkpoint(model, trial)
+
+    # Overridden because this is the Trainer's hook for restoring non-model state on resume (GRPO uses it likewise).
+    def _load_optimizer_and_scheduler(self, checkpoint):
+        super()._load_optimizer_and_scheduler(checkpoint)
+        if checkpoint is not None:
+            self._load_bots_state(checkpoint)
+
+    def _load_bots_state(self, checkpoint: str) -> None:
+        paths = {name: os.path.join(checkpoint, name) for name in (SELECTOR_FILE, SAMPLER_FILE)}
+        for name, path in paths.items():
+            if not os.path.isfile(path):
+                raise ValueError(
+                    f"Cannot resume BOTS from {checkpoint}: {name} is missing, so the selector would restart from the "
+                    "prior. Resume from a checkpoint written by BOTSGRPOTrainer, or start a new run."
+                )
+        self.selector.load(paths[SELECTOR_FILE])
+        tasks_per_round = self.args.generation_batch_size // self.num_generations
+        try:
+            with open(paths[SAMPLER_FILE]) as f:
+                micro_step, self._bots_tasks = _read_round_state(json.load(f), tasks_per_round, self.selector)
+        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError) as error:
+            raise ValueError(
+                f"{paths[SAMPLER_FILE]} is not a valid BOTS round state ({error}). Resume from the checkpoint folder "
+                "as BOTSGRPOTrainer wrote it, or from an earlier one."
+            ) from error
+        self._bots_rounds_selected = self.selector.round  # checked equal to the saved count
+        self._bots_uncredited = None
+        # A new trainer starts GRPO's micro-step counter at 0. Restoring it keeps GRPO's generation schedule that of
+        # the uninterrupted run, so a checkpoint taken mid-round regenerates that round (see `_fill_round`).
+        self._step = micro_step
+
+    # Overridden so that the saved model folder carries the selector state (and `push_to_hub` publishes it).
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
+        super().save_model(output_dir, _internal_call)
+        if self.args.should_save:
+            output_dir = output_dir if output_dir is not None else self.args.output_dir
+            os.makedirs(output_dir, exist_ok=True)
+            self.selector.save(os.path.join(output_dir, SELECTOR_FILE))
+
+    # Overridden to add the BOTS section (settings, final effective-task ratio, citation) to the generated card.
+    def create_model_card(
+        self, model_name: str | None = None, dataset_name: str | None = None, tags: str | list[str] | None = None
+    ):
+        super().create_model_card(model_name=model_name, dataset_name=dataset_name, tags=tags)
+        if self.is_world_process_zero():
+            with open(os.path.join(self.args.output_dir, "README.md"), "a") as f:
+                f.write(self._model_card_section())
+
+    def _model_card_section(self) -> str:
+        args, selector = self.args, self.selector
+        stats = selector.last_stats
+        effective = "n/a (no round trained)" if stats is None else f"{stats.effective_task_ratio:.4f}"
+        settings = {
+            "strategy": args.bots_strategy,
+            "target pass rate": args.bots_target_pass_rate,
+            "forgetting": args.bots_forgetting,
+            "implicit weight (current)": f"{args.bots_implicit_weight} ({selector.implicit_weight})",
+            "Thompson sampling": args.bots_thompson,
+            "temperature": args.bots_temperature,
+            "prior (alpha0, beta0)": (args.bots_prior_alpha, args.bots_prior_beta),
+            "pseudo count": args.bots_pseudo_count if args.bots_pseudo_count is not None else args.num_generations,
+            "cap momentum": args.bots_cap_momentum,
+            "reference columns": args.bots_reference_columns,
+            "success": f"reward {args.bots_success_reward or '(weighted total)'} >= {args.bots_success_threshold}"
+            + (" (fractional evidence)" if args.bots_fractional_evidence else ""),
+            "tasks": selector.num_tasks,
+            "rounds": selector.round,
+            "final effective-task ratio": effective,
+        }
+        rows = "\n".join(f"| {name} | {value} |" for name, value in settings.items())
+        return (
+            "\n## BOTS task selection\n\n"
+            "The training tasks were chosen online by Bayesian Online Task Selection "
+            "([BOTS](https://huggingface.co/papers/2510.26374)) with trl-bots: each generation batch took the tasks "
+            "whose pass rate was "
+            "probably closest to the target. The selector state is saved beside the model as "
+            f"`{SELECTOR_FILE}`.\n\n| Setting | Value |\n|---|---|\n{rows}\n\n"
+            f"Cite BOTS as:\n\n```bibtex\n{BOTS_CITATION}\n```\n"
+        )

@@ -115,6 +115,17 @@ def test_additions_are_aligned_reversed_distinct_and_respect_the_held_out_set():
     assert len(ids) == 8 and tokenizer.decode(ids) == "045+718="
 
 
+def test_additions_beyond_the_distinct_supply_fail_instead_of_looping():
+    from trl_bots.arithmetic import make_additions
+
+    every_one_digit = make_additions(100, 1, seed=0)  # 10 x 10 ordered pairs of one-digit operands
+    assert len(set(every_one_digit["prompt"])) == 100
+    held_out = set(make_additions(10, 1, seed=1)["prompt"])
+    assert len(make_additions(90, 1, seed=2, exclude=held_out)) == 90
+    with pytest.raises(ValueError, match=r"num=91 distinct additions requested.*only 90 \(after excluding 10"):
+        make_additions(91, 1, seed=2, exclude=held_out)
+
+
 # ---------------------------------------------------------------- end to end
 @pytest.mark.slow
 def test_offline_default_runs_every_phase_and_reuses_its_setup(tmp_path, monkeypatch):

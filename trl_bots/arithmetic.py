@@ -80,6 +80,16 @@ def make_additions(num: int, max_digits: int, seed: int, exclude: set[str] = fro
     Columns: ``prompt``, ``solution`` (see :func:`format_addition`) and ``carries`` (:func:`count_carries`). Prompts
     in ``exclude`` are never produced, so a held-out set stays held out.
     """
+    # Operands run over 0 .. 10**max_digits - 1, so there are 10**(2 * max_digits) ordered pairs, less the excluded
+    # prompts of this format ("a+b=", both operands zero-padded to max_digits).
+    excluded = sum(len(prompt) == 2 * max_digits + 2 for prompt in exclude)
+    available = 10 ** (2 * max_digits) - excluded
+    if num > available:
+        raise ValueError(
+            f"make_additions: num={num} distinct additions requested, but operands of at most max_digits={max_digits} "
+            f"digit(s) give only {available} (after excluding {excluded} held-out prompts). Ask for fewer additions "
+            "or allow more digits."
+        )
     rng = random.Random(seed)
     rows, seen = [], set(exclude)
     while len(rows) < num:

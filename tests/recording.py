@@ -32,11 +32,10 @@ class RewardRecorder:
 
 
 def total_rewards(call: dict, weights) -> np.ndarray:
-    """GRPO's weighted total per completion; NaN where no function scored it."""
+    """The weighted total per completion; NaN (unscored) where a function with a non-zero weight did not score it."""
     table = np.array([[math.nan if v is None else v for v in values] for values in call["rewards"]], dtype=float)
-    total = np.nansum(table * np.asarray(weights, dtype=float)[:, None], axis=0)
-    total[np.isnan(table).all(axis=0)] = math.nan
-    return total
+    weights = np.asarray(weights, dtype=float)
+    return np.sum(table[weights != 0] * weights[weights != 0, None], axis=0)
 
 
 def replay_posterior(num_tasks, rounds, forgetting=0.1, prior=(1.0, 1.0), threshold=0.5, fractional=False):

@@ -274,6 +274,41 @@ def test_success_definition(tiny_model_path, tmp_path, reward_funcs, overrides, 
     np.testing.assert_allclose(trainer.selector.beta, beta, rtol=1e-6)
 
 
+def test_unscored_accuracy_is_not_a_failure_when_a_side_reward_scores_it(tiny_model_path, tmp_path):
+    """Weighted total: a completion is scored only when every reward function with a non-zero weight scored it."""
+
+    def accuracy(completions, idx, **kwargs):  # cannot grade tasks divisible by 3
+        return [None if i % 3 == 0 else float(i % 2 == 0) for i in idx]
+
+    def format_bonus(completions, idx, **kwargs):  # scores every completion
+        return [1.0] * len(idx)
+
+    def ignored(completions, idx, **kwargs):  # weight 0: whether it scores changes nothing
+        return [None] * len(idx)
+
+    weights = [1.0, 0.1, 0.0]
+    trainer, recorder, _ = make_trainer(
+        tiny_model_path,
+        tmp_path,
+        reward_funcs=(accuracy, format_bonus, ignored),
+        max_steps=8,
+        reward_weights=weights,
+        bots_thompson=False,  # posterior means: the unscored tasks (exactly 0.5) stay the favourites
+    )
+    trainer.train()
+    selected = {i for call in recorder.calls for i in call["idx"]}
+    ungraded = sorted(i for i in selected if i % 3 == 0)
+    assert ungraded  # the test saw unscorable tasks
+    # Never a trial: alpha and beta only decay toward the flat prior, i.e. stay exactly 1.
+    assert trainer.selector.alpha[ungraded].tolist() == trainer.selector.beta[ungraded].tolist() == [1.0] * len(
+        ungraded
+    )
+    rounds = [(c["idx"], total_rewards(c, weights)) for c in recorder.calls]
+    alpha, beta = replay_posterior(10, rounds)
+    np.testing.assert_allclose(trainer.selector.alpha, alpha, rtol=1e-6)
+    np.testing.assert_allclose(trainer.selector.beta, beta, rtol=1e-6)
+
+
 def test_fractional_evidence_rejects_rewards_outside_unit_interval(tiny_model_path, tmp_path):
     def too_big(completions, idx, **kwargs):
         return [2.0] * len(idx)

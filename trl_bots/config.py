@@ -49,7 +49,9 @@ class BOTSConfig(GRPOConfig):
         bots_success_threshold (`float`, *optional*, defaults to `0.5`):
             A completion succeeds when its reward is >= this value.
         bots_success_reward (`str` or `None`, *optional*, defaults to `None`):
-            Reward that decides success: `None` for GRPO's weighted total, or the name of one reward function.
+            Reward that decides success: `None` for GRPO's weighted total, or the name of one reward function. With
+            the weighted total, a completion is scored only when every reward function with a non-zero weight scored
+            it (returned a number, not `None`/NaN); otherwise it counts as neither a success nor a failure.
         bots_fractional_evidence (`bool`, *optional*, defaults to `False`):
             Count each completion's reward, which must lie in [0, 1], as fractional success instead of thresholding.
         bots_adaptive_implicit_weight (`bool`, *optional*, defaults to `False`):
@@ -119,7 +121,8 @@ class BOTSConfig(GRPOConfig):
         default=None,
         metadata={
             "help": "Reward that decides success: None for GRPO's weighted total reward, or the name of one reward "
-            "function."
+            "function. With the weighted total, a completion is scored only when every reward function with a "
+            "non-zero weight scored it; otherwise it is neither a success nor a failure."
         },
     )
     bots_fractional_evidence: bool = field(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import os
 import tempfile
 import textwrap
@@ -350,10 +349,12 @@ class BOTSGRPOTrainer(GRPOTrainer):
         args = self.args
         rewards_per_func = rewards_per_func.detach().to("cpu", torch.float64)
         if args.bots_success_reward is None:
+            # A completion is scored only when every reward function with a non-zero weight scored it: GRPO's total
+            # would count a `None` as 0, so an unscorable answer with a scored side reward (e.g. a format bonus) would
+            # otherwise be a failure. A NaN term makes the sum NaN, i.e. unscored.
             weights = self.reward_weights.to("cpu", torch.float64)
-            rewards = (rewards_per_func * weights).nansum(dim=1)
-            # As in GRPO: a completion that no reward function scored is unscorable, not a zero reward.
-            rewards[torch.isnan(rewards_per_func).all(dim=1)] = math.nan
+            weighted = weights != 0
+            rewards = (rewards_per_func[:, weighted] * weights[weighted]).sum(dim=1)
         else:
             rewards = rewards_per_func[:, self.reward_func_names.index(args.bots_success_reward)]
         rewards = rewards.numpy().reshape(-1, self.num_generations)

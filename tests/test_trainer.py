@@ -300,8 +300,8 @@ def test_unscored_accuracy_is_not_a_failure_when_a_side_reward_scores_it(tiny_mo
     ungraded = sorted(i for i in selected if i % 3 == 0)
     assert ungraded  # the test saw unscorable tasks
     # Never a trial: alpha and beta only decay toward the flat prior, i.e. stay exactly 1.
-    assert trainer.selector.alpha[ungraded].tolist() == trainer.selector.beta[ungraded].tolist() == [1.0] * len(
-        ungraded
+    assert (
+        trainer.selector.alpha[ungraded].tolist() == trainer.selector.beta[ungraded].tolist() == [1.0] * len(ungraded)
     )
     rounds = [(c["idx"], total_rewards(c, weights)) for c in recorder.calls]
     alpha, beta = replay_posterior(10, rounds)

@@ -351,6 +351,9 @@ def test_custom_estimator_plugs_in():
         ({"prior": (1.0,)}, "prior"),
         ({"cap_momentum": 1.0}, "cap_momentum"),
         ({"pseudo_count": -1}, "pseudo_count"),
+        ({"prior": (1e39, 1.0)}, r"prior alpha0 must be a number in \(0.0, 1000000.0\], got 1e\+39"),
+        ({"prior": (1.0, 3.5e38)}, "prior beta0"),  # finite in float32, but alpha + beta is not
+        ({"pseudo_count": 1e39}, r"pseudo_count must be a number in \[0.0, 1000000.0\], got 1e\+39"),
         ({"strategy": "greedy"}, "strategy"),
         ({"target": float("nan")}, "target"),
     ],
@@ -358,6 +361,20 @@ def test_custom_estimator_plugs_in():
 def test_invalid_hyperparameters_are_named(kwargs, message):
     with pytest.raises(ValueError, match=message):
         BOTSSelector(10, make_reference(10), **kwargs)
+
+
+def test_largest_prior_and_pseudo_count_keep_a_finite_posterior(tmp_path):
+    """At the bound (1e6 rollouts), every update keeps a finite float32 posterior that saves and loads."""
+    selector = BOTSSelector(10, make_reference(10), prior=(1e6, 1e6), pseudo_count=1e6, implicit_weight=1.0, seed=0)
+    for _ in range(3):
+        tasks = selector.select(4)
+        selector.update(tasks, np.full(4, 1e6), np.full(4, 1e6))
+    assert np.isfinite(selector.alpha).all() and np.isfinite(selector.beta).all()
+    assert np.isfinite(selector.posterior_mean()).all()
+    selector.save(tmp_path / "state.safetensors")
+    reloaded = BOTSSelector(10, make_reference(10), prior=(1e6, 1e6), pseudo_count=1e6, implicit_weight=1.0)
+    reloaded.load(tmp_path / "state.safetensors")
+    assert np.array_equal(reloaded.alpha, selector.alpha)
 
 
 def test_reference_and_strategy_errors():

@@ -396,6 +396,10 @@ def test_bad_input_errors(tiny_model_path, tmp_path):
         tiny_args(str(tmp_path), bots_target_pass_rate=1.0)
     with pytest.raises(ValueError, match="bots_temperature"):
         tiny_args(str(tmp_path), bots_temperature=-1.0)
+    with pytest.raises(ValueError, match=r"bots_prior_alpha/bots_prior_beta alpha0 must be .* got 1e\+39"):
+        tiny_args(str(tmp_path), bots_prior_alpha=1e39)
+    with pytest.raises(ValueError, match=r"bots_pseudo_count must be a number in \[0.0, 1000000.0\], got 1e\+39"):
+        tiny_args(str(tmp_path), bots_pseudo_count=1e39)
     with pytest.raises(ValueError, match="bots_reference_columns must name two"):
         tiny_args(str(tmp_path), bots_reference_columns=["weak"])
     with pytest.raises(ValueError, match="bots_success_reward='nope'"):

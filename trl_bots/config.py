@@ -36,11 +36,11 @@ class BOTSConfig(GRPOConfig):
         bots_temperature (`float`, *optional*, defaults to `0.0`):
             Selection temperature `tau >= 0`; 0 takes the best-scored tasks, > 0 samples from a softmax.
         bots_prior_alpha (`float`, *optional*, defaults to `1.0`):
-            `alpha0` of the base prior `Beta(alpha0, beta0)`.
+            `alpha0` of the base prior `Beta(alpha0, beta0)`, in (0, 1e6].
         bots_prior_beta (`float`, *optional*, defaults to `1.0`):
-            `beta0` of the base prior `Beta(alpha0, beta0)`.
+            `beta0` of the base prior `Beta(alpha0, beta0)`, in (0, 1e6].
         bots_pseudo_count (`float` or `None`, *optional*, defaults to `None`):
-            Weight `m` of one implicit prediction, in rollouts. `None` uses `num_generations`.
+            Weight `m` in [0, 1e6] of one implicit prediction, in rollouts. `None` uses `num_generations`.
         bots_cap_momentum (`float`, *optional*, defaults to `0.9`):
             Momentum `gamma` in [0, 1) of the interpolation coefficient of the implicit-evidence plug-in.
         bots_reference_columns (`list[str]` or `None`, *optional*, defaults to `None`):
@@ -92,15 +92,15 @@ class BOTSConfig(GRPOConfig):
     )
     bots_prior_alpha: float = field(
         default=1.0,
-        metadata={"help": "alpha0 of the base prior Beta(alpha0, beta0); > 0."},
+        metadata={"help": "alpha0 of the base prior Beta(alpha0, beta0), in (0, 1e6]."},
     )
     bots_prior_beta: float = field(
         default=1.0,
-        metadata={"help": "beta0 of the base prior Beta(alpha0, beta0); > 0."},
+        metadata={"help": "beta0 of the base prior Beta(alpha0, beta0), in (0, 1e6]."},
     )
     bots_pseudo_count: float | None = field(
         default=None,
-        metadata={"help": "Weight m of one implicit prediction, in rollouts. None uses num_generations."},
+        metadata={"help": "Weight m in [0, 1e6] of one implicit prediction, in rollouts. None uses num_generations."},
     )
     bots_cap_momentum: float = field(
         default=0.9,

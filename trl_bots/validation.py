@@ -53,10 +53,12 @@ def check_hyperparameters(
     check_in_interval(names.get("cap_momentum", "cap_momentum"), cap_momentum, 0.0, 1.0, high_open=True)
     if len(prior) != 2:
         raise ValueError(f"{names.get('prior', 'prior')} must be a pair (alpha0, beta0), got {prior!r}.")
+    # The prior and the pseudo count are worth rollouts, like the trials of a round, and share their bound: beyond it
+    # the float32 posterior loses whole counts, and past float32's range it overflows to inf (a NaN posterior mean).
     for part, value in zip(("alpha0", "beta0"), prior, strict=True):
-        check_in_interval(f"{names.get('prior', 'prior')} {part}", value, 0.0, math.inf, low_open=True, high_open=True)
+        check_in_interval(f"{names.get('prior', 'prior')} {part}", value, 0.0, MAX_TRIALS, low_open=True)
     if pseudo_count is not None:
-        check_in_interval(names.get("pseudo_count", "pseudo_count"), pseudo_count, 0.0, math.inf, high_open=True)
+        check_in_interval(names.get("pseudo_count", "pseudo_count"), pseudo_count, 0.0, MAX_TRIALS)
 
 
 def check_reference_pass_rates(

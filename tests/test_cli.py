@@ -228,6 +228,27 @@ def test_cli_plot_writes_the_pngs_from_logs_and_the_last_checkpoint(tmp_path, ca
             assert f.read(8) == b"\x89PNG\r\n\x1a\n"
 
 
+def test_plot_skips_a_trainer_state_cut_short_and_says_so(tmp_path, capsys, caplog):
+    from trl_bots import BOTSSelector
+
+    run = tmp_path / "run"
+    for step in (1, 2):
+        (run / f"checkpoint-{step}").mkdir(parents=True)
+        BOTSSelector(10, implicit_weight=0.0).save(run / f"checkpoint-{step}" / "bots_selector.safetensors")
+    history = [{"step": 1, "reward": 0.5, "bots/effective_task_ratio": 0.5}]
+    (run / "checkpoint-1" / "trainer_state.json").write_text(json.dumps({"log_history": history}))
+    (run / "checkpoint-2" / "trainer_state.json").write_text(json.dumps({"log_history": history * 2})[:20])
+    assert cli_main(["plot", str(run)]) == 0
+    assert [os.path.basename(p) for p in capsys.readouterr().out.split()] == [
+        "training_curves.png",
+        "posterior_pass_rates.png",
+    ]
+    assert caplog.messages == [
+        f"Skipping {run}/checkpoint-2/trainer_state.json: trainer_state.json is not valid JSON (Unterminated string "
+        "starting at: line 1 column 19 (char 18)), most likely cut short by a crash while saving."
+    ]
+
+
 def test_plot_without_a_run_names_what_is_missing(tmp_path):
     with pytest.raises(FileNotFoundError, match="No trainer_state.json"):
         cli_main(["plot", str(tmp_path)])

@@ -22,7 +22,7 @@ from trl.trainer.utils import RepeatSampler
 
 from trl_bots.sampler import BOTSSampler
 from trl_bots.selector import BOTSSelector
-from trl_bots.trainer import SAMPLER_FILE, SELECTOR_FILE, BOTSGRPOTrainer
+from trl_bots.trainer import SAMPLER_FILE, SELECTOR_FILE, BOTSGRPOTrainer, latest_complete_checkpoint
 
 
 def make_trainer(model_path, output_dir, dataset=None, reward_funcs=(even_task_reward,), **overrides):
@@ -429,6 +429,33 @@ def test_bad_input_errors(tiny_model_path, tmp_path):
     os.remove(checkpoint / SELECTOR_FILE)
     with pytest.raises(ValueError, match=f"{SELECTOR_FILE} is missing"):
         build(max_steps=2).train(resume_from_checkpoint=str(checkpoint))
+
+
+@pytest.fixture
+def two_checkpoints(tiny_model_path, tmp_path):
+    """A run folder with checkpoint-1 and checkpoint-2, as BOTSGRPOTrainer wrote them."""
+    trainer, _, _ = make_trainer(tiny_model_path, tmp_path / "run", max_steps=2, save_strategy="steps", save_steps=1)
+    trainer.train()
+    return tmp_path / "run"
+
+
+def resume_error(tiny_model_path, output_dir, resume_from) -> str:
+    trainer, _, _ = make_trainer(tiny_model_path, output_dir, max_steps=3)
+    with pytest.raises(ValueError) as error:
+        trainer.train(resume_from_checkpoint=resume_from)
+    return str(error.value)
+
+
+def test_trainer_state_cut_short_is_incomplete(tiny_model_path, two_checkpoints):
+    state = two_checkpoints / "checkpoint-2" / "trainer_state.json"
+    state.write_text(state.read_text()[:100])
+    assert latest_complete_checkpoint(two_checkpoints) == str(two_checkpoints / "checkpoint-1")
+    assert resume_error(tiny_model_path, two_checkpoints, True) == (
+        f"Cannot resume from {two_checkpoints}/checkpoint-2: it is incomplete, trainer_state.json is not valid JSON "
+        "(Expecting ',' delimiter: line 5 column 15 (char 100)): it was cut short, most likely because the process "
+        f"stopped while writing it. Resume from the newest complete checkpoint, {two_checkpoints}/checkpoint-1 "
+        "(trl_bots.trainer.latest_complete_checkpoint finds it), or delete the incomplete folder."
+    )
 
 
 def test_config_is_read_by_trl_parser(tmp_path):

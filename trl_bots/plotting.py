@@ -7,34 +7,41 @@ provides the data.
 
 from __future__ import annotations
 
-import json
+import logging
 import math
 import os
 from pathlib import Path
 
 import numpy as np
 
+from .checkpoints import TRAINER_STATE_FILE, checkpoint_folders, read_json
 from .posterior import posterior_mean
 from .state import SELECTOR_FILE, read_state_file
 
 
-TRAINER_STATE_FILE = "trainer_state.json"
+logger = logging.getLogger(__name__)
 
 
-def _newest(run_dir: Path, name: str) -> Path:
-    """``run_dir/name`` if it exists, else the one in the checkpoint with the highest step."""
-    if (run_dir / name).is_file():
-        return run_dir / name
-    checkpoints = sorted(
-        (p for p in run_dir.glob("checkpoint-*") if (p / name).is_file() and p.name.split("-")[-1].isdigit()),
-        key=lambda p: int(p.name.split("-")[-1]),
-    )
-    if not checkpoints:
+def _candidates(run_dir: Path, name: str) -> list[Path]:
+    """``run_dir/name`` if it exists, then the ones in the checkpoint folders, highest step first."""
+    paths = [run_dir / name, *(folder / name for folder in reversed(checkpoint_folders(run_dir)))]
+    paths = [path for path in paths if path.is_file()]
+    if not paths:
         raise FileNotFoundError(
             f"No {name} in {run_dir} or its checkpoint-* folders. Pass the output_dir of a BOTSGRPOTrainer run that "
             "saved a checkpoint or called save_state()/save_model()."
         )
-    return checkpoints[-1] / name
+    return paths
+
+
+def _newest_log_history(run_dir: Path) -> list[dict]:
+    """The log history of the newest readable trainer state; a file cut short by a crash is skipped, with a warning."""
+    for path in _candidates(run_dir, TRAINER_STATE_FILE):
+        try:
+            return read_json(path)["log_history"]
+        except ValueError as error:
+            logger.warning("Skipping %s: %s, most likely cut short by a crash while saving.", path, error)
+    raise ValueError(f"No readable {TRAINER_STATE_FILE} in {run_dir} or its checkpoint-* folders (see the warnings).")
 
 
 def log_series(log_history: list[dict], key: str) -> tuple[np.ndarray, np.ndarray]:
@@ -63,7 +70,7 @@ def plot_run(run_dir: str | os.PathLike, output_dir: str | os.PathLike | None = 
     run_dir = Path(run_dir)
     output_dir = Path(output_dir) if output_dir is not None else run_dir / "plots"
     output_dir.mkdir(parents=True, exist_ok=True)
-    history = json.loads(_newest(run_dir, TRAINER_STATE_FILE).read_text())["log_history"]
+    history = _newest_log_history(run_dir)
     written = []
 
     figure, (etr_axis, reward_axis) = plt.subplots(2, 1, sharex=True, figsize=(7, 6))
@@ -77,7 +84,7 @@ def plot_run(run_dir: str | os.PathLike, output_dir: str | os.PathLike | None = 
     reward_axis.set(xlabel="step", ylabel="mean reward")
     written.append(_save(figure, output_dir / "training_curves.png"))
 
-    arrays, _ = read_state_file(_newest(run_dir, SELECTOR_FILE))
+    arrays, _ = read_state_file(_candidates(run_dir, SELECTOR_FILE)[0])
     means = posterior_mean(arrays["alpha"], arrays["beta"])
     figure, axis = plt.subplots(figsize=(7, 4))
     axis.hist(means, bins=np.linspace(0, 1, 21), edgecolor="white")

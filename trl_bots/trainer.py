@@ -16,11 +16,11 @@ import numpy as np
 import torch
 from datasets import Dataset, IterableDataset
 from torch.utils.data import IterableDataset as TorchIterableDataset
-from transformers.trainer import TRAINER_STATE_NAME
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint, sort_checkpoints
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
 from trl import GRPOTrainer
 from trl.trainer.utils import get_config_model_id
 
+from .checkpoints import SAMPLER_FILE, checkpoint_problems, latest_complete_checkpoint
 from .config import BOTSConfig
 from .sampler import BOTSSampler
 from .selector import BOTSSelector
@@ -28,7 +28,6 @@ from .state import SELECTOR_FILE
 
 
 TASK_ID_COLUMN = "bots_task_id"
-SAMPLER_FILE = "bots_sampler.json"
 ROUND_STATE_FORMAT = "trl-bots-round/1"
 
 BOTS_CITATION = textwrap.dedent("""\
@@ -67,25 +66,6 @@ def _write_json_atomic(path: str, payload: dict[str, Any]) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-
-
-def _missing_checkpoint_files(checkpoint: str) -> list[str]:
-    """The files a checkpoint written to the end has and `checkpoint` lacks (the Trainer writes its state file last)."""
-    return [
-        name
-        for name in (SAMPLER_FILE, SELECTOR_FILE, TRAINER_STATE_NAME)
-        if not os.path.isfile(f"{checkpoint}/{name}")
-    ]
-
-
-def latest_complete_checkpoint(output_dir: str) -> str | None:
-    """The newest `checkpoint-<step>` folder of `output_dir` that was written to the end, or None.
-
-    The Trainer writes a checkpoint folder file by file (BOTS round state, model, BOTS selector, optimizer, scheduler,
-    RNG state, `trainer_state.json` last), so a process killed while saving leaves a folder without its last files.
-    """
-    complete = [path for path in sort_checkpoints(output_dir) if not _missing_checkpoint_files(path)]
-    return complete[-1] if complete else None
 
 
 @dataclass(frozen=True)
@@ -210,11 +190,10 @@ class BOTSGRPOTrainer(GRPOTrainer):
         if resume_from_checkpoint is True:  # the Trainer's own choice, the newest folder; if none, it raises itself
             resume_from_checkpoint = get_last_checkpoint(self.args.output_dir) or True
         checkpoint = resume_from_checkpoint
-        if isinstance(checkpoint, (str, os.PathLike)) and (missing := _missing_checkpoint_files(str(checkpoint))):
+        if isinstance(checkpoint, (str, os.PathLike)) and (problems := checkpoint_problems(checkpoint)):
             raise ValueError(
-                f"Cannot resume from {checkpoint}: it is incomplete, {' and '.join(missing)} "
-                f"{'is' if len(missing) == 1 else 'are'} missing, most likely because the process stopped while "
-                "writing it. Resume from the newest complete checkpoint, "
+                f"Cannot resume from {checkpoint}: it is incomplete, {', '.join(problems)}, most likely because the "
+                "process stopped while writing it. Resume from the newest complete checkpoint, "
                 f"{latest_complete_checkpoint(os.path.dirname(os.path.abspath(checkpoint)))} "
                 "(trl_bots.trainer.latest_complete_checkpoint finds it), or delete the incomplete folder."
             )

@@ -458,6 +458,28 @@ def test_trainer_state_cut_short_is_incomplete(tiny_model_path, two_checkpoints)
     )
 
 
+def test_checkpoint_without_a_process_rng_state_is_incomplete(tiny_model_path, two_checkpoints):
+    """Process 0 writes trainer_state.json without waiting for the others: every process's last file must be there."""
+    checkpoint = two_checkpoints / "checkpoint-2"
+    assert json.loads((checkpoint / SAMPLER_FILE).read_text())["rank_files"] == ["rng_state.pth"]
+    rng_state = (checkpoint / "rng_state.pth").read_bytes()
+    (checkpoint / "rng_state.pth").write_bytes(rng_state[: len(rng_state) // 2])
+    assert latest_complete_checkpoint(two_checkpoints) == str(two_checkpoints / "checkpoint-1")
+    assert "checkpoint-2: it is incomplete, rng_state.pth was cut short, most likely" in resume_error(
+        tiny_model_path, two_checkpoints, True
+    )
+    # Two processes: process 1's RNG state (written after process 0's trainer_state.json) is missing.
+    round_state = json.loads((checkpoint / SAMPLER_FILE).read_text())
+    (checkpoint / SAMPLER_FILE).write_text(
+        json.dumps({**round_state, "rank_files": ["rng_state_0.pth", "rng_state_1.pth"]})
+    )
+    (checkpoint / "rng_state_0.pth").write_bytes(rng_state)
+    assert latest_complete_checkpoint(two_checkpoints) == str(two_checkpoints / "checkpoint-1")
+    assert "checkpoint-2: it is incomplete, rng_state_1.pth is missing, most likely" in resume_error(
+        tiny_model_path, two_checkpoints, str(checkpoint)
+    )
+
+
 def test_config_is_read_by_trl_parser(tmp_path):
     from trl import TrlParser
 

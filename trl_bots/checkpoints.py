@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -30,17 +31,40 @@ def read_json(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def checkpoint_problems(checkpoint: str | os.PathLike) -> list[str]:
-    """What keeps `checkpoint` from being a folder written to the end, as phrases; empty when it is complete."""
+    """What keeps `checkpoint` from being a folder written to the end, as phrases; empty when it is complete.
+
+    Complete means: the BOTS files, a `trainer_state.json` that parses (it is not written atomically), and the last
+    file of every process, its RNG state (process 0 writes `trainer_state.json` without waiting for the others).
+    """
     checkpoint = Path(checkpoint)
     missing = [name for name in (SAMPLER_FILE, SELECTOR_FILE, TRAINER_STATE_FILE) if not (checkpoint / name).is_file()]
-    problems = [f"{' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} missing"] if missing else []
+    # The round state is written atomically, so it is whole when present; an unreadable one is reported when loaded.
+    rank_files = _rank_files(checkpoint) if SAMPLER_FILE not in missing else []
+    missing += [name for name in rank_files if not (checkpoint / name).is_file()]
+    # torch.save writes a zip archive, whose directory comes last: a file cut short is not a zip file.
+    problems = [
+        f"{name} was cut short"
+        for name in rank_files
+        if name not in missing and not zipfile.is_zipfile(checkpoint / name)
+    ]
     if TRAINER_STATE_FILE not in missing:
-        # Not atomic: a process killed while the Trainer writes it leaves a file cut short.
         try:
             read_json(checkpoint / TRAINER_STATE_FILE)
         except ValueError as error:
             problems.append(f"{error}: it was cut short")
+    if missing:
+        names = missing[0] if len(missing) == 1 else f"{', '.join(missing[:-1])} and {missing[-1]}"
+        problems.insert(0, f"{names} {'is' if len(missing) == 1 else 'are'} missing")
     return problems
+
+
+def _rank_files(checkpoint: Path) -> list[str]:
+    """The last file of every process, as listed in the round state (none if it cannot be read)."""
+    try:
+        rank_files = read_json(checkpoint / SAMPLER_FILE).get("rank_files")
+    except ValueError:
+        return []
+    return [name for name in rank_files if isinstance(name, str)] if isinstance(rank_files, list) else []
 
 
 def checkpoint_folders(output_dir: str | os.PathLike) -> list[Path]:

@@ -28,7 +28,7 @@ from .state import SELECTOR_FILE
 
 
 TASK_ID_COLUMN = "bots_task_id"
-ROUND_STATE_FORMAT = "trl-bots-round/1"
+ROUND_STATE_FORMAT = "trl-bots-round/2"
 
 BOTS_CITATION = textwrap.dedent("""\
     @misc{shen2025bots,
@@ -364,9 +364,18 @@ class BOTSGRPOTrainer(GRPOTrainer):
                 "micro_step": self._step,
                 "rounds_selected": self._bots_rounds_selected,
                 "tasks": self._bots_tasks.tolist(),
+                "rank_files": self._rank_files(),
             }
             _write_json_atomic(os.path.join(output_dir, SAMPLER_FILE), state)
         super()._save_checkpoint(model, trial)
+
+    def _rank_files(self) -> list[str]:
+        """The file every process writes last into a checkpoint: its RNG state, named as `Trainer._save_rng_state` does."""
+        if self.args.save_only_model:
+            return []
+        if self.args.world_size <= 1:
+            return ["rng_state.pth"]
+        return [f"rng_state_{rank}.pth" for rank in range(self.args.world_size)]
 
     # Overridden because this is the Trainer's hook for restoring non-model state on resume (GRPO uses it likewise).
     def _load_optimizer_and_scheduler(self, checkpoint):

@@ -480,6 +480,43 @@ def test_checkpoint_without_a_process_rng_state_is_incomplete(tiny_model_path, t
     )
 
 
+def test_resume_errors_say_which_case_it_is(tiny_model_path, two_checkpoints, tmp_path):
+    def error(resume_from):
+        return resume_error(tiny_model_path, tmp_path / "new", str(resume_from))
+
+    newest = (
+        f"Resume from the newest complete checkpoint, {two_checkpoints}/checkpoint-2 "
+        "(trl_bots.trainer.latest_complete_checkpoint finds it)."
+    )
+    assert error(two_checkpoints / "checkpoint-20") == (
+        f"Cannot resume from {two_checkpoints}/checkpoint-20: there is no such folder (a mistyped path?). {newest}"
+    )
+    assert error(tmp_path / "nowhere" / "checkpoint-2") == (
+        f"Cannot resume from {tmp_path}/nowhere/checkpoint-2: neither it nor its parent folder {tmp_path}/nowhere "
+        "exists. Check the path (a checkpoint is <output_dir>/checkpoint-<step>), or start a new run without "
+        "resume_from_checkpoint."
+    )
+    assert error(two_checkpoints) == (
+        f"Cannot resume from {two_checkpoints}: it is a run's output_dir, not a checkpoint folder. {newest} "
+        f"resume_from_checkpoint=True with output_dir={two_checkpoints} picks the newest."
+    )
+    stock = two_checkpoints / "checkpoint-1"  # what GRPOTrainer writes: no BOTS files
+    for name in (SAMPLER_FILE, SELECTOR_FILE):
+        os.remove(stock / name)
+    assert error(stock) == (
+        f"Cannot resume from {stock}: it was not written by BOTSGRPOTrainer (it has trainer_state.json but no "
+        f"{SELECTOR_FILE} or {SAMPLER_FILE}, e.g. a GRPOTrainer checkpoint), so BOTS cannot restore its selector. To "
+        "start BOTS from its weights, load the model from this folder and train without resume_from_checkpoint; to "
+        "continue a BOTS run, resume from one of its checkpoints."
+    )
+    os.remove(two_checkpoints / "checkpoint-2" / "trainer_state.json")  # no complete checkpoint left
+    assert error(two_checkpoints / "checkpoint-2") == (
+        f"Cannot resume from {two_checkpoints}/checkpoint-2: it is incomplete, trainer_state.json is missing, most "
+        f"likely because the process stopped while writing it. {two_checkpoints} holds no complete checkpoint: start "
+        "a new run without resume_from_checkpoint."
+    )
+
+
 def test_config_is_read_by_trl_parser(tmp_path):
     from trl import TrlParser
 

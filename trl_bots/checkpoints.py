@@ -86,3 +86,53 @@ def latest_complete_checkpoint(output_dir: str | os.PathLike) -> str | None:
     """
     complete = [path for path in checkpoint_folders(output_dir) if not checkpoint_problems(path)]
     return os.fspath(complete[-1]) if complete else None
+
+
+def resume_refusal(checkpoint: str | os.PathLike) -> str | None:
+    """Why a run cannot resume from `checkpoint`, with what to do instead; None if it is a complete BOTS checkpoint."""
+    path = Path(checkpoint).absolute()
+    if not path.is_dir():
+        if not path.parent.is_dir():
+            return (
+                f"Cannot resume from {checkpoint}: neither it nor its parent folder {path.parent} exists. Check the "
+                "path (a checkpoint is <output_dir>/checkpoint-<step>), or start a new run without "
+                "resume_from_checkpoint."
+            )
+        if path.exists():
+            return f"Cannot resume from {checkpoint}: it is a file, not a checkpoint folder. {_pick(path.parent)}"
+        return f"Cannot resume from {checkpoint}: there is no such folder (a mistyped path?). {_pick(path.parent)}"
+    problems = checkpoint_problems(path)
+    if not problems:
+        return None
+    if checkpoint_folders(path) and not (path / TRAINER_STATE_FILE).is_file():
+        return (
+            f"Cannot resume from {checkpoint}: it is a run's output_dir, not a checkpoint folder. {_pick(path)} "
+            f"resume_from_checkpoint=True with output_dir={checkpoint} picks the newest."
+        )
+    if not (path / SAMPLER_FILE).is_file() and not (path / SELECTOR_FILE).is_file():
+        if (path / TRAINER_STATE_FILE).is_file():
+            return (
+                f"Cannot resume from {checkpoint}: it was not written by BOTSGRPOTrainer (it has {TRAINER_STATE_FILE} "
+                f"but no {SELECTOR_FILE} or {SAMPLER_FILE}, e.g. a GRPOTrainer checkpoint), so BOTS cannot restore its "
+                "selector. To start BOTS from its weights, load the model from this folder and train without "
+                "resume_from_checkpoint; to continue a BOTS run, resume from one of its checkpoints."
+            )
+        return (
+            f"Cannot resume from {checkpoint}: it is not a checkpoint folder (no {TRAINER_STATE_FILE}, "
+            f"{SELECTOR_FILE} or {SAMPLER_FILE}). {_pick(path.parent)}"
+        )
+    return (
+        f"Cannot resume from {checkpoint}: it is incomplete, {', '.join(problems)}, most likely because the process "
+        f"stopped while writing it. {_pick(path.parent, incomplete=True)}"
+    )
+
+
+def _pick(output_dir: Path, incomplete: bool = False) -> str:
+    """What to resume from instead: the newest complete checkpoint of `output_dir`, if it has one."""
+    newest = latest_complete_checkpoint(output_dir)
+    if newest is not None:
+        return (
+            f"Resume from the newest complete checkpoint, {newest} (trl_bots.trainer.latest_complete_checkpoint finds "
+            f"it){', or delete the incomplete folder' if incomplete else ''}."
+        )
+    return f"{output_dir} holds no complete checkpoint: start a new run without resume_from_checkpoint."

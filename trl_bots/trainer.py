@@ -20,7 +20,11 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoin
 from trl import GRPOTrainer
 from trl.trainer.utils import get_config_model_id
 
-from .checkpoints import SAMPLER_FILE, checkpoint_problems, latest_complete_checkpoint
+from .checkpoints import (
+    SAMPLER_FILE,
+    latest_complete_checkpoint,  # noqa: F401  (its documented place: trl_bots.trainer)
+    resume_refusal,
+)
 from .config import BOTSConfig
 from .sampler import BOTSSampler
 from .selector import BOTSSelector
@@ -182,21 +186,17 @@ class BOTSGRPOTrainer(GRPOTrainer):
                 f"{self.reward_func_names}. Use one of these names, or None for the weighted total reward."
             )
 
-    # Overridden to refuse an incomplete checkpoint folder up front. A process killed while saving leaves one behind
-    # (the Trainer writes the folder file by file, not atomically) and `resume_from_checkpoint=True` picks it, being
-    # the newest: the Trainer would load its model, then stop at the missing `trainer_state.json` with a bare
-    # FileNotFoundError. Name the problem and the fix instead.
+    # Overridden to refuse, up front and by name, a folder that cannot be resumed from: an incomplete checkpoint (a
+    # process killed while saving leaves one behind, and `resume_from_checkpoint=True` picks it, being the newest), a
+    # checkpoint without BOTS state, a mistyped or missing path. The Trainer would load the model first, then stop with
+    # a bare FileNotFoundError or JSONDecodeError, or resume with the selector at its prior.
     def train(self, resume_from_checkpoint: str | bool | None = None, *args, **kwargs):
         if resume_from_checkpoint is True:  # the Trainer's own choice, the newest folder; if none, it raises itself
             resume_from_checkpoint = get_last_checkpoint(self.args.output_dir) or True
-        checkpoint = resume_from_checkpoint
-        if isinstance(checkpoint, (str, os.PathLike)) and (problems := checkpoint_problems(checkpoint)):
-            raise ValueError(
-                f"Cannot resume from {checkpoint}: it is incomplete, {', '.join(problems)}, most likely because the "
-                "process stopped while writing it. Resume from the newest complete checkpoint, "
-                f"{latest_complete_checkpoint(os.path.dirname(os.path.abspath(checkpoint)))} "
-                "(trl_bots.trainer.latest_complete_checkpoint finds it), or delete the incomplete folder."
-            )
+        if isinstance(resume_from_checkpoint, (str, os.PathLike)) and (
+            refusal := resume_refusal(resume_from_checkpoint)
+        ):
+            raise ValueError(refusal)
         return super().train(resume_from_checkpoint, *args, **kwargs)
 
     @staticmethod

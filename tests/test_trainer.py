@@ -364,6 +364,23 @@ def test_mid_round_checkpoint_is_not_credited_twice(tiny_model_path, tmp_path):
     assert resumed_log.steps == full_log.steps[3:]
 
 
+def test_rewards_for_other_tasks_than_the_round_are_not_credited(tiny_model_path, tmp_path):
+    """If GRPO scored the round's rows in another order (a TRL change), crediting stops instead of misattributing."""
+    trainer, _, _ = make_trainer(tiny_model_path, tmp_path, max_steps=2)
+    fill_round = trainer._fill_round
+    trainer._fill_round = lambda placeholders: fill_round(placeholders)[::-1]
+    with pytest.raises(RuntimeError) as error:
+        trainer.train()
+    tasks = trainer._bots_tasks.tolist()
+    assert str(error.value) == (
+        f"BOTS selected tasks {tasks} for round 1, each 2 times in a row, but the first rewards computed after that "
+        f"selection are for the task ids {[tasks[1]] * 2 + [tasks[0]] * 2}. GRPOTrainer no longer scores a round the "
+        "way BOTS expects (an unsupported TRL version, or an override of _generate_and_score_completions or "
+        "_calculate_rewards); the round is not credited."
+    )
+    assert trainer.selector.round == 0
+
+
 def test_bad_input_errors(tiny_model_path, tmp_path):
     def build(dataset=None, **overrides):
         model, tokenizer = load_tiny(tiny_model_path)

@@ -288,9 +288,21 @@ class BOTSGRPOTrainer(GRPOTrainer):
         return rewards_per_func
 
     def _credit_round(self, inputs: list[dict[str, Any]], rewards_per_func: torch.Tensor) -> None:
+        local_ids = [int(example[TASK_ID_COLUMN]) for example in inputs]
         if self._bots_uncredited is not None:
             selected, self._bots_uncredited = self._bots_uncredited, None
-            # The gathered rewards are in slot order (checked in `_fill_round`): row k * G + g is task selected[k].
+            # The gathered rewards must be in slot order: row k * G + g is task selected[k]. Checked on the gathered
+            # task ids, so that a TRL that scores other rows here, or in another order, stops instead of crediting
+            # the wrong tasks.
+            ids = self.accelerator.gather(torch.tensor(local_ids, device=self.accelerator.device)).cpu().numpy()
+            if not np.array_equal(ids, np.repeat(selected.tasks, self.num_generations)):
+                raise RuntimeError(
+                    f"BOTS selected tasks {selected.tasks.tolist()} for round {self.selector.round + 1}, each "
+                    f"{self.num_generations} times in a row, but the first rewards computed after that selection are "
+                    f"for the task ids {ids.tolist()}. GRPOTrainer no longer scores a round the way BOTS expects "
+                    "(an unsupported TRL version, or an override of _generate_and_score_completions or "
+                    "_calculate_rewards); the round is not credited."
+                )
             successes, trials = self._count_successes(rewards_per_func)
             stats = self.selector.update(selected.tasks, successes, trials)
             if self.accelerator.num_processes > 1:
@@ -301,7 +313,6 @@ class BOTSGRPOTrainer(GRPOTrainer):
                     metrics[f"bots/{name}"].append(value)
             metrics["bots/selection_ms"].append(selected.selection_ms)
             metrics["bots/evidence_lag"].append(selected.evidence_lag)
-        local_ids = [int(example[TASK_ID_COLUMN]) for example in inputs]
         posterior_mean = self.selector.posterior_mean()
         self._log_completion_extra(TASK_ID_COLUMN, local_ids)
         self._log_completion_extra("bots_posterior_mean", posterior_mean[local_ids].tolist())

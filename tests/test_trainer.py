@@ -534,6 +534,37 @@ def test_resume_errors_say_which_case_it_is(tiny_model_path, two_checkpoints, tm
     )
 
 
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"steps_per_generation": 2}, "steps_per_generation=1 in the checkpoint, 2 now"),
+        ({"num_iterations": 2}, "num_iterations=1 in the checkpoint, 2 now"),
+        ({"gradient_accumulation_steps": 2, "per_device_train_batch_size": 2}, "gradient_accumulation_steps=1 in"),
+        (
+            {"num_generations": 4},
+            "num_generations=2 in the checkpoint, 4 now)",  # B = 1 task per round instead of 2
+        ),
+        (
+            {"generation_batch_size": 8, "steps_per_generation": None},
+            "steps_per_generation=1 in the checkpoint, 2 now; generation_batch_size=4 in the checkpoint, 8 now)",
+        ),
+    ],
+    ids=["steps-per-generation", "iterations", "accumulation", "generations", "generation-batch"],
+)
+def test_resume_under_a_changed_schedule_is_refused(tiny_model_path, two_checkpoints, tmp_path, change, message):
+    trainer, _, _ = make_trainer(tiny_model_path, tmp_path / "new", max_steps=4, **change)
+    with pytest.raises(ValueError) as error:
+        trainer.train(resume_from_checkpoint=str(two_checkpoints / "checkpoint-1"))
+    assert str(error.value).startswith(
+        f"Cannot resume BOTS from {two_checkpoints}/checkpoint-1: the generation schedule changed ("
+    )
+    assert message in str(error.value)
+    assert str(error.value).endswith(
+        "The restored micro-step counter would put round boundaries elsewhere than in the run that saved it. Resume "
+        "with the checkpoint's settings (number of processes included), or start a new run."
+    )
+
+
 def test_config_is_read_by_trl_parser(tmp_path):
     from trl import TrlParser
 

@@ -23,6 +23,7 @@ from trl.trainer.utils import get_config_model_id
 from .checkpoints import (
     SAMPLER_FILE,
     latest_complete_checkpoint,  # noqa: F401  (its documented place: trl_bots.trainer)
+    read_json,
     resume_refusal,
 )
 from .config import BOTSConfig
@@ -107,6 +108,13 @@ def _read_round_state(state: dict[str, Any], tasks_per_round: int, selector: BOT
             f"[0, {selector.num_tasks}): it was saved with another dataset or generation_batch_size"
         )
     return micro_step, tasks
+
+
+def _invalid_round_state(path: str, error: Exception) -> ValueError:
+    return ValueError(
+        f"{path} is not a valid BOTS round state ({error}). Resume from the checkpoint folder as BOTSGRPOTrainer wrote "
+        "it, or from an earlier one."
+    )
 
 
 class BOTSGRPOTrainer(GRPOTrainer):
@@ -376,6 +384,7 @@ class BOTSGRPOTrainer(GRPOTrainer):
                 "rounds_selected": self._bots_rounds_selected,
                 "tasks": self._bots_tasks.tolist(),
                 "rank_files": self._rank_files(),
+                "schedule": self._schedule(),
             }
             _write_json_atomic(os.path.join(output_dir, SAMPLER_FILE), state)
         super()._save_checkpoint(model, trial)
@@ -402,21 +411,49 @@ class BOTSGRPOTrainer(GRPOTrainer):
                     f"Cannot resume BOTS from {checkpoint}: {name} is missing, so the selector would restart from the "
                     "prior. Resume from a checkpoint written by BOTSGRPOTrainer, or start a new run."
                 )
-        self.selector.load(paths[SELECTOR_FILE])
         tasks_per_round = self.args.generation_batch_size // self.num_generations
         try:
-            with open(paths[SAMPLER_FILE]) as f:
-                micro_step, self._bots_tasks = _read_round_state(json.load(f), tasks_per_round, self.selector)
-        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError) as error:
-            raise ValueError(
-                f"{paths[SAMPLER_FILE]} is not a valid BOTS round state ({error}). Resume from the checkpoint folder "
-                "as BOTSGRPOTrainer wrote it, or from an earlier one."
-            ) from error
+            state = read_json(paths[SAMPLER_FILE])
+        except ValueError as error:
+            raise _invalid_round_state(paths[SAMPLER_FILE], error) from error
+        if state.get("format") == ROUND_STATE_FORMAT:
+            self._check_schedule(checkpoint, state.get("schedule"))
+        self.selector.load(paths[SELECTOR_FILE])
+        try:
+            micro_step, self._bots_tasks = _read_round_state(state, tasks_per_round, self.selector)
+        except (KeyError, TypeError, ValueError) as error:
+            raise _invalid_round_state(paths[SAMPLER_FILE], error) from error
         self._bots_rounds_selected = self.selector.round  # checked equal to the saved count
         self._bots_uncredited = None
         # A new trainer starts GRPO's micro-step counter at 0. Restoring it keeps GRPO's generation schedule that of
         # the uninterrupted run, so a checkpoint taken mid-round regenerates that round (see `_fill_round`).
         self._step = micro_step
+
+    def _schedule(self) -> dict[str, int]:
+        """What decides where GRPO's rounds start in its micro-step count, and what a round holds."""
+        args = self.args
+        return {
+            "num_processes": args.world_size,
+            "gradient_accumulation_steps": args.gradient_accumulation_steps,
+            "steps_per_generation": args.steps_per_generation,
+            "num_iterations": self.num_iterations,
+            "num_generations": self.num_generations,
+            "generation_batch_size": args.generation_batch_size,
+        }
+
+    def _check_schedule(self, checkpoint: str, saved: Any) -> None:
+        saved = saved if isinstance(saved, dict) else {}
+        changed = [
+            f"{name}={saved.get(name)} in the checkpoint, {value} now"
+            for name, value in self._schedule().items()
+            if saved.get(name) != value
+        ]
+        if changed:
+            raise ValueError(
+                f"Cannot resume BOTS from {checkpoint}: the generation schedule changed ({'; '.join(changed)}). The "
+                "restored micro-step counter would put round boundaries elsewhere than in the run that saved it. "
+                "Resume with the checkpoint's settings (number of processes included), or start a new run."
+            )
 
     # Overridden so that the saved model folder carries the selector state (and `push_to_hub` publishes it).
     def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:

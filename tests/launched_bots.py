@@ -2,7 +2,7 @@
 
 Trains 4 steps with a checkpoint at step 2, then resumes a second trainer from that checkpoint, then trains a third
 trainer whose selector is deliberately changed on rank 1 only (it must stop with the cross-process consistency error),
-and writes what this rank saw (its reward calls, the selector's posterior after every step, the selected rounds, the
+then builds a fourth from a shuffled dataset on rank 1 only (both ranks must refuse to start), and writes what this rank saw (its reward calls, the selector's posterior after every step, the selected rounds, the
 error) to `<out>/rank<i>.json`.
 """
 
@@ -52,13 +52,27 @@ def run_desynchronised(model_path, output_dir):
     return {"error": None, "step": trainer.state.global_step}
 
 
+def build_on_other_rows(model_path, output_dir):
+    """Rank 1 builds its trainer from the same tasks shuffled: both ranks must refuse to start."""
+    dataset = task_dataset(10)
+    if PartialState().process_index == 1:
+        dataset = dataset.shuffle(seed=7)
+    model, tokenizer = load_tiny(model_path)
+    try:
+        BOTSGRPOTrainer(model, even_task_reward, args=tiny_args(output_dir), train_dataset=dataset)
+    except ValueError as error:
+        return {"error": str(error)}
+    return {"error": None}
+
+
 def main():
     model_path, out = sys.argv[1], sys.argv[2]
     full = run(model_path, f"{out}/full")
     resumed = run(model_path, f"{out}/resumed", resume_from=f"{out}/full/checkpoint-2")
     desynchronised = run_desynchronised(model_path, f"{out}/desynchronised")
+    other_rows = build_on_other_rows(model_path, f"{out}/other-rows")
     with open(f"{out}/rank{PartialState().process_index}.json", "w") as f:
-        json.dump({"full": full, "resumed": resumed, "desynchronised": desynchronised}, f)
+        json.dump({"full": full, "resumed": resumed, "desynchronised": desynchronised, "other_rows": other_rows}, f)
     end_launched_rank()
 
 

@@ -20,6 +20,7 @@ from recording import (
 from tiny import even_task_reward, load_tiny, task_dataset, tiny_args
 from trl.trainer.utils import RepeatSampler
 
+from trl_bots.data import task_fingerprint
 from trl_bots.sampler import BOTSSampler
 from trl_bots.selector import BOTSSelector
 from trl_bots.trainer import SAMPLER_FILE, SELECTOR_FILE, BOTSGRPOTrainer, latest_complete_checkpoint
@@ -431,7 +432,7 @@ def test_bad_input_errors(tiny_model_path, tmp_path):
     with pytest.raises(ValueError, match="corrupt|not a valid"):
         build(max_steps=2).train(resume_from_checkpoint=str(checkpoint))
     (checkpoint / SELECTOR_FILE).write_bytes(selector_bytes)
-    with pytest.raises(ValueError, match="state is for 10 tasks but this selector has 12"):
+    with pytest.raises(ValueError, match="trained on a task list with fingerprint"):
         build(task_dataset(12), max_steps=2).train(resume_from_checkpoint=str(checkpoint))
     round_state = json.loads((checkpoint / SAMPLER_FILE).read_text())
     (checkpoint / SAMPLER_FILE).write_text(json.dumps({**round_state, "tasks": [0, 10]}))
@@ -562,6 +563,22 @@ def test_resume_under_a_changed_schedule_is_refused(tiny_model_path, two_checkpo
     assert str(error.value).endswith(
         "The restored micro-step counter would put round boundaries elsewhere than in the run that saved it. Resume "
         "with the checkpoint's settings (number of processes included), or start a new run."
+    )
+
+
+def test_resume_with_another_task_list_is_refused(tiny_model_path, two_checkpoints, tmp_path):
+    """Same size, other order: the task ids would name other rows, so the posterior would belong to other tasks."""
+    original, shuffled = task_dataset(10), task_dataset(10).shuffle(seed=7)
+    assert task_fingerprint(original) == task_fingerprint(Dataset.from_dict(original.to_dict()))  # however built
+    assert task_fingerprint(shuffled) != task_fingerprint(original)
+    trainer, _, _ = make_trainer(tiny_model_path, tmp_path / "new", dataset=shuffled, max_steps=3)
+    with pytest.raises(ValueError) as error:
+        trainer.train(resume_from_checkpoint=str(two_checkpoints / "checkpoint-1"))
+    assert str(error.value) == (
+        f"Cannot resume BOTS from {two_checkpoints}/checkpoint-1: it was trained on a task list with fingerprint "
+        f"{task_fingerprint(original)}, and this run's train_dataset has fingerprint {task_fingerprint(shuffled)} "
+        "(other rows, another order or other values). The posterior is per row: resume with the dataset the "
+        "checkpoint was trained on, in the same order, or start a new run."
     )
 
 

@@ -6,6 +6,9 @@ import numpy as np
 import pytest
 from launching import accelerate_launch, read_ranks
 from recording import replay_posterior, total_rewards
+from tiny import task_dataset
+
+from trl_bots.data import task_fingerprint
 
 
 @pytest.mark.slow
@@ -43,3 +46,12 @@ def test_two_processes_agree_count_both_ranks_resume_exactly_and_detect_divergen
         error = rank["desynchronised"]["error"]
         assert error is not None and rank["desynchronised"]["step"] == 0
         assert "out of sync across processes after round 1: ranks [1]" in error
+
+    # Rank 1 built from the same tasks shuffled (same size, other rows per id): both ranks refuse to start.
+    fingerprints = [task_fingerprint(task_dataset(10)), task_fingerprint(task_dataset(10).shuffle(seed=7))]
+    for rank in ranks:
+        assert rank["other_rows"]["error"] == (
+            f"The train_dataset differs across processes: task-list fingerprints per rank {fingerprints}, ranks [1] "
+            "differ from rank 0. BOTS identifies a task by its row number, so every process must build the same rows "
+            "in the same order (e.g. shuffle with the same seed on every process, or not at all)."
+        )

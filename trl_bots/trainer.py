@@ -27,6 +27,7 @@ from .checkpoints import (
     resume_refusal,
 )
 from .config import BOTSConfig
+from .data import task_fingerprint
 from .sampler import BOTSSampler
 from .selector import BOTSSelector
 from .state import SELECTOR_FILE
@@ -183,15 +184,35 @@ class BOTSGRPOTrainer(GRPOTrainer):
             strategy=args.bots_strategy,
             adaptive_implicit_weight=args.bots_adaptive_implicit_weight,
         )
+        self.task_fingerprint = task_fingerprint(train_dataset)  # task ids are row numbers: the rows must match
         train_dataset = train_dataset.add_column(TASK_ID_COLUMN, np.arange(len(train_dataset), dtype=np.int64))
         self._bots_rounds_selected = 0  # over the whole run, restored on resume
         self._bots_tasks: np.ndarray | None = None  # the task of each slot of the round GRPO generates or trains on
         self._bots_uncredited: SelectedRound | None = None  # the round just selected, until its rewards are credited
         super().__init__(model, reward_funcs, args=args, train_dataset=train_dataset, **kwargs)
+        if self.accelerator.num_processes > 1:
+            self._check_same_tasks_on_every_process()
         if args.bots_success_reward is not None and args.bots_success_reward not in self.reward_func_names:
             raise ValueError(
                 f"bots_success_reward={args.bots_success_reward!r} is not one of the reward functions "
                 f"{self.reward_func_names}. Use one of these names, or None for the weighted total reward."
+            )
+
+    def _check_same_tasks_on_every_process(self) -> None:
+        """Every process must hold the same rows in the same order: a task id means the same row on every rank."""
+        local = torch.tensor(
+            [int.from_bytes(bytes.fromhex(self.task_fingerprint), "big", signed=True)], device=self.accelerator.device
+        )
+        fingerprints = [
+            (value % 2**64).to_bytes(8, "big").hex() for value in self.accelerator.gather(local).cpu().tolist()
+        ]
+        differing = [rank for rank, value in enumerate(fingerprints) if value != fingerprints[0]]
+        if differing:
+            raise ValueError(
+                f"The train_dataset differs across processes: task-list fingerprints per rank {fingerprints}, ranks "
+                f"{differing} differ from rank 0. BOTS identifies a task by its row number, so every process must "
+                "build the same rows in the same order (e.g. shuffle with the same seed on every process, or not at "
+                "all)."
             )
 
     # Overridden to refuse, up front and by name, a folder that cannot be resumed from: an incomplete checkpoint (a
@@ -385,6 +406,7 @@ class BOTSGRPOTrainer(GRPOTrainer):
                 "tasks": self._bots_tasks.tolist(),
                 "rank_files": self._rank_files(),
                 "schedule": self._schedule(),
+                "task_fingerprint": self.task_fingerprint,
             }
             _write_json_atomic(os.path.join(output_dir, SAMPLER_FILE), state)
         super()._save_checkpoint(model, trial)
@@ -417,6 +439,13 @@ class BOTSGRPOTrainer(GRPOTrainer):
         except ValueError as error:
             raise _invalid_round_state(paths[SAMPLER_FILE], error) from error
         if state.get("format") == ROUND_STATE_FORMAT:
+            if state.get("task_fingerprint") != self.task_fingerprint:
+                raise ValueError(
+                    f"Cannot resume BOTS from {checkpoint}: it was trained on a task list with fingerprint "
+                    f"{state.get('task_fingerprint')}, and this run's train_dataset has fingerprint "
+                    f"{self.task_fingerprint} (other rows, another order or other values). The posterior is per row: "
+                    "resume with the dataset the checkpoint was trained on, in the same order, or start a new run."
+                )
             self._check_schedule(checkpoint, state.get("schedule"))
         self.selector.load(paths[SELECTOR_FILE])
         try:

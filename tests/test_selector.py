@@ -250,6 +250,23 @@ def test_state_dict_roundtrip_in_memory():
     np.testing.assert_array_equal(a.select(8), b.select(8))
 
 
+def test_load_keeps_the_constructor_implicit_weight_unless_it_adapts():
+    """rho is a setting, restored only as learned state when it adapts (and adapted in the saved run)."""
+    reference = make_reference(50)
+    saved = BOTSSelector(50, reference, implicit_weight=0.1, adaptive_implicit_weight=True, seed=1)
+    saved.implicit_weight = 0.025  # halved twice
+    state = saved.state_dict()
+    fixed = BOTSSelector(50, reference, implicit_weight=0.3)
+    fixed.load_state_dict(state)
+    assert fixed.implicit_weight == 0.3
+    adaptive = BOTSSelector(50, reference, implicit_weight=0.3, adaptive_implicit_weight=True)
+    adaptive.load_state_dict(state)
+    assert adaptive.implicit_weight == 0.025
+    fresh = BOTSSelector(50, reference, implicit_weight=0.3, adaptive_implicit_weight=True)
+    fresh.load_state_dict({**state, "adaptive_implicit_weight": False})  # saved by a run that did not adapt
+    assert fresh.implicit_weight == 0.3  # nothing learned to restore
+
+
 def test_uniform_covers_every_task_once_per_epoch():
     selector = BOTSSelector(10, strategy="uniform", seed=0)
     served = np.concatenate([selector.select(4) for _ in range(10)])  # 40 picks = 4 epochs

@@ -582,6 +582,34 @@ def test_resume_with_another_task_list_is_refused(tiny_model_path, two_checkpoin
     )
 
 
+def test_resume_takes_settings_from_the_config_and_says_which_changed(
+    tiny_model_path, two_checkpoints, tmp_path, caplog
+):
+    """Reference columns and an implicit weight added on resume take effect; the learned state is the checkpoint's."""
+    checkpoint = two_checkpoints / "checkpoint-1"
+    trainer, _, _ = make_trainer(
+        tiny_model_path,
+        tmp_path / "new",
+        dataset=task_dataset(10, references=True),  # the same rows, plus reference columns
+        max_steps=3,
+        bots_reference_columns=["weak", "strong"],
+        bots_implicit_weight=0.3,
+        bots_forgetting=0.2,
+    )
+    with caplog.at_level("WARNING", logger="trl_bots.trainer"):
+        trainer.train(resume_from_checkpoint=str(checkpoint))
+    assert [r.getMessage() for r in caplog.records if r.name == "trl_bots.trainer"] == [
+        f"Resuming BOTS from {checkpoint} with settings that differ from the checkpoint's (the config's apply; alpha, "
+        "beta, mu, round and random state continue from the checkpoint): bots_forgetting 0.1 -> 0.2, "
+        "bots_implicit_weight 0.0 -> 0.3, bots_reference_columns None -> ['weak', 'strong']."
+    ]
+    assert trainer.selector.round == 3 and trainer.selector.forgetting == 0.2
+    # Round 1 (from the checkpoint's log) had no implicit evidence; round 2 fits the plug-in, and rounds 2 and 3 weigh
+    # its evidence with the config's rho (before: the checkpoint's 0).
+    assert logged(trainer, "bots/implicit_weight") == [0.0, 0.3, 0.3]
+    assert not math.isnan(logged(trainer, "bots/cap_coef")[-1])
+
+
 def test_config_is_read_by_trl_parser(tmp_path):
     from trl import TrlParser
 

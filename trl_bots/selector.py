@@ -282,6 +282,7 @@ class BOTSSelector:
             "strategy": self.strategy,
             "round": self.round,
             "implicit_weight": self.implicit_weight,
+            "adaptive_implicit_weight": self.adaptive_implicit_weight,
             "estimator_rounds": self.estimator_rounds,
             "estimator": self.estimator.state_dict() if self.estimator is not None else {},
             "rng": self.rng.bit_generator.state,
@@ -293,7 +294,11 @@ class BOTSSelector:
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore a :meth:`state_dict`; ``ValueError`` if it belongs to another task set or strategy."""
+        """Restore a :meth:`state_dict`; ``ValueError`` if it belongs to another task set or strategy.
+
+        Restores what was learned (alpha, beta, round, the plug-in's fit, the random generator, and the implicit weight
+        when it adapts and adapted in the saved run); the hyper-parameters stay those given to the constructor.
+        """
         if state.get("num_tasks") != self.num_tasks:
             raise ValueError(
                 f"The selector state is for {state.get('num_tasks')} tasks but this selector has {self.num_tasks}: "
@@ -309,7 +314,9 @@ class BOTSSelector:
             self.order.load_state_dict({"order": state["order"], "cursor": state["order_cursor"]})
         self.alpha, self.beta = alpha.copy(), beta.copy()
         self.round = int(state["round"])
-        self.implicit_weight = float(state["implicit_weight"])
+        if self.adaptive_implicit_weight and state.get("adaptive_implicit_weight"):
+            # Learned: the weight halved so far. Otherwise rho is a setting, and the constructor's value applies.
+            self.implicit_weight = float(state["implicit_weight"])
         self.estimator_rounds = int(state["estimator_rounds"])
         if self.estimator is not None:
             self.estimator.load_state_dict(state["estimator"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import tempfile
 import textwrap
@@ -32,6 +33,8 @@ from .sampler import BOTSSampler
 from .selector import BOTSSelector
 from .state import SELECTOR_FILE
 
+
+logger = logging.getLogger(__name__)
 
 TASK_ID_COLUMN = "bots_task_id"
 ROUND_STATE_FORMAT = "trl-bots-round/2"
@@ -184,7 +187,9 @@ class BOTSGRPOTrainer(GRPOTrainer):
             strategy=args.bots_strategy,
             adaptive_implicit_weight=args.bots_adaptive_implicit_weight,
         )
-        self.task_fingerprint = task_fingerprint(train_dataset)  # task ids are row numbers: the rows must match
+        # Task ids are row numbers: the rows must match across processes and on resume. The reference pass rates feed
+        # only the implicit evidence and may be added or recomputed between runs.
+        self.task_fingerprint = task_fingerprint(train_dataset.remove_columns(args.bots_reference_columns or []))
         train_dataset = train_dataset.add_column(TASK_ID_COLUMN, np.arange(len(train_dataset), dtype=np.int64))
         self._bots_rounds_selected = 0  # over the whole run, restored on resume
         self._bots_tasks: np.ndarray | None = None  # the task of each slot of the round GRPO generates or trains on
@@ -407,6 +412,7 @@ class BOTSGRPOTrainer(GRPOTrainer):
                 "rank_files": self._rank_files(),
                 "schedule": self._schedule(),
                 "task_fingerprint": self.task_fingerprint,
+                "settings": self._bots_settings(),
             }
             _write_json_atomic(os.path.join(output_dir, SAMPLER_FILE), state)
         super()._save_checkpoint(model, trial)
@@ -447,6 +453,7 @@ class BOTSGRPOTrainer(GRPOTrainer):
                     "resume with the dataset the checkpoint was trained on, in the same order, or start a new run."
                 )
             self._check_schedule(checkpoint, state.get("schedule"))
+            self._log_changed_settings(checkpoint, state.get("settings"))
         self.selector.load(paths[SELECTOR_FILE])
         try:
             micro_step, self._bots_tasks = _read_round_state(state, tasks_per_round, self.selector)
@@ -482,6 +489,25 @@ class BOTSGRPOTrainer(GRPOTrainer):
                 f"Cannot resume BOTS from {checkpoint}: the generation schedule changed ({'; '.join(changed)}). The "
                 "restored micro-step counter would put round boundaries elsewhere than in the run that saved it. "
                 "Resume with the checkpoint's settings (number of processes included), or start a new run."
+            )
+
+    def _bots_settings(self) -> dict[str, Any]:
+        return {name: getattr(self.args, name) for name in sorted(vars(self.args)) if name.startswith("bots_")}
+
+    def _log_changed_settings(self, checkpoint: str, saved: Any) -> None:
+        """On resume the settings are the config's and the learned state the checkpoint's: say which settings changed."""
+        saved = saved if isinstance(saved, dict) else {}
+        changed = [
+            f"{name} {saved.get(name)!r} -> {value!r}"
+            for name, value in self._bots_settings().items()
+            if json.loads(json.dumps(value)) != saved.get(name)  # as the checkpoint stores it: tuples are lists
+        ]
+        if changed:
+            logger.warning(
+                "Resuming BOTS from %s with settings that differ from the checkpoint's (the config's apply; alpha, "
+                "beta, mu, round and random state continue from the checkpoint): %s.",
+                checkpoint,
+                ", ".join(changed),
             )
 
     # Overridden so that the saved model folder carries the selector state (and `push_to_hub` publishes it).

@@ -308,6 +308,38 @@ def test_unscored_accuracy_is_not_a_failure_when_a_side_reward_scores_it(tiny_mo
     alpha, beta = replay_posterior(10, rounds)
     np.testing.assert_allclose(trainer.selector.alpha, alpha, rtol=1e-6)
     np.testing.assert_allclose(trainer.selector.beta, beta, rtol=1e-6)
+    assert logged(trainer, "bots/scored_ratio") == [float(np.mean(~np.isnan(total))) for _, total in rounds]
+
+
+def test_a_success_reward_that_never_scores_warns_then_stops(tiny_model_path, tmp_path, caplog):
+    def never_scores(completions, idx, **kwargs):
+        return [None] * len(idx)
+
+    trainer, recorder, _ = make_trainer(
+        tiny_model_path,
+        tmp_path,
+        reward_funcs=(even_task_reward, never_scores),
+        max_steps=6,
+        bots_success_reward="never_scores",
+        bots_max_unscored_rounds=3,
+    )
+    with caplog.at_level("WARNING", logger="trl_bots.trainer"), pytest.raises(RuntimeError) as error:
+        trainer.train()
+    assert str(error.value) == (
+        "BOTS stops: no completion was scored in 3 rounds in a row (bots_success_reward='never_scores' returned None "
+        "or NaN for every completion), so the selector has learned nothing and selects from its prior. Make the "
+        "reward return numbers for these tasks (None means unscorable), choose another bots_success_reward, or raise "
+        "bots_max_unscored_rounds."
+    )
+    assert len(recorder.calls) == trainer.selector.round == 3
+    assert [r.getMessage() for r in caplog.records if r.name == "trl_bots.trainer"] == [
+        "BOTS round 1: no completion was scored (bots_success_reward='never_scores' returned None or NaN for every "
+        "completion), so the round taught the selector nothing. Training stops after 3 such rounds in a row "
+        "(bots_max_unscored_rounds)."
+    ]  # once, at the first such round
+    assert logged(trainer, "bots/scored_ratio") == [0.0, 0.0]  # the third round stopped before its step was logged
+    with pytest.raises(ValueError, match="bots_max_unscored_rounds must be a positive integer, got 0"):
+        tiny_args(str(tmp_path), bots_max_unscored_rounds=0)
 
 
 def test_fractional_evidence_rejects_rewards_outside_unit_interval(tiny_model_path, tmp_path):

@@ -56,6 +56,10 @@ class BOTSConfig(GRPOConfig):
             Count each completion's reward, which must lie in [0, 1], as fractional success instead of thresholding.
         bots_adaptive_implicit_weight (`bool`, *optional*, defaults to `False`):
             Halve `bots_implicit_weight` whenever the plug-in's mean absolute error on a batch is >= 0.25.
+        bots_max_unscored_rounds (`int`, *optional*, defaults to `10`):
+            Training stops with an error after this many rounds in a row in which no completion was scored (every
+            success reward `None`/NaN): the selector would otherwise select from its prior forever. The first such
+            round logs a warning.
         bots_seed (`int` or `None`, *optional*, defaults to `None`):
             Seed of the selector's random generator, identical on every process. `None` uses `seed`.
     """
@@ -136,6 +140,13 @@ class BOTSConfig(GRPOConfig):
         default=False,
         metadata={"help": "Halve bots_implicit_weight whenever the plug-in's mean absolute error on a batch >= 0.25."},
     )
+    bots_max_unscored_rounds: int = field(
+        default=10,
+        metadata={
+            "help": "Stop with an error after this many rounds in a row without a scored completion (every success "
+            "reward None/NaN); the first such round logs a warning."
+        },
+    )
     bots_seed: int | None = field(
         default=None,
         metadata={"help": "Seed of the selector's random generator, the same on every process. None uses seed."},
@@ -165,6 +176,9 @@ class BOTSConfig(GRPOConfig):
             },
         )
         check_in_interval("bots_success_threshold", self.bots_success_threshold, -math.inf, math.inf, high_open=True)
+        rounds = self.bots_max_unscored_rounds
+        if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
+            raise ValueError(f"bots_max_unscored_rounds must be a positive integer, got {rounds!r}.")
         if self.bots_reference_columns is not None:
             columns = self.bots_reference_columns
             if isinstance(columns, str) or len(columns) != 2 or not all(isinstance(c, str) and c for c in columns):

@@ -192,6 +192,8 @@ class BOTSGRPOTrainer(GRPOTrainer):
         self.task_fingerprint = task_fingerprint(train_dataset.remove_columns(args.bots_reference_columns or []))
         train_dataset = train_dataset.add_column(TASK_ID_COLUMN, np.arange(len(train_dataset), dtype=np.int64))
         self._bots_rounds_selected = 0  # over the whole run, restored on resume
+        self._bots_unscored_rounds = 0  # consecutive rounds without a scored completion, restored on resume
+        self._bots_warned_unscored = False
         self._bots_tasks: np.ndarray | None = None  # the task of each slot of the round GRPO generates or trains on
         self._bots_uncredited: SelectedRound | None = None  # the round just selected, until its rewards are credited
         super().__init__(model, reward_funcs, args=args, train_dataset=train_dataset, **kwargs)
@@ -347,9 +349,42 @@ class BOTSGRPOTrainer(GRPOTrainer):
                     metrics[f"bots/{name}"].append(value)
             metrics["bots/selection_ms"].append(selected.selection_ms)
             metrics["bots/evidence_lag"].append(selected.evidence_lag)
+            metrics["bots/scored_ratio"].append(float(trials.sum()) / len(rewards_per_func))
+            self._watch_unscored_rounds(trials.sum() > 0)
         posterior_mean = self.selector.posterior_mean()
         self._log_completion_extra(TASK_ID_COLUMN, local_ids)
         self._log_completion_extra("bots_posterior_mean", posterior_mean[local_ids].tolist())
+
+    def _watch_unscored_rounds(self, scored: bool) -> None:
+        """Warn at the first round without a scored completion; stop after `bots_max_unscored_rounds` in a row."""
+        self._bots_unscored_rounds = 0 if scored else self._bots_unscored_rounds + 1
+        if scored:
+            return
+        args = self.args
+        if args.bots_success_reward is not None:
+            cause = f"bots_success_reward={args.bots_success_reward!r} returned None or NaN for every completion"
+        else:
+            weights = self.reward_weights.tolist()
+            weighted = [name for name, w in zip(self.reward_func_names, weights, strict=True) if w != 0]
+            cause = (
+                f"every completion lacked a score from at least one reward function with a non-zero weight {weighted}"
+            )
+        if self._bots_unscored_rounds >= args.bots_max_unscored_rounds:
+            raise RuntimeError(
+                f"BOTS stops: no completion was scored in {self._bots_unscored_rounds} rounds in a row ({cause}), so "
+                "the selector has learned nothing and selects from its prior. Make the reward return numbers for "
+                "these tasks (None means unscorable), choose another bots_success_reward, or raise "
+                "bots_max_unscored_rounds."
+            )
+        if not self._bots_warned_unscored:
+            self._bots_warned_unscored = True
+            logger.warning(
+                "BOTS round %d: no completion was scored (%s), so the round taught the selector nothing. Training "
+                "stops after %d such rounds in a row (bots_max_unscored_rounds).",
+                self.selector.round,
+                cause,
+                args.bots_max_unscored_rounds,
+            )
 
     def _check_rank_consistency(self, selected: SelectedRound) -> None:
         """Stop training if any process holds another posterior or selection than process 0 (BOTS.md invariant 2)."""
@@ -408,6 +443,7 @@ class BOTSGRPOTrainer(GRPOTrainer):
                 "format": ROUND_STATE_FORMAT,
                 "micro_step": self._step,
                 "rounds_selected": self._bots_rounds_selected,
+                "unscored_rounds": self._bots_unscored_rounds,
                 "tasks": self._bots_tasks.tolist(),
                 "rank_files": self._rank_files(),
                 "schedule": self._schedule(),
@@ -460,6 +496,7 @@ class BOTSGRPOTrainer(GRPOTrainer):
         except (KeyError, TypeError, ValueError) as error:
             raise _invalid_round_state(paths[SAMPLER_FILE], error) from error
         self._bots_rounds_selected = self.selector.round  # checked equal to the saved count
+        self._bots_unscored_rounds = int(state.get("unscored_rounds", 0))
         self._bots_uncredited = None
         # A new trainer starts GRPO's micro-step counter at 0. Restoring it keeps GRPO's generation schedule that of
         # the uninterrupted run, so a checkpoint taken mid-round regenerates that round (see `_fill_round`).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
@@ -38,6 +39,8 @@ logger = logging.getLogger(__name__)
 
 TASK_ID_COLUMN = "bots_task_id"
 ROUND_STATE_FORMAT = "trl-bots-round/2"
+# A checkpoint taken inside a round holds each process's buffered generation batch (GRPO's `_buffered_inputs`).
+ROUND_BUFFER_FILE = "bots_round_{rank}.pt"
 
 BOTS_CITATION = textwrap.dedent("""\
     @misc{shen2025bots,
@@ -66,11 +69,12 @@ def _reference_pass_rates(dataset: Dataset, columns: list[str] | None) -> np.nda
         ) from error
 
 
-def _write_json_atomic(path: str, payload: dict[str, Any]) -> None:
+def _write_atomic(path: str, data: bytes) -> None:
+    """Write `data` to `path` through a temporary file and a rename: the file is whole whenever it exists."""
     fd, tmp = tempfile.mkstemp(prefix=f".{Path(path).name}.", suffix=".tmp", dir=os.path.dirname(path))
     try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(payload, f)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -86,8 +90,8 @@ class SelectedRound:
     selection_ms: float  # wall time of the selector's choice
 
 
-def _read_round_state(state: dict[str, Any], tasks_per_round: int, selector: BOTSSelector) -> tuple[int, np.ndarray]:
-    """Validate a round state file's content against the restored selector; return (micro-step, round's tasks)."""
+def _read_round_state(state: dict[str, Any], selector: BOTSSelector) -> int:
+    """Validate a round state file's content against the restored selector; return GRPO's micro-step."""
     if state.get("format") != ROUND_STATE_FORMAT:
         raise ValueError(f"format is {state.get('format')!r}, expected {ROUND_STATE_FORMAT!r}")
     micro_step, rounds = state["micro_step"], state["rounds_selected"]
@@ -100,18 +104,7 @@ def _read_round_state(state: dict[str, Any], tasks_per_round: int, selector: BOT
             f"it records {rounds} selected rounds but {SELECTOR_FILE} has been updated {selector.round} times: the "
             "two files come from different checkpoints"
         )
-    tasks = np.asarray(state["tasks"], dtype=np.int64)
-    if (
-        tasks.shape != (tasks_per_round,)
-        or tasks.min() < 0
-        or tasks.max() >= selector.num_tasks
-        or np.unique(tasks).size != tasks.size
-    ):
-        raise ValueError(
-            f"the saved round {tasks.tolist()} is not {tasks_per_round} distinct task ids in "
-            f"[0, {selector.num_tasks}): it was saved with another dataset or generation_batch_size"
-        )
-    return micro_step, tasks
+    return micro_step
 
 
 def _invalid_round_state(path: str, error: Exception) -> ValueError:
@@ -144,8 +137,9 @@ class BOTSGRPOTrainer(GRPOTrainer):
     - `_calculate_rewards`: after the inherited (already gathered) rewards, credits each task's successes, checks that
       all processes hold the same selector, and logs the `bots/*` metrics and the task id / posterior mean columns of
       the completions table.
-    - `_save_checkpoint`, `_load_optimizer_and_scheduler`: save and restore the selector, the current round's tasks and
-      GRPO's micro-step counter (`bots_selector.safetensors`, `bots_sampler.json`).
+    - `_save_checkpoint`, `_load_optimizer_and_scheduler`: save and restore the selector, GRPO's micro-step counter
+      and, inside a round, each process's buffered generation batch (`bots_selector.safetensors`, `bots_sampler.json`,
+      `bots_round_<rank>.pt`).
     - `save_model`: writes the selector state (`bots_selector.safetensors`) beside the model.
     - `create_model_card`: appends a BOTS section; the card carries the `bots` tag.
 
@@ -157,10 +151,11 @@ class BOTSGRPOTrainer(GRPOTrainer):
     rounds credited, at selection time) is 0 by construction, for every schedule and any `dataloader_num_workers`.
 
     Resuming from a checkpoint continues the selection bit-identically. A checkpoint taken in the middle of a round
-    (`num_iterations * steps_per_generation > gradient_accumulation_steps`) makes GRPO regenerate the completions it
-    had buffered; BOTS refills that round with the tasks saved in the checkpoint, without selecting or crediting it
-    again. With several processes, every round ends with a cross-process checksum of the selector: a process that
-    diverged stops training with an error naming it.
+    (`num_iterations * steps_per_generation > gradient_accumulation_steps`) holds the completions GRPO had buffered
+    for the rest of the round, and the resumed run trains on them instead of generating other ones (about 16-24 bytes
+    per prompt-plus-completion token of each process's share of the round, only in such checkpoints). With several
+    processes, every round ends with a cross-process checksum of the selector: a process that diverged stops training
+    with an error naming it.
     """
 
     _tag_names = ["trl", "grpo", "bots"]
@@ -294,19 +289,21 @@ class BOTSGRPOTrainer(GRPOTrainer):
                 "DataLoader reorders or drops samples (e.g. a custom sampler, split_batches or dispatch_batches); "
                 "BOTS needs GRPO's layout."
             )
-        if self._step % (self.args.steps_per_generation * self.num_iterations) == 0:
-            self._bots_uncredited = self._select_round(tasks_per_round)
-            self._bots_tasks = self._bots_uncredited.tasks
-        elif self._bots_tasks is None:
+        if self._in_round():
             raise RuntimeError(
-                f"GRPO regenerates a round in the middle of it (micro-step {self._step}), but BOTS has no record of "
-                "that round's tasks. Resume from a checkpoint written by BOTSGRPOTrainer."
+                f"GRPO generates in the middle of a round (micro-step {self._step}), which BOTS cannot select or "
+                "credit: the round's buffered generation batch is missing. Resume from a checkpoint written by "
+                "BOTSGRPOTrainer, which holds it."
             )
-        # Otherwise GRPO regenerates the round in progress at the checkpoint it resumed from: the saved tasks, no new
-        # selection, no second credit.
+        self._bots_uncredited = self._select_round(tasks_per_round)
+        self._bots_tasks = self._bots_uncredited.tasks
         tasks = self._bots_tasks[slots].tolist()
         rows = self.train_dataset[tasks]
         return [{key: rows[key][position] for key in placeholder} for position, placeholder in enumerate(placeholders)]
+
+    def _in_round(self) -> bool:
+        """Whether GRPO's next micro-step trains on a buffered round instead of generating a new one."""
+        return self._step % (self.args.steps_per_generation * self.num_iterations) != 0
 
     def _select_round(self, tasks_per_round: int) -> SelectedRound:
         evidence_lag = self._bots_rounds_selected - self.selector.round
@@ -431,35 +428,42 @@ class BOTSGRPOTrainer(GRPOTrainer):
             successes = (scored & (rewards >= args.bots_success_threshold)).sum(axis=1).astype(np.float64)
         return successes, scored.sum(axis=1).astype(np.float64)
 
-    # Overridden to put the current round in every checkpoint (the model and selector files are written by the
-    # inherited method through `save_model`).
+    # Overridden to put BOTS' round state in every checkpoint (the model and selector files are written by the
+    # inherited method through `save_model`). A checkpoint taken inside a round also holds each process's buffered
+    # generation batch: without it GRPO would regenerate the round on resume, with the checkpoint's model and another
+    # random state, and so train on (and credit) other completions than the uninterrupted run.
     def _save_checkpoint(self, model, trial):
+        output_dir = os.path.join(
+            self._get_output_dir(trial=trial), f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+        )
+        os.makedirs(output_dir, exist_ok=True)
+        if self._in_round():
+            buffer = io.BytesIO()
+            torch.save(self._buffered_inputs, buffer)
+            path = os.path.join(output_dir, ROUND_BUFFER_FILE.format(rank=self.args.process_index))
+            _write_atomic(path, buffer.getvalue())
         if self.args.should_save:
-            output_dir = os.path.join(
-                self._get_output_dir(trial=trial), f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
-            )
-            os.makedirs(output_dir, exist_ok=True)
             state = {
                 "format": ROUND_STATE_FORMAT,
                 "micro_step": self._step,
                 "rounds_selected": self._bots_rounds_selected,
                 "unscored_rounds": self._bots_unscored_rounds,
-                "tasks": self._bots_tasks.tolist(),
                 "rank_files": self._rank_files(),
                 "schedule": self._schedule(),
                 "task_fingerprint": self.task_fingerprint,
                 "settings": self._bots_settings(),
             }
-            _write_json_atomic(os.path.join(output_dir, SAMPLER_FILE), state)
+            _write_atomic(os.path.join(output_dir, SAMPLER_FILE), json.dumps(state).encode())
         super()._save_checkpoint(model, trial)
 
     def _rank_files(self) -> list[str]:
-        """The file every process writes last into a checkpoint: its RNG state, named as `Trainer._save_rng_state` does."""
-        if self.args.save_only_model:
-            return []
-        if self.args.world_size <= 1:
-            return ["rng_state.pth"]
-        return [f"rng_state_{rank}.pth" for rank in range(self.args.world_size)]
+        """The checkpoint files of every process: its buffered round, if any, and last its RNG state (named as
+        `Trainer._save_rng_state` names it). Process 0 writes `trainer_state.json` without waiting for them."""
+        ranks = range(self.args.world_size)
+        files = [ROUND_BUFFER_FILE.format(rank=rank) for rank in ranks] if self._in_round() else []
+        if not self.args.save_only_model:
+            files += ["rng_state.pth"] if self.args.world_size <= 1 else [f"rng_state_{rank}.pth" for rank in ranks]
+        return files
 
     # Overridden because this is the Trainer's hook for restoring non-model state on resume (GRPO uses it likewise).
     def _load_optimizer_and_scheduler(self, checkpoint):
@@ -475,7 +479,6 @@ class BOTSGRPOTrainer(GRPOTrainer):
                     f"Cannot resume BOTS from {checkpoint}: {name} is missing, so the selector would restart from the "
                     "prior. Resume from a checkpoint written by BOTSGRPOTrainer, or start a new run."
                 )
-        tasks_per_round = self.args.generation_batch_size // self.num_generations
         try:
             state = read_json(paths[SAMPLER_FILE])
         except ValueError as error:
@@ -492,15 +495,18 @@ class BOTSGRPOTrainer(GRPOTrainer):
             self._log_changed_settings(checkpoint, state.get("settings"))
         self.selector.load(paths[SELECTOR_FILE])
         try:
-            micro_step, self._bots_tasks = _read_round_state(state, tasks_per_round, self.selector)
+            micro_step = _read_round_state(state, self.selector)
         except (KeyError, TypeError, ValueError) as error:
             raise _invalid_round_state(paths[SAMPLER_FILE], error) from error
         self._bots_rounds_selected = self.selector.round  # checked equal to the saved count
         self._bots_unscored_rounds = int(state.get("unscored_rounds", 0))
         self._bots_uncredited = None
         # A new trainer starts GRPO's micro-step counter at 0. Restoring it keeps GRPO's generation schedule that of
-        # the uninterrupted run, so a checkpoint taken mid-round regenerates that round (see `_fill_round`).
+        # the uninterrupted run; inside a round, GRPO then trains on the restored buffer instead of generating.
         self._step = micro_step
+        if self._in_round():
+            path = os.path.join(checkpoint, ROUND_BUFFER_FILE.format(rank=self.args.process_index))
+            self._buffered_inputs = torch.load(path, map_location=self.accelerator.device, weights_only=True)
 
     def _schedule(self) -> dict[str, int]:
         """What decides where GRPO's rounds start in its micro-step count, and what a round holds."""

@@ -200,16 +200,19 @@ class BOTSGRPOTrainer(GRPOTrainer):
                 f"{self.reward_func_names}. Use one of these names, or None for the weighted total reward."
             )
 
+    def _gather_and_compare(self, value: int) -> tuple[list[int], list[int]]:
+        """Every process's int64 `value`, and the ranks whose value differs from rank 0's."""
+        local = torch.tensor([value], dtype=torch.int64, device=self.accelerator.device)
+        values = self.accelerator.gather(local).cpu().tolist()
+        return values, [rank for rank, other in enumerate(values) if other != values[0]]
+
     def _check_same_tasks_on_every_process(self) -> None:
         """Every process must hold the same rows in the same order: a task id means the same row on every rank."""
-        local = torch.tensor(
-            [int.from_bytes(bytes.fromhex(self.task_fingerprint), "big", signed=True)], device=self.accelerator.device
+        values, differing = self._gather_and_compare(
+            int.from_bytes(bytes.fromhex(self.task_fingerprint), "big", signed=True)
         )
-        fingerprints = [
-            (value % 2**64).to_bytes(8, "big").hex() for value in self.accelerator.gather(local).cpu().tolist()
-        ]
-        differing = [rank for rank, value in enumerate(fingerprints) if value != fingerprints[0]]
         if differing:
+            fingerprints = [(value % 2**64).to_bytes(8, "big").hex() for value in values]
             raise ValueError(
                 f"The train_dataset differs across processes: task-list fingerprints per rank {fingerprints}, ranks "
                 f"{differing} differ from rank 0. BOTS identifies a task by its row number, so every process must "
@@ -389,9 +392,7 @@ class BOTSGRPOTrainer(GRPOTrainer):
         checksum = zlib.crc32(selector.alpha.tobytes())
         checksum = zlib.crc32(selector.beta.tobytes(), checksum)
         checksum = zlib.crc32(np.array([selector.round, *selected.tasks], dtype=np.int64).tobytes(), checksum)
-        local = torch.tensor([checksum], dtype=torch.int64, device=self.accelerator.device)
-        checksums = self.accelerator.gather(local).cpu().tolist()
-        diverged = [rank for rank, value in enumerate(checksums) if value != checksums[0]]
+        checksums, diverged = self._gather_and_compare(checksum)
         if diverged:
             raise RuntimeError(
                 f"BOTS selector out of sync across processes after round {selector.round}: ranks {diverged} hold a "

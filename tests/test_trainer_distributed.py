@@ -45,7 +45,7 @@ def test_two_processes_agree_count_both_ranks_resume_exactly_and_detect_divergen
     for rank in ranks:
         error = rank["desynchronised"]["error"]
         assert error is not None and rank["desynchronised"]["step"] == 0
-        assert "out of sync across processes after round 1: ranks [1]" in error
+        assert "out of sync across processes in round 1: ranks [1]" in error
 
     # Rank 1 built from the same tasks shuffled (same size, other rows per id): both ranks refuse to start.
     fingerprints = [task_fingerprint(task_dataset(10)), task_fingerprint(task_dataset(10).shuffle(seed=7))]

@@ -154,8 +154,8 @@ class BOTSGRPOTrainer(GRPOTrainer):
     (`num_iterations * steps_per_generation > gradient_accumulation_steps`) holds the completions GRPO had buffered
     for the rest of the round, and the resumed run trains on them instead of generating other ones (about 16-24 bytes
     per prompt-plus-completion token of each process's share of the round, only in such checkpoints). With several
-    processes, every round ends with a cross-process checksum of the selector: a process that diverged stops training
-    with an error naming it.
+    processes, a round is credited only after a cross-process checksum of the selector: a process that diverged stops
+    training with an error naming it.
     """
 
     _tag_names = ["trl", "grpo", "bots"]
@@ -200,19 +200,13 @@ class BOTSGRPOTrainer(GRPOTrainer):
                 f"{self.reward_func_names}. Use one of these names, or None for the weighted total reward."
             )
 
-    def _gather_and_compare(self, value: int) -> tuple[list[int], list[int]]:
-        """Every process's int64 `value`, and the ranks whose value differs from rank 0's."""
-        local = torch.tensor([value], dtype=torch.int64, device=self.accelerator.device)
-        values = self.accelerator.gather(local).cpu().tolist()
-        return values, [rank for rank, other in enumerate(values) if other != values[0]]
-
     def _check_same_tasks_on_every_process(self) -> None:
         """Every process must hold the same rows in the same order: a task id means the same row on every rank."""
-        values, differing = self._gather_and_compare(
-            int.from_bytes(bytes.fromhex(self.task_fingerprint), "big", signed=True)
-        )
+        value = int.from_bytes(bytes.fromhex(self.task_fingerprint), "big", signed=True)
+        values = self.accelerator.gather(torch.tensor([value], device=self.accelerator.device)).cpu().tolist()
+        fingerprints = [(value % 2**64).to_bytes(8, "big").hex() for value in values]
+        differing = [rank for rank, value in enumerate(fingerprints) if value != fingerprints[0]]
         if differing:
-            fingerprints = [(value % 2**64).to_bytes(8, "big").hex() for value in values]
             raise ValueError(
                 f"The train_dataset differs across processes: task-list fingerprints per rank {fingerprints}, ranks "
                 f"{differing} differ from rank 0. BOTS identifies a task by its row number, so every process must "
@@ -327,22 +321,9 @@ class BOTSGRPOTrainer(GRPOTrainer):
         local_ids = [int(example[TASK_ID_COLUMN]) for example in inputs]
         if self._bots_uncredited is not None:
             selected, self._bots_uncredited = self._bots_uncredited, None
-            # The gathered rewards must be in slot order: row k * G + g is task selected[k]. Checked on the gathered
-            # task ids, so that a TRL that scores other rows here, or in another order, stops instead of crediting
-            # the wrong tasks.
-            ids = self.accelerator.gather(torch.tensor(local_ids, device=self.accelerator.device)).cpu().numpy()
-            if not np.array_equal(ids, np.repeat(selected.tasks, self.num_generations)):
-                raise RuntimeError(
-                    f"BOTS selected tasks {selected.tasks.tolist()} for round {self.selector.round + 1}, each "
-                    f"{self.num_generations} times in a row, but the first rewards computed after that selection are "
-                    f"for the task ids {ids.tolist()}. GRPOTrainer no longer scores a round the way BOTS expects "
-                    "(an unsupported TRL version, or an override of _generate_and_score_completions or "
-                    "_calculate_rewards); the round is not credited."
-                )
+            self._check_round(selected, local_ids)
             successes, trials = self._count_successes(rewards_per_func)
             stats = self.selector.update(selected.tasks, successes, trials)
-            if self.accelerator.num_processes > 1:
-                self._check_rank_consistency(selected)
             metrics = self._metrics["train"]
             for name, value in stats.as_dict().items():
                 if name != "round":
@@ -386,19 +367,33 @@ class BOTSGRPOTrainer(GRPOTrainer):
                 args.bots_max_unscored_rounds,
             )
 
-    def _check_rank_consistency(self, selected: SelectedRound) -> None:
-        """Stop training if any process holds another posterior or selection than process 0 (BOTS.md invariant 2)."""
-        selector = self.selector
-        checksum = zlib.crc32(selector.alpha.tobytes())
-        checksum = zlib.crc32(selector.beta.tobytes(), checksum)
-        checksum = zlib.crc32(np.array([selector.round, *selected.tasks], dtype=np.int64).tobytes(), checksum)
-        checksums, diverged = self._gather_and_compare(checksum)
-        if diverged:
+    def _check_round(self, selected: SelectedRound, local_ids: list[int]) -> None:
+        """Before crediting a round, with one gather: every process holds the same selector and selection as process 0
+        (BOTS.md invariant 2), and the rewards are for the selected tasks in slot order (row k * G + g is task k), so
+        that a TRL that scores other rows here, or in another order, stops instead of crediting the wrong tasks."""
+        selector, checksum = self.selector, 0
+        if self.accelerator.num_processes > 1:
+            checksum = zlib.crc32(selector.alpha.tobytes())
+            checksum = zlib.crc32(selector.beta.tobytes(), checksum)
+            checksum = zlib.crc32(np.array([selector.round, *selected.tasks], dtype=np.int64).tobytes(), checksum)
+        local = torch.tensor([[*local_ids, checksum]], dtype=torch.int64, device=self.accelerator.device)
+        gathered = self.accelerator.gather(local).cpu().numpy()
+        checksums, ids = gathered[:, -1].tolist(), gathered[:, :-1].ravel()
+        diverged = [rank for rank, value in enumerate(checksums) if value != checksums[0]]
+        if diverged:  # every process sees it and raises, so none is left waiting in a later collective
             raise RuntimeError(
-                f"BOTS selector out of sync across processes after round {selector.round}: ranks {diverged} hold a "
+                f"BOTS selector out of sync across processes in round {selector.round + 1}: ranks {diverged} hold a "
                 f"different posterior or selection than rank 0 (CRC-32 per rank: {checksums}). Every process must "
                 "build the trainer from the same dataset, BOTSConfig (seed, bots_seed) and checkpoint, and nothing "
                 "may change trainer.selector on one process only."
+            )
+        if not np.array_equal(ids, np.repeat(selected.tasks, self.num_generations)):
+            raise RuntimeError(
+                f"BOTS selected tasks {selected.tasks.tolist()} for round {selector.round + 1}, each "
+                f"{self.num_generations} times in a row, but the first rewards computed after that selection are "
+                f"for the task ids {ids.tolist()}. GRPOTrainer no longer scores a round the way BOTS expects "
+                "(an unsupported TRL version, or an override of _generate_and_score_completions or "
+                "_calculate_rewards); the round is not credited."
             )
 
     def _count_successes(self, rewards_per_func: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:

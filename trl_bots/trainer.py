@@ -502,7 +502,9 @@ class BOTSGRPOTrainer(GRPOTrainer):
         self._step = micro_step
         if self._in_round():
             path = os.path.join(checkpoint, ROUND_BUFFER_FILE.format(rank=self.args.process_index))
-            self._buffered_inputs = torch.load(path, map_location=self.accelerator.device, weights_only=True)
+            device = self.accelerator.device  # torch.load cannot map to "cpu:0", which multi-process CPU runs use
+            device = "cpu" if device.type == "cpu" else device
+            self._buffered_inputs = torch.load(path, map_location=device, weights_only=True)
 
     def _schedule(self) -> dict[str, int]:
         """What decides where GRPO's rounds start in its micro-step count, and what a round holds."""

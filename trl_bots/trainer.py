@@ -176,7 +176,7 @@ class BOTSGRPOTrainer(GRPOTrainer):
             args = BOTSConfig(f"{model_name.split('/')[-1]}-BOTS")
         if not isinstance(args, BOTSConfig):
             raise TypeError(f"args must be a BOTSConfig, got {type(args).__name__}. Build a BOTSConfig instead.")
-        train_dataset = self._check_train_dataset(train_dataset, args)
+        train_dataset = self._check_train_dataset(train_dataset, args, kwargs.get("environment_factory"))
         self.selector = BOTSSelector(
             len(train_dataset),
             reference_pass_rates=_reference_pass_rates(train_dataset, args.bots_reference_columns),
@@ -222,8 +222,22 @@ class BOTSGRPOTrainer(GRPOTrainer):
         return super().train(resume_from_checkpoint, *args, **kwargs)
 
     @staticmethod
-    def _check_train_dataset(train_dataset, args: BOTSConfig) -> Dataset:
-        if train_dataset is None or isinstance(train_dataset, (IterableDataset, TorchIterableDataset)):
+    def _check_train_dataset(train_dataset, args: BOTSConfig, environment_factory=None) -> Dataset:
+        # Checked before TRL's own checks for a missing dataset (environment_factory, max_steps): none of their fixes
+        # gives BOTS a pool of tasks, so they would only lead to this message one fix later.
+        if train_dataset is None:
+            instead = (
+                "An environment that makes up its own tasks in reset() leaves BOTS nothing to choose among: pass "
+                "train_dataset with one row per task (e.g. a seed or task-id column that reset(**row) reads, plus the "
+                "'environment' column when environment_factory is a dict), or train with trl.GRPOTrainer."
+                if environment_factory is not None
+                else "Pass the tasks as a datasets.Dataset with a 'prompt' column."
+            )
+            raise ValueError(
+                "BOTSGRPOTrainer needs a train_dataset, got None: BOTS chooses every generation batch among the rows "
+                f"of train_dataset (one row per task). {instead}"
+            )
+        if isinstance(train_dataset, (IterableDataset, TorchIterableDataset)):
             raise ValueError(
                 f"BOTS selects tasks by index, so train_dataset must be a map-style datasets.Dataset, got "
                 f"{type(train_dataset).__name__}. Load the data without streaming (or call "

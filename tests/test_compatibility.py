@@ -7,9 +7,10 @@ for it: the refusal message, or that every selected task was trained on and cred
 from __future__ import annotations
 
 import os
+import warnings
 
 import pytest
-from tiny import even_task_reward, load_tiny, tiny_args
+from tiny import even_task_reward, load_tiny, task_dataset, tiny_args
 
 from trl_bots.trainer import BOTSGRPOTrainer
 
@@ -64,3 +65,24 @@ def test_no_train_dataset_is_refused_with_its_own_message(tiny_model_path, tmp_p
     with pytest.raises(ValueError, match="needs a train_dataset, got None: BOTS chooses every generation batch") as e:
         build(tiny_model_path, tmp_path, None, trainer_kwargs=kwargs, max_steps=-1)
     assert e.match(advice)
+
+
+@pytest.mark.parametrize("shuffle_dataset", [False, True])
+def test_shuffle_dataset_false_warns_once(tiny_model_path, tmp_path, shuffle_dataset):
+    """The selector, not the dataset order, decides what is trained on: an unshuffled order cannot be honoured."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        trainer = build(tiny_model_path, tmp_path, task_dataset(10), shuffle_dataset=shuffle_dataset, max_steps=2)
+        trainer.train()
+    messages = [str(w.message) for w in caught if "shuffle_dataset" in str(w.message)]
+    if shuffle_dataset:
+        assert messages == []
+    else:
+        assert messages == [
+            "shuffle_dataset=False has no effect with BOTSGRPOTrainer: the selector (bots_strategy='bots') chooses the "
+            "tasks of every generation batch, so rows are not read in dataset order. The closest to an unshuffled "
+            "GRPO run is bots_strategy='uniform': as there, every task is served once per epoch, but in a random "
+            "order (a fresh permutation each epoch, seeded by bots_seed, or seed); bots_strategy='easy2hard' repeats "
+            "one fixed order, easiest first by the reference pass rates."
+        ]
+    assert trainer.selector.round == 2

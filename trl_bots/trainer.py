@@ -8,6 +8,7 @@ import os
 import tempfile
 import textwrap
 import time
+import warnings
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -177,6 +178,16 @@ class BOTSGRPOTrainer(GRPOTrainer):
         if not isinstance(args, BOTSConfig):
             raise TypeError(f"args must be a BOTSConfig, got {type(args).__name__}. Build a BOTSConfig instead.")
         train_dataset = self._check_train_dataset(train_dataset, args, kwargs.get("environment_factory"))
+        if not args.shuffle_dataset:
+            warnings.warn(
+                f"shuffle_dataset=False has no effect with BOTSGRPOTrainer: the selector (bots_strategy="
+                f"{args.bots_strategy!r}) chooses the tasks of every generation batch, so rows are not read in dataset "
+                "order. The closest to an unshuffled GRPO run is bots_strategy='uniform': as there, every task is "
+                "served once per epoch, but in a random order (a fresh permutation each epoch, seeded by bots_seed, or "
+                "seed); bots_strategy='easy2hard' repeats one fixed order, easiest first by the reference pass rates.",
+                UserWarning,
+                stacklevel=2,
+            )
         self.selector = BOTSSelector(
             len(train_dataset),
             reference_pass_rates=_reference_pass_rates(train_dataset, args.bots_reference_columns),

@@ -9,8 +9,12 @@ from __future__ import annotations
 import os
 import warnings
 
+import numpy as np
+import pandas as pd
 import pytest
+from recording import RewardRecorder, SelectionLog
 from tiny import even_task_reward, load_tiny, task_dataset, tiny_args
+from transformers import TrainerCallback
 
 from trl_bots.trainer import BOTSGRPOTrainer
 
@@ -86,3 +90,56 @@ def test_shuffle_dataset_false_warns_once(tiny_model_path, tmp_path, shuffle_dat
             "one fixed order, easiest first by the reference pass rates."
         ]
     assert trainer.selector.round == 2
+
+
+class RoundReader(TrainerCallback):
+    """What a callback can read about the rows trained on: `trainer.bots_round_tasks` before and after each step."""
+
+    def __init__(self, trainer):
+        self.trainer = trainer
+        self.begin, self.end = [], []
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        self.begin.append(self.trainer.bots_round_tasks)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.end.append(self.trainer.bots_round_tasks.tolist())
+
+
+class RawBatchReader(BOTSGRPOTrainer):
+    """A subclass that reads the raw batch in `training_step`, the way TRL's own hooks see it."""
+
+    def training_step(self, model, inputs, num_items_in_batch):
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        slots = [row["bots_task_id"] for row in inputs]  # the placeholders carry the slot, not the task
+        self.raw_batches.append({"slots": slots, "rows": self.bots_round_tasks[slots].tolist()})
+        return loss
+
+
+def test_hooks_read_the_selected_rows(tiny_model_path, tmp_path):
+    """The DataLoader's rows are placeholders; `bots_round_tasks` and the completions table name the real rows."""
+    model, tokenizer = load_tiny(tiny_model_path)
+    recorder = RewardRecorder()
+    trainer = RawBatchReader(
+        model,
+        recorder.wrap(even_task_reward),
+        args=tiny_args(str(tmp_path), max_steps=3, log_completions=True),
+        train_dataset=task_dataset(10),
+        processing_class=tokenizer,
+    )
+    trainer.raw_batches = []
+    reader = RoundReader(trainer)
+    trainer.add_callback(reader)
+    selections = SelectionLog(trainer)
+    trainer.train()
+
+    rounds = [selection["tasks"] for selection in selections.selections]
+    assert len(rounds) == 3 and len({tuple(tasks) for tasks in rounds}) > 1
+    assert reader.end == rounds
+    assert reader.begin[0] is None and [tasks.tolist() for tasks in reader.begin[1:]] == rounds[:-1]
+    for step, (tasks, call, raw) in enumerate(zip(rounds, recorder.calls, trainer.raw_batches, strict=True), 1):
+        trained = np.repeat(tasks, 2).tolist()  # G = 2 completions per task, in slot order
+        assert call["idx"] == trained  # the rows the reward function scored (the test's own `idx` column)
+        assert raw == {"slots": [0, 0, 1, 1], "rows": trained}
+        table = pd.read_parquet(tmp_path / "completions" / f"completions_{step:05d}.parquet")
+        assert table["bots_task_id"].tolist() == trained

@@ -143,7 +143,8 @@ class BOTSGRPOTrainer(GRPOTrainer):
     - `__init__`: validates the dataset, adds a `bots_task_id` column (the row index), builds the selector.
     - `_set_signature_columns_if_needed`: keeps `bots_task_id` when `remove_unused_columns=True`.
     - `_get_train_sampler`: returns a [`BOTSSampler`], which yields *slots* ("the j-th task of the current round") in
-      RepeatSampler's layout and length; the DataLoader fetches rows `0..B-1` as placeholders.
+      RepeatSampler's layout and length; the DataLoader fetches rows `0..B-1` as placeholders. Hooks that read the
+      raw batch find the rows trained on in `trainer.bots_round_tasks` (see there).
     - `_generate_and_score_completions`: in training, when GRPO is about to generate a round, asks the selector for
       the round's B tasks and replaces every placeholder row by its task's dataset row (same keys). Evaluation is
       untouched.
@@ -213,6 +214,20 @@ class BOTSGRPOTrainer(GRPOTrainer):
                 f"bots_success_reward={args.bots_success_reward!r} is not one of the reward functions "
                 f"{self.reward_func_names}. Use one of these names, or None for the weighted total reward."
             )
+
+    @property
+    def bots_round_tasks(self) -> np.ndarray | None:
+        """
+        The dataset rows of the round GRPO generated last, in slot order (`None` before the first round): the rows
+        trained on. Read it from callbacks (`on_step_end`), reward functions or after `super().training_step()`.
+
+        The train DataLoader delivers placeholder rows `0..B-1` whose `bots_task_id` is the slot `j`; BOTS selects the
+        round and puts row `bots_round_tasks[j]` in its place when GRPO generates, i.e. inside `training_step`. Before
+        that call (in `on_step_begin`, or a `training_step` override before `super()`) a generating step still shows
+        the previous round. The completions table (`log_completions=True`) has the row per completion in its
+        `bots_task_id` column.
+        """
+        return None if self._bots_tasks is None else self._bots_tasks.copy()
 
     # Overridden to refuse an incomplete checkpoint folder up front. A process killed while saving leaves one behind
     # (the Trainer writes the folder file by file, not atomically) and `resume_from_checkpoint=True` picks it, being

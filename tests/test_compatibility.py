@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import os
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+import trl
 from recording import RewardRecorder, SelectionLog
 from tiny import even_task_reward, load_tiny, task_dataset, tiny_args
 from transformers import TrainerCallback
@@ -39,6 +41,46 @@ class CountingEnv:
             The same number.
         """
         return n
+
+
+class EchoEnv(CountingEnv):
+    """A second environment, with another tool."""
+
+    def echo(self, text: str) -> str:
+        """Repeat the text.
+
+        Args:
+            text: The text to repeat.
+
+        Returns:
+            The same text.
+        """
+        return text
+
+
+class StrictResetEnv:
+    """An environment whose `reset` takes exactly the dataset's own columns, as stock GRPO allows."""
+
+    def reset(self, idx: int, prompt: list) -> None:
+        self.task = idx
+
+    def count(self, n: int) -> int:
+        """Count to n.
+
+        Args:
+            n: The number to count to.
+
+        Returns:
+            The same number.
+        """
+        return n
+
+
+def tool_tokenizer(model_path):
+    """The tiny model and tokenizer, with TRL's Qwen3 chat template: TRL needs one that renders tool calls."""
+    model, tokenizer = load_tiny(model_path)
+    tokenizer.chat_template = (Path(trl.__file__).parent / "chat_templates" / "qwen3.jinja").read_text()
+    return model, tokenizer
 
 
 def build(model_path, output_dir, dataset, reward_funcs=(even_task_reward,), trainer_kwargs=None, **overrides):
@@ -143,3 +185,61 @@ def test_hooks_read_the_selected_rows(tiny_model_path, tmp_path):
         assert raw == {"slots": [0, 0, 1, 1], "rows": trained}
         table = pd.read_parquet(tmp_path / "completions" / f"completions_{step:05d}.parquet")
         assert table["bots_task_id"].tolist() == trained
+
+
+ENVIRONMENTS = {"count": CountingEnv, "echo": EchoEnv}
+
+
+@pytest.mark.parametrize("per_example", [True, False], ids=["environment-per-row", "one-environment"])
+def test_each_selected_task_gets_its_own_rows_environment(tiny_model_path, tmp_path, per_example):
+    """TRL routes a row to an environment by its `environment` column; that column travels with the row BOTS fills in."""
+    names = ["echo" if i % 3 == 0 else "count" for i in range(10)]
+    dataset = task_dataset(10, conversational=True).add_column("environment", names)
+    scored = []
+
+    def env_reward(completions, idx, environment, environments, **kwargs):
+        scored.append(
+            [(i, name, type(env), env.task) for i, name, env in zip(idx, environment, environments, strict=True)]
+        )
+        return [float(i % 2 == 0) for i in idx]
+
+    model, tokenizer = tool_tokenizer(tiny_model_path)
+    trainer = BOTSGRPOTrainer(
+        model,
+        env_reward,
+        args=tiny_args(str(tmp_path), max_steps=4),
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        environment_factory=ENVIRONMENTS if per_example else CountingEnv,
+    )
+    selections = SelectionLog(trainer)
+    trainer.train()
+
+    rounds = [selection["tasks"] for selection in selections.selections]
+    assert len(scored) == len(rounds) == 4
+    for tasks, completions in zip(rounds, scored, strict=True):
+        assert [i for i, *_ in completions] == np.repeat(tasks, 2).tolist()
+        for i, name, env_type, reset_task in completions:
+            assert name == names[i]  # the row's own column, not its placeholder's
+            assert env_type is (ENVIRONMENTS[names[i]] if per_example else CountingEnv)
+            assert reset_task == i  # reset(**row) received the selected row
+    # The test can fail: some selected task names another environment than the placeholder row of its slot.
+    assert any(names[task] != names[slot] for tasks in rounds for slot, task in enumerate(tasks))
+
+
+@pytest.mark.parametrize("per_example", [True, False], ids=["environment-per-row", "one-environment"])
+def test_environment_reset_without_room_for_the_task_id_is_refused(tiny_model_path, tmp_path, per_example):
+    """GRPO calls reset(**row); BOTS adds `bots_task_id` to every row, so a reset with fixed parameters would crash."""
+    model, tokenizer = tool_tokenizer(tiny_model_path)
+    factory = {"count": CountingEnv, "strict": StrictResetEnv} if per_example else StrictResetEnv
+    label = "environment_factory\\['strict'\\]" if per_example else "environment_factory"
+    message = f"^{label} builds StrictResetEnv, whose reset\\(idx: .*\\) .*cannot take the column 'bots_task_id'"
+    with pytest.raises(TypeError, match=message + ".*Add \\*\\*kwargs \\(or a bots_task_id parameter\\) to reset.$"):
+        BOTSGRPOTrainer(
+            model,
+            even_task_reward,
+            args=tiny_args(str(tmp_path)),
+            train_dataset=task_dataset(10, conversational=True).add_column("environment", ["strict"] * 10),
+            processing_class=tokenizer,
+            environment_factory=factory,
+        )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import os
@@ -209,6 +210,7 @@ class BOTSGRPOTrainer(GRPOTrainer):
         self._bots_tasks: np.ndarray | None = None  # the task of each slot of the round GRPO generates or trains on
         self._bots_uncredited: SelectedRound | None = None  # the round just selected, until its rewards are credited
         super().__init__(model, reward_funcs, args=args, train_dataset=train_dataset, **kwargs)
+        self._check_environments()
         if args.bots_success_reward is not None and args.bots_success_reward not in self.reward_func_names:
             raise ValueError(
                 f"bots_success_reward={args.bots_success_reward!r} is not one of the reward functions "
@@ -283,6 +285,22 @@ class BOTSGRPOTrainer(GRPOTrainer):
                 f"only {len(train_dataset)} rows. Use more tasks or a smaller generation_batch_size."
             )
         return train_dataset
+
+    def _check_environments(self) -> None:
+        """Refuse environments whose `reset` cannot take the task id column, before the first round calls it."""
+        if self.environment_factories is None:
+            return
+        # TRL probed one instance of each environment; GRPO calls `reset(**row)` with every column of the row.
+        for name, (environment, *_) in self._environment_pool.items():
+            parameters = inspect.signature(environment.reset).parameters.values()
+            if not any(p.kind is p.VAR_KEYWORD or p.name == TASK_ID_COLUMN for p in parameters):
+                label = "environment_factory" if name is None else f"environment_factory[{name!r}]"
+                raise TypeError(
+                    f"{label} builds {type(environment).__name__}, whose reset{inspect.signature(environment.reset)} "
+                    f"cannot take the column {TASK_ID_COLUMN!r}: GRPO calls reset(**row) with every column of the "
+                    f"row, and BOTS adds {TASK_ID_COLUMN!r} (the row's index) to each. Add **kwargs (or a "
+                    f"{TASK_ID_COLUMN} parameter) to reset."
+                )
 
     # Overridden so that `remove_unused_columns=True` does not drop the task id column.
     def _set_signature_columns_if_needed(self):

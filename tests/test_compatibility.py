@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import trl
-from recording import RewardRecorder, SelectionLog
+from recording import RewardRecorder, SelectionLog, replay_posterior, total_rewards
 from tiny import even_task_reward, load_tiny, task_dataset, tiny_args
 from transformers import TrainerCallback
 
@@ -243,3 +243,76 @@ def test_environment_reset_without_room_for_the_task_id_is_refused(tiny_model_pa
             processing_class=tokenizer,
             environment_factory=factory,
         )
+
+
+# ----------------------------------------------------------------------------------------------- "works" rows
+def assert_credited(trainer, calls, weights=(1.0,), num_tasks=10):
+    """Every round was selected, scored and credited exactly: the posterior is BOTS.md's update of the rewards."""
+    rounds = [(call["idx"], total_rewards(call, weights)) for call in calls]
+    assert trainer.selector.round == len(rounds) > 0
+    alpha, beta = replay_posterior(num_tasks, rounds)
+    np.testing.assert_allclose(trainer.selector.alpha, alpha, rtol=1e-6)
+    np.testing.assert_allclose(trainer.selector.beta, beta, rtol=1e-6)
+
+
+def logged(trainer, name):
+    return [entry[name] for entry in trainer.state.log_history if entry.get(name) is not None]
+
+
+LOSS_TYPES = ["grpo", "dr_grpo", "dapo", "bnpo", "cispo", "sapo", "luspo", "vespo"]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "metric"),
+    [
+        *[({"loss_type": loss_type}, "loss") for loss_type in LOSS_TYPES],
+        ({"beta": 0.1}, "kl"),  # a reference model
+        ({"beta": 0.1, "sync_ref_model": True, "ref_model_sync_steps": 1}, "kl"),
+        ({"top_entropy_quantile": 0.5}, "entropy"),
+        ({"entropy_coef": 0.01, "use_adaptive_entropy": True}, "entropy"),
+        (
+            {
+                "scale_rewards": "batch",
+                "mask_truncated_completions": True,
+                "importance_sampling_level": "sequence",
+                "multi_objective_aggregation": "normalize_then_sum",
+            },
+            "loss",
+        ),
+        (
+            {
+                "temperature": 0.7,
+                "top_k": 5,
+                "top_p": 0.9,
+                "repetition_penalty": 1.1,
+                "disable_dropout": True,
+                "gradient_checkpointing": True,
+            },
+            "loss",
+        ),
+        ({"use_transformers_continuous_batching": True}, "loss"),
+    ],
+    ids=[
+        *[f"loss-{loss_type}" for loss_type in LOSS_TYPES],
+        "reference-model",
+        "sync-ref-model",
+        "entropy-filtering",
+        "adaptive-entropy-bonus",
+        "advantage-options",
+        "generation-options",
+        "continuous-batching",
+    ],
+)
+def test_grpo_option_works(tiny_model_path, tmp_path, overrides, metric):
+    model, tokenizer = load_tiny(tiny_model_path)
+    recorder = RewardRecorder()
+    trainer = BOTSGRPOTrainer(
+        model,
+        recorder.wrap(even_task_reward),
+        args=tiny_args(str(tmp_path), max_steps=2, **overrides),
+        train_dataset=task_dataset(10),
+        processing_class=tokenizer,
+    )
+    trainer.train()
+    assert_credited(trainer, recorder.calls)
+    assert len(logged(trainer, metric)) == 2  # the option's own metric, from GRPO

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import trl
+from datasets import Dataset
 from recording import RewardRecorder, SelectionLog, replay_posterior, total_rewards
 from tiny import even_task_reward, load_tiny, task_dataset, tiny_args
 from transformers import TrainerCallback
@@ -83,14 +84,24 @@ def tool_tokenizer(model_path):
     return model, tokenizer
 
 
-def build(model_path, output_dir, dataset, reward_funcs=(even_task_reward,), trainer_kwargs=None, **overrides):
-    model, tokenizer = load_tiny(model_path)
+def build(
+    model_path,
+    output_dir,
+    dataset,
+    reward_funcs=(even_task_reward,),
+    model=None,
+    tokenizer=None,
+    trainer_kwargs=None,
+    **overrides,
+):
+    """A BOTSGRPOTrainer on the tiny model (or `model`), 2 steps unless `overrides` say otherwise."""
+    tiny_model, tiny_tokenizer = load_tiny(model_path)
     return BOTSGRPOTrainer(
-        model,
+        model if model is not None else tiny_model,
         list(reward_funcs),
-        args=tiny_args(str(output_dir), **overrides),
+        args=tiny_args(str(output_dir), **{"max_steps": 2, **overrides}),
         train_dataset=dataset,
-        processing_class=tokenizer,
+        processing_class=tokenizer if tokenizer is not None else tiny_tokenizer,
         **(trainer_kwargs or {}),
     )
 
@@ -316,3 +327,164 @@ def test_grpo_option_works(tiny_model_path, tmp_path, overrides, metric):
     trainer.train()
     assert_credited(trainer, recorder.calls)
     assert len(logged(trainer, metric)) == 2  # the option's own metric, from GRPO
+
+
+def train_tiny(model_path, output_dir, reward_funcs, dataset=None, **kwargs):
+    """Train for 2 steps with BOTS (see `build`); return the trainer."""
+    trainer = build(
+        model_path, output_dir, dataset if dataset is not None else task_dataset(10), reward_funcs, **kwargs
+    )
+    trainer.train()
+    return trainer
+
+
+def test_async_reward_function_works(tiny_model_path, tmp_path):
+    calls = []
+
+    async def async_even_reward(completions, idx, **kwargs):
+        rewards = [float(i % 2 == 0) for i in idx]
+        calls.append({"idx": list(idx), "rewards": [rewards]})
+        return rewards
+
+    trainer = train_tiny(tiny_model_path, tmp_path, [async_even_reward])
+    assert_credited(trainer, calls)
+
+
+def test_evaluation_works_and_is_not_selected_or_credited(tiny_model_path, tmp_path):
+    """Evaluation walks the whole eval set as in GRPO; only training rounds are selected and credited."""
+    recorder = RewardRecorder()
+    eval_dataset = Dataset.from_dict({"idx": [100, 101, 102], "prompt": [f"eval {i}: say a" for i in range(3)]})
+    trainer = train_tiny(
+        tiny_model_path,
+        tmp_path,
+        recorder.wrap(even_task_reward),
+        trainer_kwargs={"eval_dataset": eval_dataset},
+        eval_strategy="steps",
+        eval_steps=1,
+        per_device_eval_batch_size=3,
+        num_generations_eval=3,
+    )
+    train_calls = [call for call in recorder.calls if max(call["idx"]) < 10]
+    eval_calls = [call for call in recorder.calls if min(call["idx"]) >= 100]
+    assert len(train_calls) == 2 and len(train_calls) + len(eval_calls) == len(recorder.calls)
+    evaluated = sorted(i for call in eval_calls for i in call["idx"])
+    assert evaluated == sorted([100, 101, 102] * 3 * 2)  # every eval row, 3 completions each, at both steps
+    assert_credited(trainer, train_calls)
+    assert len(logged(trainer, "eval_loss")) == 2
+
+
+def test_log_extra_and_log_metric_work_beside_bots_columns(tiny_model_path, tmp_path):
+    recorder = RewardRecorder()
+
+    def logging_reward(completions, idx, log_extra, log_metric, **kwargs):
+        log_extra("my_task", list(idx))
+        log_metric("my_metric", 1.5)
+        return even_task_reward(completions, idx)
+
+    trainer = train_tiny(tiny_model_path, tmp_path, recorder.wrap(logging_reward), log_completions=True)
+    assert_credited(trainer, recorder.calls)
+    assert logged(trainer, "my_metric") == [1.5, 1.5]
+    table = pd.read_parquet(tmp_path / "completions" / "completions_00002.parquet")
+    assert table["my_task"].tolist() == table["bots_task_id"].tolist() == recorder.calls[-1]["idx"]
+
+
+def count_to(n: int) -> int:
+    """Count to n.
+
+    Args:
+        n: The number to count to.
+
+    Returns:
+        The same number.
+    """
+    return n
+
+
+def test_tools_work(tiny_model_path, tmp_path):
+    recorder = RewardRecorder()
+    model, tokenizer = tool_tokenizer(tiny_model_path)
+    trainer = train_tiny(
+        tiny_model_path,
+        tmp_path,
+        recorder.wrap(even_task_reward),
+        dataset=task_dataset(10, conversational=True),
+        model=model,
+        tokenizer=tokenizer,
+        trainer_kwargs={"tools": [count_to]},
+        max_tool_calling_iterations=1,
+    )
+    assert_credited(trainer, recorder.calls)
+    assert len(logged(trainer, "tools/call_frequency")) == 2
+
+
+def test_rollout_func_generates_the_selected_rows(tiny_model_path, tmp_path):
+    """A custom rollout_func receives the prompts of the tasks BOTS selected."""
+    recorder = RewardRecorder()
+    seen_prompts = []
+
+    def rollout(prompts, trainer):
+        seen_prompts.append(list(prompts))
+        prompt_ids = [trainer.processing_class.encode(prompt) for prompt in prompts]
+        completion_ids = [trainer.processing_class.encode("a") for _ in prompts]
+        return {"prompt_ids": prompt_ids, "completion_ids": completion_ids, "logprobs": [[0.0]] * len(prompts)}
+
+    trainer = train_tiny(
+        tiny_model_path, tmp_path, recorder.wrap(even_task_reward), trainer_kwargs={"rollout_func": rollout}
+    )
+    assert_credited(trainer, recorder.calls)
+    assert seen_prompts == [[f"task {i}: say a" for i in call["idx"]] for call in recorder.calls]
+
+
+def test_mixture_of_experts_model_works(tiny_model_path, tmp_path):
+    from transformers import Qwen3MoeConfig, Qwen3MoeForCausalLM
+
+    tiny_model, tokenizer = load_tiny(tiny_model_path)
+    dense = tiny_model.config
+    config = Qwen3MoeConfig(
+        vocab_size=dense.vocab_size,
+        hidden_size=16,
+        intermediate_size=32,
+        moe_intermediate_size=8,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        num_experts=4,
+        num_experts_per_tok=2,
+        output_router_logits=True,
+        router_aux_loss_coef=0.01,
+        pad_token_id=dense.pad_token_id,
+        eos_token_id=dense.eos_token_id,
+        bos_token_id=None,
+    )
+    recorder = RewardRecorder()
+    trainer = train_tiny(
+        tiny_model_path,
+        tmp_path,
+        recorder.wrap(even_task_reward),
+        model=Qwen3MoeForCausalLM(config),
+        tokenizer=tokenizer,
+    )
+    assert_credited(trainer, recorder.calls)
+    assert len(logged(trainer, "aux_loss")) == 2
+
+
+def test_reward_model_works(tiny_model_path, tmp_path):
+    """A sequence-classification reward model: every completion is scored, so each selected task gets G trials."""
+    from transformers import AutoModelForSequenceClassification
+
+    reward_model = AutoModelForSequenceClassification.from_pretrained(tiny_model_path, num_labels=1)
+    _, tokenizer = load_tiny(tiny_model_path)
+    trainer = build(
+        tiny_model_path,
+        tmp_path,
+        task_dataset(10),
+        [reward_model],
+        trainer_kwargs={"reward_processing_classes": [tokenizer]},
+    )
+    selections = SelectionLog(trainer)
+    trainer.train()
+    # Whatever the scores, alpha + beta only depends on the trials: (1 - lambda)(alpha + beta) + lambda * 2 + trials.
+    rounds = [(np.repeat(selection["tasks"], 2), np.zeros(4)) for selection in selections.selections]
+    alpha, beta = replay_posterior(10, rounds)
+    assert trainer.selector.round == len(rounds) == 2
+    np.testing.assert_allclose(trainer.selector.alpha + trainer.selector.beta, alpha + beta, rtol=1e-6)

@@ -59,22 +59,11 @@ class EchoEnv(CountingEnv):
         return text
 
 
-class StrictResetEnv:
+class StrictResetEnv(CountingEnv):
     """An environment whose `reset` takes exactly the dataset's own columns, as stock GRPO allows."""
 
     def reset(self, idx: int, prompt: list) -> None:
         self.task = idx
-
-    def count(self, n: int) -> int:
-        """Count to n.
-
-        Args:
-            n: The number to count to.
-
-        Returns:
-            The same number.
-        """
-        return n
 
 
 def tool_tokenizer(model_path):

@@ -141,7 +141,8 @@ class BOTSGRPOTrainer(GRPOTrainer):
     Changes with respect to [`trl.GRPOTrainer`], everything else (generation, rewards, advantages, loss, logging,
     evaluation) is inherited unchanged:
 
-    - `__init__`: validates the dataset, adds a `bots_task_id` column (the row index), builds the selector.
+    - `__init__`: validates the dataset (and that environments' `reset` can take the row's columns), adds a
+      `bots_task_id` column (the row index), builds the selector.
     - `_set_signature_columns_if_needed`: keeps `bots_task_id` when `remove_unused_columns=True`.
     - `_get_train_sampler`: returns a [`BOTSSampler`], which yields *slots* ("the j-th task of the current round") in
       RepeatSampler's layout and length; the DataLoader fetches rows `0..B-1` as placeholders. Hooks that read the

@@ -18,3 +18,10 @@ def test_implicit_weight_default_depends_on_reference_columns(tmp_path):
 def test_explicit_implicit_weight_without_reference_columns_is_an_error(tmp_path):
     with pytest.raises(ValueError, match=r"bots_implicit_weight=0.2 needs implicit evidence.*bots_reference_columns"):
         BOTSConfig(str(tmp_path), use_cpu=True, bots_implicit_weight=0.2)
+
+
+def test_cap_fit_defaults_to_robust_and_is_checked(tmp_path):
+    assert BOTSConfig(str(tmp_path), use_cpu=True).bots_cap_fit == "robust"
+    assert BOTSConfig(str(tmp_path), use_cpu=True, bots_cap_fit="paper").bots_cap_fit == "paper"
+    with pytest.raises(ValueError, match="bots_cap_fit must be one of 'robust', 'paper', got 'exact'"):
+        BOTSConfig(str(tmp_path), use_cpu=True, bots_cap_fit="exact")

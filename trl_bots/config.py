@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from trl import GRPOConfig
 
-from .validation import check_hyperparameters, check_in_interval, check_strategy
+from .validation import CAP_FITS, check_choice, check_hyperparameters, check_in_interval, check_strategy
 
 
 @dataclass
@@ -43,6 +43,12 @@ class BOTSConfig(GRPOConfig):
             Weight `m` of one implicit prediction, in rollouts. `None` uses `num_generations`.
         bots_cap_momentum (`float`, *optional*, defaults to `0.9`):
             Momentum `gamma` in [0, 1) of the interpolation coefficient of the implicit-evidence plug-in.
+        bots_cap_fit (`str`, *optional*, defaults to `"robust"`):
+            How the plug-in fits its interpolation coefficient `mu` on each batch. `"robust"`: the paper's ratio over
+            the tasks whose weak and strong reference rates differ, a batch with too little information leaves `mu`
+            unchanged, and `mu` stays in [-2, 3]. `"paper"`: the paper's exact formula, a ratio of batch means that
+            explodes when a batch's weak and strong means nearly coincide (many tasks with both rates 0 or 1, or two
+            similar reference models).
         bots_reference_columns (`list[str]` or `None`, *optional*, defaults to `None`):
             Two dataset columns holding offline pass rates in [0, 1] of a weaker and a stronger reference model
             (in that order). They feed the implicit evidence and the `"easy2hard"` order.
@@ -104,6 +110,16 @@ class BOTSConfig(GRPOConfig):
         default=0.9,
         metadata={"help": "Momentum gamma in [0, 1) of the implicit-evidence plug-in's interpolation coefficient."},
     )
+    bots_cap_fit: str = field(
+        default="robust",
+        metadata={
+            "help": "How the implicit-evidence plug-in fits its coefficient mu on each batch: 'robust' (the paper's "
+            "ratio over tasks whose reference rates differ, uninformative batches skipped, mu kept in [-2, 3]) or "
+            "'paper' (the paper's exact ratio of batch means, which explodes when the weak and strong means nearly "
+            "coincide).",
+            "choices": ["robust", "paper"],
+        },
+    )
     bots_reference_columns: list[str] | None = field(
         default=None,
         metadata={
@@ -141,6 +157,7 @@ class BOTSConfig(GRPOConfig):
     def __post_init__(self):
         super().__post_init__()
         check_strategy("bots_strategy", self.bots_strategy)
+        check_choice("bots_cap_fit", self.bots_cap_fit, CAP_FITS)
         if self.bots_implicit_weight is None:
             self.bots_implicit_weight = 0.1 if self.bots_reference_columns is not None else 0.0
         check_hyperparameters(

@@ -12,6 +12,8 @@ import numpy as np
 
 
 STRATEGIES = ("bots", "mopps", "dots", "uniform", "easy2hard")
+# How the interpolation plug-in fits its coefficient mu on a batch (trl_bots.implicit.InterpolationEstimator).
+CAP_FITS = ("robust", "paper")
 # Rollouts of one task in one round. Far above any real group size, and low enough that float32 posteriors stay exact
 # integers in the counts' range and can never overflow.
 MAX_TRIALS = 1e6
@@ -28,9 +30,14 @@ def check_in_interval(
         raise ValueError(f"{name} must be a number in {interval}, got {value!r}.")
 
 
+def check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    """Raise unless ``value`` is one of ``choices``."""
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}.")
+
+
 def check_strategy(name: str, strategy: str) -> None:
-    if strategy not in STRATEGIES:
-        raise ValueError(f"{name} must be one of {', '.join(map(repr, STRATEGIES))}, got {strategy!r}.")
+    check_choice(name, strategy, STRATEGIES)
 
 
 def check_hyperparameters(

@@ -209,6 +209,28 @@ def test_robust_cap_fit_stays_bounded_where_the_paper_formula_explodes():
     assert BOTSSelector(num_tasks, reference, seed=0).estimator.fit_method == "robust"  # the default
 
 
+def test_numpy_scalar_hyperparameters_are_accepted_and_bools_refused(tmp_path):
+    selector = BOTSSelector(
+        10,
+        make_reference(10),
+        target=np.float32(0.5),
+        forgetting=np.float64(0.1),
+        implicit_weight=np.float32(0.25),
+        temperature=np.int64(0),
+        prior=(np.float32(1.0), np.int32(2)),
+        pseudo_count=np.float32(4.0),
+        cap_momentum=np.float32(0.5),
+    )
+    assert selector.target == 0.5 and selector.prior == (1.0, 2.0)
+    indices = selector.select(3)
+    selector.update(indices, np.array([1, 2, 3]), np.array([4, 4, 4]))
+    selector.update(selector.select(3), np.array([0, 2, 4]), np.array([4, 4, 4]))
+    selector.save(tmp_path / "state.safetensors")  # the state is JSON-able: no NumPy scalar leaked into it
+    for name, value in (("forgetting", True), ("target", np.bool_(True)), ("implicit_weight", False)):
+        with pytest.raises(ValueError, match=f"{name} must be a number in .*, got {value!r}"):
+            BOTSSelector(10, make_reference(10), **{name: value})
+
+
 def test_cap_fit_argument_is_checked():
     with pytest.raises(ValueError, match="cap_fit must be one of 'robust', 'paper', got 'Paper'"):
         BOTSSelector(10, make_reference(10), cap_fit="Paper")

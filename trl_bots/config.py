@@ -10,6 +10,19 @@ from trl import GRPOConfig
 from .validation import CAP_FITS, check_choice, check_hyperparameters, check_in_interval, check_strategy
 
 
+_FLOAT_FIELDS = (
+    "bots_target_pass_rate",
+    "bots_forgetting",
+    "bots_implicit_weight",
+    "bots_temperature",
+    "bots_prior_alpha",
+    "bots_prior_beta",
+    "bots_pseudo_count",
+    "bots_cap_momentum",
+    "bots_success_threshold",
+)
+
+
 @dataclass
 class BOTSConfig(GRPOConfig):
     r"""
@@ -179,6 +192,10 @@ class BOTSConfig(GRPOConfig):
             },
         )
         check_in_interval("bots_success_threshold", self.bots_success_threshold, -math.inf, math.inf, high_open=True)
+        # NumPy scalars pass the checks; plain floats keep the config JSON-serialisable (it is saved with checkpoints).
+        for name in _FLOAT_FIELDS:
+            if getattr(self, name) is not None:
+                setattr(self, name, float(getattr(self, name)))
         if self.bots_reference_columns is not None:
             columns = self.bots_reference_columns
             if isinstance(columns, str) or len(columns) != 2 or not all(isinstance(c, str) and c for c in columns):

@@ -133,7 +133,7 @@ class BOTSSelector:
         self.thompson = bool(thompson)
         self.temperature = float(temperature)
         self.prior = (float(prior[0]), float(prior[1]))
-        self.pseudo_count = pseudo_count
+        self.pseudo_count = None if pseudo_count is None else float(pseudo_count)
         self.adaptive_implicit_weight = bool(adaptive_implicit_weight)
         self.seed = seed
 
@@ -141,7 +141,7 @@ class BOTSSelector:
         if reference_pass_rates is not None:
             reference = check_reference_pass_rates(reference_pass_rates, self.num_tasks)
         if estimator is None and reference is not None and strategy != "mopps":
-            estimator = InterpolationEstimator(reference, momentum=cap_momentum, fit=cap_fit)
+            estimator = InterpolationEstimator(reference, momentum=float(cap_momentum), fit=cap_fit)
         self.estimator = estimator
         self.implicit_weight = self._strategy_implicit_weight(implicit_weight, reference is not None)
 

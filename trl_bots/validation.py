@@ -22,10 +22,15 @@ MAX_TRIALS = 1e6
 def check_in_interval(
     name: str, value: float, low: float, high: float, *, low_open: bool = False, high_open: bool = False
 ) -> None:
-    """Raise unless ``low (<|<=) value (<|<=) high``."""
-    above = value > low if low_open else value >= low
-    below = value < high if high_open else value <= high
-    if not (isinstance(value, (int, float)) and math.isfinite(value) and above and below):
+    """Raise unless ``value`` is a real number (Python or NumPy, not a bool) with ``low (<|<=) value (<|<=) high``."""
+    is_real = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+    inside = (
+        is_real
+        and math.isfinite(value)
+        and (value > low if low_open else value >= low)
+        and (value < high if high_open else value <= high)
+    )
+    if not inside:
         interval = f"{'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
         raise ValueError(f"{name} must be a number in {interval}, got {value!r}.")
 

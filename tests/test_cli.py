@@ -37,10 +37,31 @@ def test_math_accuracy_marks_an_unparseable_ground_truth_unscorable_not_wrong():
     assert math_accuracy_reward([r"\boxed{1}", r"\boxed{1}"], ["", "1"]) == [None, 1.0]
 
 
-def test_last_boxed_balances_braces_and_rejects_a_truncated_box():
+def test_last_boxed_balances_braces_and_skips_a_truncated_box():
     assert last_boxed(r"a \boxed{\frac{1}{2}} b") == r"\frac{1}{2}"
-    assert last_boxed(r"\boxed{1} \boxed{\sqrt{2") is None
+    assert last_boxed(r"\boxed{1} \boxed{\sqrt{2") == "1"  # the last box was cut off: the one before it counts
+    assert last_boxed(r"\boxed{\sqrt{2") is None
+    assert last_boxed(r"the answer is \boxed") is None
+    assert last_boxed(r"\boxedfoo{3}") is None  # another command, not a box
     assert last_boxed("no box") is None
+
+
+@pytest.mark.parametrize(
+    ("completion", "boxed", "truth"),
+    [
+        (r"so the answer is \boxed 5", "5", "5"),  # brace-less: up to the next $ or the end
+        (r"so $\boxed 5$. Done.", "5", "5"),
+        (r"\fbox{5}", "5", "5"),
+        (r"\boxed {5}", "5", "5"),
+        (r"\boxed{5}. Check: \boxed{5", "5", "5"),  # truncated last box, complete one before it
+        (r"\boxed{\left\{ x \right.}", r"\left\{ x \right.", None),  # escaped braces are not delimiters
+        (r"\boxed{\{1, 2\}}", r"\{1, 2\}", r"\{1,2\}"),
+    ],
+)
+def test_boxed_answer_forms(completion, boxed, truth):
+    assert last_boxed(completion) == boxed
+    if truth is not None:
+        assert math_accuracy_reward([completion], [truth]) == [1.0]
 
 
 def test_exact_match_partial_match_and_format_rewards():

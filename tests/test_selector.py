@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -546,3 +547,10 @@ def test_state_file_errors(tmp_path):
 
     with pytest.raises(FileNotFoundError):
         BOTSSelector(10, implicit_weight=0.0).load(tmp_path / "missing.safetensors")
+
+    # docs/reliability.md quotes this message and no longer lists the JSON scalars as unchecked.
+    with pytest.raises(ValueError) as raised:
+        BOTSSelector(10, implicit_weight=0.0).load(edited)
+    reliability = (Path(__file__).parents[1] / "docs" / "reliability.md").read_text()
+    assert f"`ValueError: {str(raised.value).replace(str(edited), '{path}')}`" in reliability
+    assert "Known gap" not in reliability

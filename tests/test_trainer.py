@@ -159,7 +159,8 @@ def test_placeholder_rows_become_the_selected_tasks(tiny_model_path, tmp_path, r
         assert call["columns"] == sorted([*data_columns, "completion_ids", "log_extra", "log_metric", "trainer_state"])
 
 
-def test_implicit_evidence_posterior_matches_formulas(tiny_model_path, tmp_path):
+@pytest.mark.parametrize("cap_fit", ["robust", "paper"])
+def test_implicit_evidence_posterior_matches_formulas(tiny_model_path, tmp_path, cap_fit):
     """rho > 0 with reference columns: the posterior is BOTS.md's update with the interpolation plug-in."""
     dataset = task_dataset(10, references=True)
     trainer, recorder, _ = make_trainer(
@@ -170,6 +171,7 @@ def test_implicit_evidence_posterior_matches_formulas(tiny_model_path, tmp_path)
         bots_reference_columns=["weak", "strong"],
         bots_implicit_weight=0.3,
         bots_pseudo_count=3.0,
+        bots_cap_fit=cap_fit,
     )
     trainer.train()
     rounds = []
@@ -177,7 +179,7 @@ def test_implicit_evidence_posterior_matches_formulas(tiny_model_path, tmp_path)
         idx = call["idx"]
         rounds.append((idx[:: trainer.num_generations], idx, total_rewards(call, [1.0])))
     reference = np.stack([np.array(dataset["weak"]), np.array(dataset["strong"])], axis=1)
-    alpha, beta, mu = replay_implicit_posterior(reference, rounds, rho=0.3, pseudo_count=3.0)
+    alpha, beta, mu = replay_implicit_posterior(reference, rounds, rho=0.3, pseudo_count=3.0, cap_fit=cap_fit)
     assert trainer.selector.round == 5
     np.testing.assert_allclose(trainer.selector.alpha, alpha, rtol=1e-5)
     np.testing.assert_allclose(trainer.selector.beta, beta, rtol=1e-5)

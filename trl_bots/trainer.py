@@ -202,6 +202,7 @@ class BOTSGRPOTrainer(GRPOTrainer):
             prior=(args.bots_prior_alpha, args.bots_prior_beta),
             pseudo_count=args.bots_pseudo_count if args.bots_pseudo_count is not None else args.num_generations,
             cap_momentum=args.bots_cap_momentum,
+            cap_fit=args.bots_cap_fit,
             seed=args.bots_seed if args.bots_seed is not None else args.seed,
             strategy=args.bots_strategy,
             adaptive_implicit_weight=args.bots_adaptive_implicit_weight,
@@ -508,6 +509,7 @@ class BOTSGRPOTrainer(GRPOTrainer):
             "prior (alpha0, beta0)": (args.bots_prior_alpha, args.bots_prior_beta),
             "pseudo count": args.bots_pseudo_count if args.bots_pseudo_count is not None else args.num_generations,
             "cap momentum": args.bots_cap_momentum,
+            "cap fit": args.bots_cap_fit,
             "reference columns": args.bots_reference_columns,
             "success": f"reward {args.bots_success_reward or '(weighted total)'} >= {args.bots_success_threshold}"
             + (" (fractional evidence)" if args.bots_fractional_evidence else ""),

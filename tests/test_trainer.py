@@ -19,6 +19,7 @@ from recording import (
     total_rewards,
 )
 from tiny import even_task_reward, load_tiny, task_dataset, tiny_args
+from transformers import TrainerCallback
 from trl.trainer.utils import RepeatSampler
 
 from trl_bots.data import task_fingerprint
@@ -161,7 +162,8 @@ def test_placeholder_rows_become_the_selected_tasks(tiny_model_path, tmp_path, r
         assert call["columns"] == sorted([*data_columns, "completion_ids", "log_extra", "log_metric", "trainer_state"])
 
 
-def test_implicit_evidence_posterior_matches_formulas(tiny_model_path, tmp_path):
+@pytest.mark.parametrize("cap_fit", ["robust", "paper"])
+def test_implicit_evidence_posterior_matches_formulas(tiny_model_path, tmp_path, cap_fit):
     """rho > 0 with reference columns: the posterior is BOTS.md's update with the interpolation plug-in."""
     dataset = task_dataset(10, references=True)
     trainer, recorder, _ = make_trainer(
@@ -172,6 +174,7 @@ def test_implicit_evidence_posterior_matches_formulas(tiny_model_path, tmp_path)
         bots_reference_columns=["weak", "strong"],
         bots_implicit_weight=0.3,
         bots_pseudo_count=3.0,
+        bots_cap_fit=cap_fit,
     )
     trainer.train()
     rounds = []
@@ -179,7 +182,7 @@ def test_implicit_evidence_posterior_matches_formulas(tiny_model_path, tmp_path)
         idx = call["idx"]
         rounds.append((idx[:: trainer.num_generations], idx, total_rewards(call, [1.0])))
     reference = np.stack([np.array(dataset["weak"]), np.array(dataset["strong"])], axis=1)
-    alpha, beta, mu = replay_implicit_posterior(reference, rounds, rho=0.3, pseudo_count=3.0)
+    alpha, beta, mu = replay_implicit_posterior(reference, rounds, rho=0.3, pseudo_count=3.0, cap_fit=cap_fit)
     assert trainer.selector.round == 5
     np.testing.assert_allclose(trainer.selector.alpha, alpha, rtol=1e-5)
     np.testing.assert_allclose(trainer.selector.beta, beta, rtol=1e-5)
@@ -386,6 +389,16 @@ def test_exact_resume_and_saved_folder(tiny_model_path, tmp_path):
     assert f"| final effective-task ratio | {ratio:.4f} |" in card
 
 
+class RowsTrainedOn(TrainerCallback):
+    """`trainer.bots_round_tasks` at the end of every optimizer step."""
+
+    def __init__(self, trainer):
+        self.trainer, self.rows = trainer, []
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.rows.append(self.trainer.bots_round_tasks.tolist())
+
+
 @pytest.mark.parametrize(
     "schedule", [{"steps_per_generation": 2}, {"num_iterations": 2}], ids=["steps-per-generation", "iterations"]
 )
@@ -393,12 +406,16 @@ def test_mid_round_resume_is_exact(tiny_model_path, tmp_path, schedule):
     """A checkpoint inside a round (a round spans 2 micro-steps) resumes on the buffered completions, not new ones."""
     common = {"reward_funcs": (first_letter_reward,), "max_steps": 6, "save_strategy": "steps", "save_steps": 1}
     full, full_rec, full_log = make_trainer(tiny_model_path, tmp_path / "full", **common, **schedule)
+    full_selections = SelectionLog(full)
     full.train()
     checkpoint = tmp_path / "full" / "checkpoint-3"  # micro-step 3: the second half of round 2
     assert sorted(p.name for p in checkpoint.glob("bots_round_*")) == ["bots_round_0.pt"]
     assert not list((tmp_path / "full" / "checkpoint-2").glob("bots_round_*"))  # between rounds: nothing to keep
     resumed, resumed_rec, resumed_log = make_trainer(tiny_model_path, tmp_path / "resumed", **common, **schedule)
+    rows = RowsTrainedOn(resumed)
+    resumed.add_callback(rows)
     resumed.train(resume_from_checkpoint=str(checkpoint))
+    assert rows.rows[0] == full_selections.selections[1]["tasks"]  # step 4 trains on round 2's rows
     # Steps 4-6 of the full run generated rounds 3 (step 5) only; the resumed run trains step 4 on the buffer.
     assert len(full_rec.calls) == 3 and resumed_rec.calls == full_rec.calls[2:]
     assert resumed_log.steps == full_log.steps[3:]  # bit-identical alpha and beta after every step
@@ -476,6 +493,9 @@ def test_bad_input_errors(tiny_model_path, tmp_path):
     with pytest.raises(ValueError, match="trained on a task list with fingerprint"):
         build(task_dataset(12), max_steps=2).train(resume_from_checkpoint=str(checkpoint))
     round_state = json.loads((checkpoint / SAMPLER_FILE).read_text())
+    (checkpoint / SAMPLER_FILE).write_text(json.dumps({**round_state, "tasks": [0, 10]}))
+    with pytest.raises(ValueError, match=r"saved round \[0, 10\] is not 2 distinct task ids in \[0, 10\)"):
+        build(max_steps=2).train(resume_from_checkpoint=str(checkpoint))
     (checkpoint / SAMPLER_FILE).write_text(json.dumps({**round_state, "rounds_selected": 2}))
     with pytest.raises(ValueError, match=f"2 selected rounds but {SELECTOR_FILE} has been updated 1 times"):
         build(max_steps=2).train(resume_from_checkpoint=str(checkpoint))

@@ -7,7 +7,20 @@ from dataclasses import dataclass, field
 
 from trl import GRPOConfig
 
-from .validation import check_hyperparameters, check_in_interval, check_strategy
+from .validation import CAP_FITS, check_choice, check_hyperparameters, check_in_interval, check_strategy
+
+
+_FLOAT_FIELDS = (
+    "bots_target_pass_rate",
+    "bots_forgetting",
+    "bots_implicit_weight",
+    "bots_temperature",
+    "bots_prior_alpha",
+    "bots_prior_beta",
+    "bots_pseudo_count",
+    "bots_cap_momentum",
+    "bots_success_threshold",
+)
 
 
 @dataclass
@@ -43,6 +56,12 @@ class BOTSConfig(GRPOConfig):
             Weight `m` in [0, 1e6] of one implicit prediction, in rollouts. `None` uses `num_generations`.
         bots_cap_momentum (`float`, *optional*, defaults to `0.9`):
             Momentum `gamma` in [0, 1) of the interpolation coefficient of the implicit-evidence plug-in.
+        bots_cap_fit (`str`, *optional*, defaults to `"robust"`):
+            How the plug-in fits its interpolation coefficient `mu` on each batch. `"robust"`: the paper's ratio over
+            the tasks whose weak and strong reference rates differ, a batch with too little information leaves `mu`
+            unchanged, and `mu` stays in [-2, 3]. `"paper"`: the paper's exact formula, a ratio of batch means that
+            explodes when a batch's weak and strong means nearly coincide (many tasks with both rates 0 or 1, or two
+            similar reference models).
         bots_reference_columns (`list[str]` or `None`, *optional*, defaults to `None`):
             Two dataset columns holding offline pass rates in [0, 1] of a weaker and a stronger reference model
             (in that order). They feed the implicit evidence and the `"easy2hard"` order.
@@ -110,6 +129,16 @@ class BOTSConfig(GRPOConfig):
         default=0.9,
         metadata={"help": "Momentum gamma in [0, 1) of the implicit-evidence plug-in's interpolation coefficient."},
     )
+    bots_cap_fit: str = field(
+        default="robust",
+        metadata={
+            "help": "How the implicit-evidence plug-in fits its coefficient mu on each batch: 'robust' (the paper's "
+            "ratio over tasks whose reference rates differ, uninformative batches skipped, mu kept in [-2, 3]) or "
+            "'paper' (the paper's exact ratio of batch means, which explodes when the weak and strong means nearly "
+            "coincide).",
+            "choices": ["robust", "paper"],
+        },
+    )
     bots_reference_columns: list[str] | None = field(
         default=None,
         metadata={
@@ -155,6 +184,7 @@ class BOTSConfig(GRPOConfig):
     def __post_init__(self):
         super().__post_init__()
         check_strategy("bots_strategy", self.bots_strategy)
+        check_choice("bots_cap_fit", self.bots_cap_fit, CAP_FITS)
         if self.bots_implicit_weight is None:
             self.bots_implicit_weight = 0.1 if self.bots_reference_columns is not None else 0.0
         check_hyperparameters(
@@ -179,6 +209,10 @@ class BOTSConfig(GRPOConfig):
         rounds = self.bots_max_unscored_rounds
         if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
             raise ValueError(f"bots_max_unscored_rounds must be a positive integer, got {rounds!r}.")
+        # NumPy scalars pass the checks; plain floats keep the config JSON-serialisable (it is saved with checkpoints).
+        for name in _FLOAT_FIELDS:
+            if getattr(self, name) is not None:
+                setattr(self, name, float(getattr(self, name)))
         if self.bots_reference_columns is not None:
             columns = self.bots_reference_columns
             if isinstance(columns, str) or len(columns) != 2 or not all(isinstance(c, str) and c for c in columns):

@@ -23,7 +23,14 @@ from .posterior import average_posterior_mean, posterior_mean, update_posterior
 from .sampling import sample_beta
 from .selection import distance_to_target, select_softmax, select_thompson_top, select_top
 from .state import read_state_file, write_state_file
-from .validation import check_hyperparameters, check_reference_pass_rates, check_round, check_strategy
+from .validation import (
+    CAP_FITS,
+    check_choice,
+    check_hyperparameters,
+    check_reference_pass_rates,
+    check_round,
+    check_strategy,
+)
 
 
 # Mean absolute error of the plug-in on a batch at or above which adaptive rho is halved (paper, Section 4).
@@ -73,6 +80,10 @@ class BOTSSelector:
         pseudo_count: ``m``, the weight of one plug-in prediction in rollouts. ``None`` uses the largest number of
             trials in each update, i.e. the number of rollouts per task G.
         cap_momentum: ``gamma`` in [0, 1), smoothing of the plug-in's coefficient ``mu``.
+        cap_fit: how the plug-in fits ``mu`` on a batch: ``"robust"`` (the paper's ratio over the tasks whose
+            references differ, a batch with too little information skipped, ``mu`` kept in [-2, 3]) or ``"paper"``
+            (the paper's exact ratio of batch means, which explodes when the batch's weak and strong means nearly
+            coincide). See :class:`trl_bots.implicit.InterpolationEstimator`.
         seed: seed of the selector's own random generator (Thompson draws, temperature sampling, permutations).
         strategy: ``"bots"`` (explicit + implicit evidence), ``"mopps"`` (explicit only: rho is 0),
             ``"dots"`` (implicit only: every task, the selected ones included, gets the plug-in's prediction; rho
@@ -96,6 +107,7 @@ class BOTSSelector:
         prior: tuple[float, float] = (1.0, 1.0),
         pseudo_count: float | None = None,
         cap_momentum: float = 0.9,
+        cap_fit: str = "robust",
         seed: int = 0,
         strategy: str = "bots",
         adaptive_implicit_weight: bool = False,
@@ -104,6 +116,7 @@ class BOTSSelector:
         if isinstance(num_tasks, bool) or not isinstance(num_tasks, (int, np.integer)) or num_tasks < 1:
             raise ValueError(f"num_tasks must be a positive integer, got {num_tasks!r}.")
         check_strategy("strategy", strategy)
+        check_choice("cap_fit", cap_fit, CAP_FITS)
         check_hyperparameters(
             target=target,
             forgetting=forgetting,
@@ -120,7 +133,7 @@ class BOTSSelector:
         self.thompson = bool(thompson)
         self.temperature = float(temperature)
         self.prior = (float(prior[0]), float(prior[1]))
-        self.pseudo_count = pseudo_count
+        self.pseudo_count = None if pseudo_count is None else float(pseudo_count)
         self.adaptive_implicit_weight = bool(adaptive_implicit_weight)
         self.seed = seed
 
@@ -128,7 +141,7 @@ class BOTSSelector:
         if reference_pass_rates is not None:
             reference = check_reference_pass_rates(reference_pass_rates, self.num_tasks)
         if estimator is None and reference is not None and strategy != "mopps":
-            estimator = InterpolationEstimator(reference, momentum=cap_momentum)
+            estimator = InterpolationEstimator(reference, momentum=float(cap_momentum), fit=cap_fit)
         self.estimator = estimator
         self.implicit_weight = self._strategy_implicit_weight(implicit_weight, reference is not None)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import io
 import json
 import logging
@@ -9,6 +10,7 @@ import os
 import tempfile
 import textwrap
 import time
+import warnings
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,8 +92,8 @@ class SelectedRound:
     selection_ms: float  # wall time of the selector's choice
 
 
-def _read_round_state(state: dict[str, Any], selector: BOTSSelector) -> int:
-    """Validate a round state file's content against the restored selector; return GRPO's micro-step."""
+def _read_round_state(state: dict[str, Any], tasks_per_round: int, selector: BOTSSelector) -> tuple[int, np.ndarray]:
+    """Validate a round state file's content against the restored selector; return (micro-step, round's tasks)."""
     if state.get("format") != ROUND_STATE_FORMAT:
         raise ValueError(f"format is {state.get('format')!r}, expected {ROUND_STATE_FORMAT!r}")
     micro_step, rounds = state["micro_step"], state["rounds_selected"]
@@ -104,7 +106,18 @@ def _read_round_state(state: dict[str, Any], selector: BOTSSelector) -> int:
             f"it records {rounds} selected rounds but {SELECTOR_FILE} has been updated {selector.round} times: the "
             "two files come from different checkpoints"
         )
-    return micro_step
+    tasks = np.asarray(state["tasks"], dtype=np.int64)
+    if (
+        tasks.shape != (tasks_per_round,)
+        or tasks.min() < 0
+        or tasks.max() >= selector.num_tasks
+        or np.unique(tasks).size != tasks.size
+    ):
+        raise ValueError(
+            f"the saved round {tasks.tolist()} is not {tasks_per_round} distinct task ids in "
+            f"[0, {selector.num_tasks}): it was saved with another dataset or generation_batch_size"
+        )
+    return micro_step, tasks
 
 
 def _invalid_round_state(path: str, error: Exception) -> ValueError:
@@ -127,10 +140,12 @@ class BOTSGRPOTrainer(GRPOTrainer):
     Changes with respect to [`trl.GRPOTrainer`], everything else (generation, rewards, advantages, loss, logging,
     evaluation) is inherited unchanged:
 
-    - `__init__`: validates the dataset, adds a `bots_task_id` column (the row index), builds the selector.
+    - `__init__`: validates the dataset (and that environments' `reset` can take the row's columns), adds a
+      `bots_task_id` column (the row index), builds the selector.
     - `_set_signature_columns_if_needed`: keeps `bots_task_id` when `remove_unused_columns=True`.
     - `_get_train_sampler`: returns a [`BOTSSampler`], which yields *slots* ("the j-th task of the current round") in
-      RepeatSampler's layout and length; the DataLoader fetches rows `0..B-1` as placeholders.
+      RepeatSampler's layout and length; the DataLoader fetches rows `0..B-1` as placeholders. Hooks that read the
+      raw batch find the rows trained on in `trainer.bots_round_tasks` (see there).
     - `_generate_and_score_completions`: in training, when GRPO is about to generate a round, asks the selector for
       the round's B tasks and replaces every placeholder row by its task's dataset row (same keys). Evaluation is
       untouched.
@@ -166,7 +181,17 @@ class BOTSGRPOTrainer(GRPOTrainer):
             args = BOTSConfig(f"{model_name.split('/')[-1]}-BOTS")
         if not isinstance(args, BOTSConfig):
             raise TypeError(f"args must be a BOTSConfig, got {type(args).__name__}. Build a BOTSConfig instead.")
-        train_dataset = self._check_train_dataset(train_dataset, args)
+        train_dataset = self._check_train_dataset(train_dataset, args, kwargs.get("environment_factory"))
+        if not args.shuffle_dataset:
+            warnings.warn(
+                f"shuffle_dataset=False has no effect with BOTSGRPOTrainer: the selector (bots_strategy="
+                f"{args.bots_strategy!r}) chooses the tasks of every generation batch, so rows are not read in dataset "
+                "order. The closest to an unshuffled GRPO run is bots_strategy='uniform': as there, every task is "
+                "served once per epoch, but in a random order (a fresh permutation each epoch, seeded by bots_seed, or "
+                "seed); bots_strategy='easy2hard' repeats one fixed order, easiest first by the reference pass rates.",
+                UserWarning,
+                stacklevel=2,
+            )
         self.selector = BOTSSelector(
             len(train_dataset),
             reference_pass_rates=_reference_pass_rates(train_dataset, args.bots_reference_columns),
@@ -178,6 +203,7 @@ class BOTSGRPOTrainer(GRPOTrainer):
             prior=(args.bots_prior_alpha, args.bots_prior_beta),
             pseudo_count=args.bots_pseudo_count if args.bots_pseudo_count is not None else args.num_generations,
             cap_momentum=args.bots_cap_momentum,
+            cap_fit=args.bots_cap_fit,
             seed=args.bots_seed if args.bots_seed is not None else args.seed,
             strategy=args.bots_strategy,
             adaptive_implicit_weight=args.bots_adaptive_implicit_weight,
@@ -194,6 +220,7 @@ class BOTSGRPOTrainer(GRPOTrainer):
         super().__init__(model, reward_funcs, args=args, train_dataset=train_dataset, **kwargs)
         if self.accelerator.num_processes > 1:
             self._check_same_tasks_on_every_process()
+        self._check_environments()
         if args.bots_success_reward is not None and args.bots_success_reward not in self.reward_func_names:
             raise ValueError(
                 f"bots_success_reward={args.bots_success_reward!r} is not one of the reward functions "
@@ -214,6 +241,20 @@ class BOTSGRPOTrainer(GRPOTrainer):
                 "all)."
             )
 
+    @property
+    def bots_round_tasks(self) -> np.ndarray | None:
+        """
+        The dataset rows of the round GRPO generated last, in slot order (`None` before the first round): the rows
+        trained on. Read it from callbacks (`on_step_end`), reward functions or after `super().training_step()`.
+
+        The train DataLoader delivers placeholder rows `0..B-1` whose `bots_task_id` is the slot `j`; BOTS selects the
+        round and puts row `bots_round_tasks[j]` in its place when GRPO generates, i.e. inside `training_step`. Before
+        that call (in `on_step_begin`, or a `training_step` override before `super()`) a generating step still shows
+        the previous round. The completions table (`log_completions=True`) has the row per completion in its
+        `bots_task_id` column.
+        """
+        return None if self._bots_tasks is None else self._bots_tasks.copy()
+
     # Overridden to refuse, up front and by name, a folder that cannot be resumed from: an incomplete checkpoint (a
     # process killed while saving leaves one behind, and `resume_from_checkpoint=True` picks it, being the newest), a
     # checkpoint without BOTS state, a mistyped or missing path. The Trainer would load the model first, then stop with
@@ -228,8 +269,22 @@ class BOTSGRPOTrainer(GRPOTrainer):
         return super().train(resume_from_checkpoint, *args, **kwargs)
 
     @staticmethod
-    def _check_train_dataset(train_dataset, args: BOTSConfig) -> Dataset:
-        if train_dataset is None or isinstance(train_dataset, (IterableDataset, TorchIterableDataset)):
+    def _check_train_dataset(train_dataset, args: BOTSConfig, environment_factory=None) -> Dataset:
+        # Checked before TRL's own checks for a missing dataset (environment_factory, max_steps): none of their fixes
+        # gives BOTS a pool of tasks, so they would only lead to this message one fix later.
+        if train_dataset is None:
+            instead = (
+                "An environment that makes up its own tasks in reset() leaves BOTS nothing to choose among: pass "
+                "train_dataset with one row per task (e.g. a seed or task-id column that reset(**row) reads, plus the "
+                "'environment' column when environment_factory is a dict), or train with trl.GRPOTrainer."
+                if environment_factory is not None
+                else "Pass the tasks as a datasets.Dataset with a 'prompt' column."
+            )
+            raise ValueError(
+                "BOTSGRPOTrainer needs a train_dataset, got None: BOTS chooses every generation batch among the rows "
+                f"of train_dataset (one row per task). {instead}"
+            )
+        if isinstance(train_dataset, (IterableDataset, TorchIterableDataset)):
             raise ValueError(
                 f"BOTS selects tasks by index, so train_dataset must be a map-style datasets.Dataset, got "
                 f"{type(train_dataset).__name__}. Load the data without streaming (or call "
@@ -249,6 +304,22 @@ class BOTSGRPOTrainer(GRPOTrainer):
                 f"only {len(train_dataset)} rows. Use more tasks or a smaller generation_batch_size."
             )
         return train_dataset
+
+    def _check_environments(self) -> None:
+        """Refuse environments whose `reset` cannot take the task id column, before the first round calls it."""
+        if self.environment_factories is None:
+            return
+        # TRL probed one instance of each environment; GRPO calls `reset(**row)` with every column of the row.
+        for name, (environment, *_) in self._environment_pool.items():
+            parameters = inspect.signature(environment.reset).parameters.values()
+            if not any(p.kind is p.VAR_KEYWORD or p.name == TASK_ID_COLUMN for p in parameters):
+                label = "environment_factory" if name is None else f"environment_factory[{name!r}]"
+                raise TypeError(
+                    f"{label} builds {type(environment).__name__}, whose reset{inspect.signature(environment.reset)} "
+                    f"cannot take the column {TASK_ID_COLUMN!r}: GRPO calls reset(**row) with every column of the "
+                    f"row, and BOTS adds {TASK_ID_COLUMN!r} (the row's index) to each. Add **kwargs (or a "
+                    f"{TASK_ID_COLUMN} parameter) to reset."
+                )
 
     # Overridden so that `remove_unused_columns=True` does not drop the task id column.
     def _set_signature_columns_if_needed(self):
@@ -443,6 +514,7 @@ class BOTSGRPOTrainer(GRPOTrainer):
                 "format": ROUND_STATE_FORMAT,
                 "micro_step": self._step,
                 "rounds_selected": self._bots_rounds_selected,
+                "tasks": self._bots_tasks.tolist(),  # for `bots_round_tasks` after resuming inside a round
                 "unscored_rounds": self._bots_unscored_rounds,
                 "rank_files": self._rank_files(),
                 "schedule": self._schedule(),
@@ -491,7 +563,8 @@ class BOTSGRPOTrainer(GRPOTrainer):
             self._log_changed_settings(checkpoint, state.get("settings"))
         self.selector.load(paths[SELECTOR_FILE])
         try:
-            micro_step = _read_round_state(state, self.selector)
+            tasks_per_round = self.args.generation_batch_size // self.num_generations
+            micro_step, self._bots_tasks = _read_round_state(state, tasks_per_round, self.selector)
         except (KeyError, TypeError, ValueError) as error:
             raise _invalid_round_state(paths[SAMPLER_FILE], error) from error
         self._bots_rounds_selected = self.selector.round  # checked equal to the saved count
@@ -582,6 +655,7 @@ class BOTSGRPOTrainer(GRPOTrainer):
             "prior (alpha0, beta0)": (args.bots_prior_alpha, args.bots_prior_beta),
             "pseudo count": args.bots_pseudo_count if args.bots_pseudo_count is not None else args.num_generations,
             "cap momentum": args.bots_cap_momentum,
+            "cap fit": args.bots_cap_fit,
             "reference columns": args.bots_reference_columns,
             "success": f"reward {args.bots_success_reward or '(weighted total)'} >= {args.bots_success_threshold}"
             + (" (fractional evidence)" if args.bots_fractional_evidence else ""),

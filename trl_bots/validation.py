@@ -12,6 +12,8 @@ import numpy as np
 
 
 STRATEGIES = ("bots", "mopps", "dots", "uniform", "easy2hard")
+# How the interpolation plug-in fits its coefficient mu on a batch (trl_bots.implicit.InterpolationEstimator).
+CAP_FITS = ("robust", "paper")
 # Rollouts of one task in one round. Far above any real group size, and low enough that float32 posteriors stay exact
 # integers in the counts' range and can never overflow.
 MAX_TRIALS = 1e6
@@ -20,17 +22,27 @@ MAX_TRIALS = 1e6
 def check_in_interval(
     name: str, value: float, low: float, high: float, *, low_open: bool = False, high_open: bool = False
 ) -> None:
-    """Raise unless ``low (<|<=) value (<|<=) high``."""
-    above = value > low if low_open else value >= low
-    below = value < high if high_open else value <= high
-    if not (isinstance(value, (int, float)) and math.isfinite(value) and above and below):
+    """Raise unless ``value`` is a real number (Python or NumPy, not a bool) with ``low (<|<=) value (<|<=) high``."""
+    is_real = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+    inside = (
+        is_real
+        and math.isfinite(value)
+        and (value > low if low_open else value >= low)
+        and (value < high if high_open else value <= high)
+    )
+    if not inside:
         interval = f"{'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
         raise ValueError(f"{name} must be a number in {interval}, got {value!r}.")
 
 
+def check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    """Raise unless ``value`` is one of ``choices``."""
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}.")
+
+
 def check_strategy(name: str, strategy: str) -> None:
-    if strategy not in STRATEGIES:
-        raise ValueError(f"{name} must be one of {', '.join(map(repr, STRATEGIES))}, got {strategy!r}.")
+    check_choice(name, strategy, STRATEGIES)
 
 
 def check_hyperparameters(

@@ -236,6 +236,7 @@ def estimate_pass_rates(
     progress_path: str | os.PathLike | None = None,
     progress_key: dict[str, Any] | None = None,
     description: str = "pass rates",
+    show_progress: bool = True,
 ) -> np.ndarray:
     """
     Pass rate of every row of ``dataset`` (which needs a ``prompt`` column): the share of ``settings.num_samples``
@@ -261,7 +262,9 @@ def estimate_pass_rates(
     if not uses_vllm:
         # Train mode would generate with dropout and, with gradient checkpointing on, without a KV cache.
         model.eval()
-    with tqdm(total=len(dataset), initial=len(progress.done), desc=description, unit="prompt") as bar:
+    with tqdm(
+        total=len(dataset), initial=len(progress.done), desc=description, unit="prompt", disable=not show_progress
+    ) as bar:
         for batch, missing in _batches(len(dataset), progress.done, settings.batch_size):
             texts = _prompt_texts(dataset.select(batch)["prompt"], tokenizer)
             if uses_vllm:

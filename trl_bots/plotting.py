@@ -102,6 +102,44 @@ def plot_run(run_dir: str | os.PathLike, output_dir: str | os.PathLike | None = 
     return written
 
 
+def plot_comparison(curves: dict[str, dict], path: str | os.PathLike, title: str) -> Path:
+    """
+    One figure, two panels: held-out accuracy over steps and the effective-task ratio over steps, a line per strategy.
+
+    ``curves[name]`` holds ``eval_steps`` and ``accuracy`` (optionally ``accuracy_low``/``accuracy_high``, drawn as a
+    band: an interval over seeds) and ``etr`` (one value per step, drawn as a moving average: the per-step ratio is a
+    noisy share of the step's tasks).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, (accuracy_axis, etr_axis) = plt.subplots(1, 2, figsize=(11, 4))
+    for name, curve in curves.items():
+        (line,) = accuracy_axis.plot(curve["eval_steps"], curve["accuracy"], marker=".", label=name)
+        if "accuracy_low" in curve:
+            accuracy_axis.fill_between(
+                curve["eval_steps"], curve["accuracy_low"], curve["accuracy_high"], color=line.get_color(), alpha=0.15
+            )
+        etr = np.asarray(curve["etr"], dtype=np.float64)
+        window = max(1, etr.size // 15)
+        smooth = np.convolve(etr, np.ones(window) / window, mode="valid")
+        etr_axis.plot(
+            np.arange(window, etr.size + 1), smooth, color=line.get_color(), label=f"{name} (mean {etr.mean():.2f})"
+        )
+    accuracy_axis.set(xlabel="GRPO step", ylabel="held-out accuracy", title="Held-out accuracy")
+    etr_axis.set(
+        xlabel="GRPO step", ylabel="effective-task ratio", ylim=(0, 1.02), title="Share of tasks with mixed outcomes"
+    )
+    accuracy_axis.legend()
+    etr_axis.legend()
+    figure.suptitle(title)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return _save(figure, path)
+
+
 def _save(figure, path: Path) -> Path:
     figure.tight_layout()
     figure.savefig(path, dpi=100)

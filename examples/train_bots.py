@@ -168,7 +168,7 @@ def offline_demo(script_args: BOTSScriptArguments, training_args: BOTSConfig, de
     setup = build_offline_setup(demo_args, training_args)
     start_rates = check_start(setup, demo_args)  # stops here if the warm start is not what the demo needs
     reward_funcs = [get_reward_function(name) for name in script_args.reward_funcs]
-    evaluation = HeldoutEvaluation(setup.tokenizer, setup.eval_dataset, demo_args.demo_eval_every)
+    evaluation = HeldoutEvaluation(setup.tokenizer, setup.eval_dataset, demo_args.demo_eval_every, setup.temperature)
     before = evaluation.evaluate(AutoModelForCausalLM.from_pretrained(setup.model_path))["all"]
     runs = {}
     for strategy in demo_strategies(training_args.bots_strategy, demo_args.demo_reference_run):
@@ -182,7 +182,7 @@ def offline_demo(script_args: BOTSScriptArguments, training_args: BOTSConfig, de
             setup,
             args,
             reward_funcs,
-            HeldoutEvaluation(setup.tokenizer, setup.eval_dataset, demo_args.demo_eval_every),
+            HeldoutEvaluation(setup.tokenizer, setup.eval_dataset, demo_args.demo_eval_every, setup.temperature),
             demo_args.demo_reference_samples,
         )
         if strategy == training_args.bots_strategy:

@@ -154,6 +154,11 @@ class OfflineSetup:
     eval_dataset: Dataset  # held out: never seen by the warm start nor by GRPO
     manifest: dict[str, Any]
 
+    @property
+    def temperature(self) -> float:
+        """The sampling temperature every pass rate of the setup was measured at (GRPO's)."""
+        return self.manifest["settings"]["temperature"]
+
 
 def load_tokenizer(path: str | os.PathLike) -> PreTrainedTokenizerFast:
     # PreTrainedTokenizerFast, not AutoTokenizer, which would pick the Qwen2 tokenizer class for this folder.
@@ -162,11 +167,17 @@ def load_tokenizer(path: str | os.PathLike) -> PreTrainedTokenizerFast:
 
 # ------------------------------------------------------------------ measuring a model on the task set
 def sampled_pass_rates(
-    model, tokenizer, dataset: Dataset, samples: int, seed: int = 0, description: str | None = None
+    model,
+    tokenizer,
+    dataset: Dataset,
+    samples: int,
+    temperature: float,
+    seed: int = 0,
+    description: str | None = None,
 ) -> np.ndarray:
-    """Per-task share of ``samples`` completions at temperature 1 that are exactly right (``model`` left in eval)."""
+    """Per-task share of ``samples`` completions at ``temperature`` that are exactly right (``model`` left in eval)."""
     settings = GenerationSettings(
-        num_samples=samples, temperature=1.0, max_new_tokens=_answer_tokens(dataset), batch_size=256, seed=seed
+        num_samples=samples, temperature=temperature, max_new_tokens=_answer_tokens(dataset), batch_size=256, seed=seed
     )
     return estimate_pass_rates(
         dataset,
@@ -217,13 +228,14 @@ def accuracy_by_level(correct: np.ndarray, levels: np.ndarray) -> dict[str, floa
 
 class HeldoutEvaluation(TrainerCallback):
     """
-    Held-out accuracy every ``every`` steps and at the last step: one completion per held-out task at temperature 1
-    (the policy GRPO trains), exact match, overall and per carry level. The sampling seed is the same at every
+    Held-out accuracy every ``every`` steps and at the last step: one completion per held-out task at ``temperature``
+    (GRPO's: the policy it trains), exact match, overall and per carry level. The sampling seed is the same at every
     evaluation and in every run, so two runs are compared on the same random numbers.
     """
 
-    def __init__(self, tokenizer, dataset: Dataset, every: int, seed: int = 1234):
+    def __init__(self, tokenizer, dataset: Dataset, every: int, temperature: float, seed: int = 1234):
         self.tokenizer, self.dataset, self.every, self.seed = tokenizer, dataset, every, seed
+        self.temperature = temperature
         self.levels = np.asarray(dataset[LEVEL_COLUMN])
         self.steps: list[int] = []
         self.accuracy: list[dict[str, float]] = []
@@ -232,7 +244,7 @@ class HeldoutEvaluation(TrainerCallback):
     def evaluate(self, model) -> dict[str, float]:
         start = time.perf_counter()
         was_training = model.training
-        rates = sampled_pass_rates(model, self.tokenizer, self.dataset, samples=1, seed=self.seed)
+        rates = sampled_pass_rates(model, self.tokenizer, self.dataset, 1, self.temperature, seed=self.seed)
         model.train(was_training)
         self.seconds += time.perf_counter() - start
         return accuracy_by_level(rates, self.levels)
@@ -247,8 +259,9 @@ class HeldoutEvaluation(TrainerCallback):
 class _StartCriterionMonitor(TrainerCallback):
     """Measures the start criterion every ``check_every`` steps; saves the warm start and the stronger reference."""
 
-    def __init__(self, args: OfflineDemoArguments, tokenizer, probe: Dataset, folder: Path):
+    def __init__(self, args: OfflineDemoArguments, tokenizer, probe: Dataset, folder: Path, temperature: float):
         self.args, self.tokenizer, self.probe, self.folder = args, tokenizer, probe, folder
+        self.temperature = temperature
         self.history: list[dict[str, Any]] = []
         self.start_step: int | None = None
         self.strong_step: int | None = None
@@ -261,7 +274,8 @@ class _StartCriterionMonitor(TrainerCallback):
         if state_.is_main_process:
             model.save_pretrained(self.folder / "sft" / f"step-{step}")
         if self.start_step is None:
-            rates = sampled_pass_rates(model, self.tokenizer, self.probe, self.args.demo_reference_samples, seed=step)
+            samples = self.args.demo_reference_samples
+            rates = sampled_pass_rates(model, self.tokenizer, self.probe, samples, self.temperature, seed=step)
             model.train()
             # Every process measures the same weights with the same seed; the main process's shares decide for all,
             # so that all of them stop at the same step.
@@ -306,7 +320,7 @@ def _warm_start(args: OfflineDemoArguments, tokenizer, folder: Path, training_ar
         disable_tqdm=training_args.disable_tqdm,
     )
     model = build_model(tokenizer, args.demo_hidden_size, args.demo_num_layers, seed=seed)
-    monitor = _StartCriterionMonitor(args, tokenizer, probe, folder)
+    monitor = _StartCriterionMonitor(args, tokenizer, probe, folder, training_args.temperature)
     trainer = SFTTrainer(model=model, args=config, train_dataset=sft_data, processing_class=tokenizer)
     trainer.add_callback(monitor)
     trainer.train()
@@ -377,7 +391,8 @@ def build_offline_setup(args: OfflineDemoArguments, training_args: TrainingArgum
     Trainer); the reference columns are measured and the files written by the main process while the others wait,
     then every process loads the same files, so all of them hold identical tasks and reference columns.
     """
-    settings = {**args.world_settings(), "seed": training_args.seed}
+    # GRPO's sampling temperature is part of the world: pass rates, and so the criterion, are measured at it.
+    settings = {**args.world_settings(), "seed": training_args.seed, "temperature": training_args.temperature}
     shipped = _read_manifest(Path(args.demo_setup))
     if not args.demo_rebuild and shipped is not None and shipped["settings"] == settings:
         return _load(Path(args.demo_setup))
@@ -423,6 +438,7 @@ def _finish_build(args, settings, folder, tokenizer, train_dataset, eval_dataset
             tokenizer,
             train_dataset,
             args.demo_reference_samples,
+            settings["temperature"],
             seed=seed,
             description=f"{column} (step {step})",
         )
@@ -438,7 +454,7 @@ def _finish_build(args, settings, folder, tokenizer, train_dataset, eval_dataset
         "settings": settings,
         "build": {
             **warm,
-            "command": f"python examples/train_bots.py --demo_rebuild --max_steps 0 --seed {seed} --output_dir DIR",
+            "command": f"python examples/train_bots.py --demo_rebuild --seed {seed} --temperature {settings['temperature']}",
             "seconds": round(time.perf_counter() - started, 1),
             "torch_threads": torch.get_num_threads(),
             "torch": torch.__version__,
@@ -457,7 +473,12 @@ def check_start(setup: OfflineSetup, args: OfflineDemoArguments, model=None) -> 
 
     model = model if model is not None else AutoModelForCausalLM.from_pretrained(setup.model_path)
     rates = sampled_pass_rates(
-        model, setup.tokenizer, setup.train_dataset, args.demo_reference_samples, description="warm start on the pool"
+        model,
+        setup.tokenizer,
+        setup.train_dataset,
+        args.demo_reference_samples,
+        setup.temperature,
+        description="warm start on the pool",
     )
     failures = criterion_failures(start_shape(rates), args)
     if failures:
@@ -494,7 +515,7 @@ def train_from_setup(
     trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
     seconds = time.perf_counter() - start - evaluation.seconds
     model = trainer.accelerator.unwrap_model(trainer.model)
-    end_rates = sampled_pass_rates(model, setup.tokenizer, setup.train_dataset, samples)
+    end_rates = sampled_pass_rates(model, setup.tokenizer, setup.train_dataset, samples, setup.temperature)
     _, etr = log_series(trainer.state.log_history, "bots/effective_task_ratio")
     return {
         "seed": args.seed,

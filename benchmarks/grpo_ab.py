@@ -22,7 +22,7 @@ touches every strategy alike. Measured per run:
 * steps to target: the first evaluated step with held-out accuracy >= the target, uniform's seed-mean final accuracy;
   a run that never gets there counts as the whole budget (``--steps``, a lower bound) and is counted in ``reached``;
 * the pool's pass-rate shape (share of tasks always / sometimes / never solved) at the start and after each run;
-* wall time of training (evaluations excluded).
+* wall time of training (evaluations excluded); ``wall_seconds`` in the report is the whole A/B, setup included.
 
 Statistics across seeds: mean and a 95% Student-t interval (:func:`mean_interval`; the t quantile is computed exactly,
 without scipy, by :func:`t_quantile`). Against uniform, paired by seed: the final-accuracy difference (t-interval of
@@ -38,8 +38,8 @@ Usage::
 
     HF_HUB_OFFLINE=1 python benchmarks/grpo_ab.py --seeds 100 101 102 103 104 --output docs/results-grpo-ab.json \\
         --plots docs/figures --markdown
-    HF_HUB_OFFLINE=1 python benchmarks/grpo_ab.py --quick                         # every code path, about a minute
-    HF_HUB_OFFLINE=1 python benchmarks/grpo_ab.py --strategies bots uniform --learning_rate 5e-5    # any demo flag
+    HF_HUB_OFFLINE=1 python benchmarks/grpo_ab.py --quick                    # every code path, under a minute
+    HF_HUB_OFFLINE=1 python benchmarks/grpo_ab.py --strategies bots uniform --learning_rate 5e-5  # any demo flag
 
 Flags the script does not define go to the example's parser, so every ``BOTSConfig`` field and every ``demo_*``
 setting can be overridden. The JSON report goes to stdout (and ``--output``); progress and a readable summary (the
@@ -249,7 +249,8 @@ def _table(header: list[str], rows: list[list[str]], markdown: bool) -> str:
         return "\n".join("| " + " | ".join(line) + " |" for line in lines)
     widths = [max(len(line[i]) for line in [header, *rows]) for i in range(len(header))]
     return "\n".join(
-        "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)) for line in [header, *rows]
+        "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
+        for line in [header, *rows]
     )
 
 
@@ -268,7 +269,12 @@ def render(report: dict[str, Any], markdown: bool = False) -> str:
         ]
         for name, metrics in summary.items()
     ]
-    header = ["strategy", "ETR", "final acc [95% CI]", f"steps to {report['target_accuracy']:.3f} [CI]", "s/step"]
+    header = ["strategy", "ETR", "final acc [95% CI]", "steps to uniform's final [CI]", "s/step"]
+    curves = [metrics["accuracy_curve"] for metrics in summary.values()]
+    over_steps = [
+        [str(step), *(_interval({key: curve[key][i] for key in ("mean", "low", "high")}) for curve in curves)]
+        for i, step in enumerate(curves[0]["eval_steps"])
+    ]
     levels = list(start["accuracy_by_level"])
     by_level = [
         [level, f"{start['accuracy_by_level'][level]:.3f}"]
@@ -291,6 +297,10 @@ def render(report: dict[str, Any], markdown: bool = False) -> str:
         f"that never reaches it counts as {config['steps']}.",
         "",
         _table(header, main, markdown),
+        "",
+        "Held-out accuracy at each evaluation (seed mean [95% CI]):",
+        "",
+        _table(["step", *summary], over_steps, markdown),
         "",
         "Held-out accuracy per carry level, at the start and at the end (seed means):",
         "",

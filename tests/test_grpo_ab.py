@@ -162,7 +162,16 @@ def test_quick_run_reports_json_on_stdout_and_a_summary_on_stderr(quick):
     folder, report, result = quick
     assert json.loads(result.stdout) == report  # stdout carries the JSON only
     assert "[grpo_ab] run 10/10: bots-no-thompson, seed 1" in result.stderr
-    assert "| strategy | ETR | final acc [95% CI] |" in result.stderr  # --markdown: the README table
+    assert "| strategy | ETR | final acc [95% CI] | steps to uniform's final [CI] | s/step |" in result.stderr
+    assert grpo_ab.render(report, markdown=True) in result.stderr
+    # The targets table says met/missed as the flags do, in the ETR, steps, accuracy order.
+    text = grpo_ab.render(report).splitlines()
+    for name, paired in report["paired"].items():
+        row = text[-len(report["paired"]) :][list(report["paired"]).index(name)]
+        words = [word for word in row.split() if word in ("met", "missed")]
+        flags = paired["targets_met"]
+        assert row.startswith(name + " ")
+        assert words == ["met" if flags[key] else "missed" for key in ("etr", "steps", "accuracy")]
     data = (folder / "plots" / "grpo_ab_accuracy.png").read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
     assert report["wall_seconds"] >= report["setup"]["seconds"] > 0

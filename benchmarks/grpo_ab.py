@@ -59,8 +59,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from transformers import AutoModelForCausalLM
 
-from trl_bots.offline import steps_to_reach
+from trl_bots.offline import (
+    HeldoutEvaluation,
+    build_offline_setup,
+    check_start,
+    start_shape,
+    steps_to_reach,
+    train_from_setup,
+)
+from trl_bots.plotting import plot_comparison
 
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -84,7 +93,7 @@ TARGETS = {
     "accuracy": "final accuracy above uniform's, the interval of the per-seed difference excluding 0",
 }
 # --quick: a tiny model and world (2-digit additions), a criterion every warm start meets (thresholds 0 / 0 / 1),
-# 2 seeds (the least that gives an interval) and 4 steps: every code path in about a minute.
+# 2 seeds (the least that gives an interval) and 4 steps: every code path in under a minute.
 QUICK_SEEDS, QUICK_STEPS, QUICK_EVAL_EVERY = [0, 1], 4, 2
 QUICK_DEMO = [
     "--demo_digits", "2", "--demo_pool_level_weights", "1", "1", "1", "--demo_num_tasks", "48",
@@ -356,8 +365,6 @@ def demo_arguments(example, overrides: list[str], **settings: Any):
 
 def train_one(example, setup, options: argparse.Namespace, strategy: str, seed: int) -> dict[str, Any]:
     """One GRPO run from the setup's warm start: its record without the trainer, plus mean ETR and seconds per step."""
-    from trl_bots.offline import HeldoutEvaluation, train_from_setup
-
     script_args, args, _, demo_args = demo_arguments(
         example,
         options.overrides,
@@ -383,10 +390,6 @@ def train_one(example, setup, options: argparse.Namespace, strategy: str, seed: 
 
 
 def run_benchmark(options: argparse.Namespace) -> dict[str, Any]:
-    from transformers import AutoModelForCausalLM
-
-    from trl_bots.offline import HeldoutEvaluation, build_offline_setup, check_start, start_shape
-
     started = time.perf_counter()
     example, training_args, demo_args = options.example, options.training_args, options.demo_args
     setup = build_offline_setup(demo_args, training_args)  # the demo's seed: one setup for every run
@@ -450,8 +453,6 @@ def run_benchmark(options: argparse.Namespace) -> dict[str, Any]:
 
 def plot(report: dict[str, Any], directory: str) -> Path:
     """``grpo_ab_accuracy.png``: held-out accuracy over steps (seed mean, 95% band) and ETR, every strategy."""
-    from trl_bots.plotting import plot_comparison
-
     curves = {}
     for name, metrics in report["summary"].items():
         curve = metrics["accuracy_curve"]

@@ -1,30 +1,49 @@
-"""Data efficiency of BOTS in real GRPO training: BOTSGRPOTrainer with bots, uniform and mopps on the offline task.
+"""Does BOTS help in real GRPO? An A/B of task-selection strategies on the offline world, with intervals over seeds.
 
-Every run starts from the offline demonstration's warm-started model and task set (``trl_bots.offline``, built once
-and cached under ``--workdir``) and trains the same number of GRPO steps with the demonstration's settings
-(``examples/configs/offline_demo.yaml``, read with the example's own ``TrlParser``); only ``bots_strategy`` and the
-seed change from run to run. The runs are single-process on the CPU, one after the other.
+Every run trains the real ``BOTSGRPOTrainer`` from the same warm-started model and task pool (the offline
+demonstration's setup, :func:`trl_bots.offline.build_offline_setup`: the shipped one when the settings match, else built
+once and cached under ``--workdir``) with the same GRPO settings (``examples/configs/offline_demo.yaml``, read with the
+example's own ``TrlParser``); only the selection strategy and the seed change from run to run:
 
-Measured per run:
+* ``bots``, ``uniform``, ``mopps`` (explicit evidence only), ``dots`` (implicit evidence only) and ``bots-no-thompson``
+  (``bots`` with ``bots_thompson=False``, scoring the posterior mean).
 
-* held-out accuracy: greedy exact-match accuracy on the held-out additions (never trained on, neither in the warm
-  start nor by GRPO) at step 0 and every ``--eval-every`` steps;
-* ETR: the trainer's ``bots/effective_task_ratio`` (share of the step's tasks whose group of completions is mixed,
-  so that GRPO's advantages are not all zero), logged at every step;
-* steps to target: the first evaluated step at which held-out accuracy reaches the target, by default the seed-mean
-  final accuracy of ``uniform`` (TTB100 in the paper's terms); ``None`` when a run never reaches it, counted as
-  ``steps`` in the seed mean (a lower bound for that run, flagged by ``target_reached``);
-* wall time of training, evaluation excluded.
+Before any GRPO step the warm start is checked against the setup's start criterion on the whole pool
+(:func:`trl_bots.offline.check_start`; the run stops if it does not hold). The runs are single-process on the CPU,
+one after the other, seed-major (every strategy for one seed, then the next seed), so that a drift of the machine's load
+touches every strategy alike. Measured per run:
 
-``targets`` holds the issue's goals: BOTS's mean ETR at least 1.5x uniform's, and its mean steps to target at most
-0.75x uniform's. Usage::
+* held-out accuracy (:class:`trl_bots.offline.HeldoutEvaluation`): one sample per held-out task at temperature 1, exact
+  match, overall and per carry level, with the same sampling seed at every evaluation and in every run; at step 0
+  (the shared warm start, evaluated once) and every ``--eval-every`` steps. Its standard error is at most
+  ``0.5 / sqrt(tasks)``: 0.0096 on the default 2,700 tasks;
+* ETR: the mean over steps of the trainer's ``bots/effective_task_ratio`` (share of a step's tasks whose group of
+  completions is mixed, so that GRPO's advantages are not all zero);
+* steps to target: the first evaluated step with held-out accuracy >= the target, uniform's seed-mean final accuracy;
+  a run that never gets there counts as the whole budget (``--steps``, a lower bound) and is counted in ``reached``;
+* the pool's pass-rate shape (share of tasks always / sometimes / never solved) at the start and after each run;
+* wall time of training (evaluations excluded); ``wall_seconds`` in the report is the whole A/B, setup included.
 
-    HF_HUB_OFFLINE=1 python benchmarks/grpo_ab.py --output grpo_ab.json --plots docs/figures   # ~17 min, 2 cores
-    HF_HUB_OFFLINE=1 python benchmarks/grpo_ab.py --quick                                     # about a minute
-    HF_HUB_OFFLINE=1 python benchmarks/grpo_ab.py --seeds 1 --steps 60 --learning_rate 5e-5   # any demo flag
+Statistics across seeds: mean and a 95% Student-t interval (:func:`mean_interval`; the t quantile is computed exactly,
+without scipy, by :func:`t_quantile`). Against uniform, paired by seed: the final-accuracy difference (t-interval of
+the per-seed differences) and the ETR and steps ratios (geometric mean of the per-seed ratios, t-interval on their
+logarithms). The issue's three targets, for every strategy against uniform:
+
+* ETR >= 1.5x uniform's;
+* steps to uniform's final accuracy <= 0.7x uniform's, the interval excluding 1 (and every run reaching it: a run
+  that never does would enter at the budget, which flatters the ratio);
+* final accuracy above uniform's, the interval of the difference excluding 0.
+
+Usage::
+
+    HF_HUB_OFFLINE=1 python benchmarks/grpo_ab.py --seeds 100 101 102 103 104 --output docs/results-grpo-ab.json \\
+        --plots docs/figures --markdown
+    HF_HUB_OFFLINE=1 python benchmarks/grpo_ab.py --quick                    # every code path, under a minute
+    HF_HUB_OFFLINE=1 python benchmarks/grpo_ab.py --strategies bots uniform --learning_rate 5e-5  # any demo flag
 
 Flags the script does not define go to the example's parser, so every ``BOTSConfig`` field and every ``demo_*``
-setting can be overridden. JSON goes to stdout (or ``--output``), progress to stderr.
+setting can be overridden. The JSON report goes to stdout (and ``--output``); progress and a readable summary (the
+tables and the targets, met or missed with the measured values; in Markdown with ``--markdown``) go to stderr.
 """
 
 from __future__ import annotations
@@ -33,27 +52,303 @@ import argparse
 import contextlib
 import importlib.util
 import json
-import os
+import math
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from transformers import TrainerCallback
+from transformers import AutoModelForCausalLM
+
+from trl_bots.offline import (
+    HeldoutEvaluation,
+    build_offline_setup,
+    check_start,
+    start_shape,
+    steps_to_reach,
+    train_from_setup,
+)
+from trl_bots.plotting import plot_comparison
 
 
 ROOT = Path(__file__).resolve().parent.parent
-STRATEGIES = ("bots", "uniform", "mopps")
-# --quick: a small model, warm start and task set, a few steps; enough to run every code path in about a minute.
+# Each strategy's BOTSConfig settings; everything else is the demo's configuration.
+STRATEGIES: dict[str, dict[str, Any]] = {
+    "bots": {"bots_strategy": "bots"},
+    "uniform": {"bots_strategy": "uniform"},
+    "mopps": {"bots_strategy": "mopps"},
+    "dots": {"bots_strategy": "dots"},
+    "bots-no-thompson": {"bots_strategy": "bots", "bots_thompson": False},
+}
+REFERENCE = "uniform"
+DEFAULT_SEEDS = [0, 1, 2, 3, 4]
+CONFIDENCE = 0.95
+# The issue's targets against uniform.
+ETR_RATIO_TARGET, STEPS_RATIO_TARGET = 1.5, 0.7
+TARGETS = {
+    "etr": f"ETR >= {ETR_RATIO_TARGET}x uniform's (geometric mean of the per-seed ratios)",
+    "steps": f"steps to uniform's final accuracy <= {STEPS_RATIO_TARGET}x uniform's, the ratio's interval excluding 1 "
+    "and every run reaching it",
+    "accuracy": "final accuracy above uniform's, the interval of the per-seed difference excluding 0",
+}
+# --quick: a tiny model and world (2-digit additions), a criterion every warm start meets (thresholds 0 / 0 / 1),
+# 2 seeds (the least that gives an interval) and 4 steps: every code path in under a minute.
+QUICK_SEEDS, QUICK_STEPS, QUICK_EVAL_EVERY = [0, 1], 4, 2
 QUICK_DEMO = [
-    "--demo_num_tasks", "64", "--demo_num_eval", "50", "--demo_max_digits", "2", "--demo_sft_steps", "400",
-    "--demo_sft_examples", "2000", "--demo_sft_batch_size", "64", "--demo_weak_step", "150",
-    "--demo_reference_samples", "4", "--demo_hidden_size", "64", "--demo_num_layers", "1",
-    "--per_device_train_batch_size", "32",
+    "--demo_digits", "2", "--demo_pool_level_weights", "1", "1", "1", "--demo_num_tasks", "48",
+    "--demo_num_eval", "60", "--demo_sft_examples", "1000", "--demo_sft_batch_size", "64",
+    "--demo_sft_learning_rate", "3e-3", "--demo_check_every", "400", "--demo_sft_max_steps", "800",
+    "--demo_probe_tasks", "30", "--demo_min_always_solved", "0", "--demo_min_never_solved", "0",
+    "--demo_max_mixed", "1", "--demo_reference_samples", "4", "--demo_hidden_size", "64", "--demo_num_layers", "1",
+    "--per_device_train_batch_size", "32", "--disable_tqdm", "true",
 ]  # fmt: skip
 
 
+# ------------------------------------------------------------------ statistics (pure functions)
+def _t_central_mass(theta: float, df: int) -> float:
+    """
+    P(|T| <= sqrt(df) * tan(theta)) for Student's t with ``df`` degrees of freedom: the finite sums of Abramowitz &
+    Stegun 26.7.3 (odd ``df``) and 26.7.4 (even ``df``), exact for integer ``df``.
+    """
+    cos2 = math.cos(theta) ** 2
+    if df % 2 == 0:
+        term = total = 1.0
+        for j in range(1, df // 2):
+            term *= cos2 * (2 * j - 1) / (2 * j)
+            total += term
+        return math.sin(theta) * total
+    term = total = math.cos(theta) if df > 1 else 0.0
+    for j in range(1, (df - 1) // 2):
+        term *= cos2 * (2 * j) / (2 * j + 1)
+        total += term
+    return 2.0 / math.pi * (theta + math.sin(theta) * total)
+
+
+def t_quantile(df: int, confidence: float = CONFIDENCE) -> float:
+    """
+    The two-sided critical value of Student's t: ``P(|T| <= t) = confidence`` (2.776 for df 4 at 95%). The central mass
+    rises monotonically with the angle ``atan(t / sqrt(df))``, so bisection on that angle in (0, pi/2) converges to
+    double precision whatever ``df``; no scipy (a dev dependency only) needed.
+    """
+    if isinstance(df, bool) or not isinstance(df, int) or df < 1:
+        raise ValueError(f"t_quantile: df must be an integer >= 1, got {df!r}.")
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"t_quantile: confidence must lie in (0, 1), got {confidence!r}.")
+    low, high = 0.0, math.pi / 2
+    for _ in range(100):
+        middle = (low + high) / 2
+        low, high = (middle, high) if _t_central_mass(middle, df) < confidence else (low, middle)
+    return math.sqrt(df) * math.tan((low + high) / 2)
+
+
+def mean_interval(values, confidence: float = CONFIDENCE) -> dict[str, float | None]:
+    """
+    Mean of ``values`` (one per seed) and its Student-t interval ``mean +- t * sd / sqrt(n)``; ``low`` and ``high``
+    are None for a single value (no spread to measure).
+    """
+    values = np.asarray(values, dtype=np.float64)
+    if values.ndim != 1 or values.size == 0 or not np.isfinite(values).all():
+        raise ValueError(f"mean_interval needs a non-empty list of finite numbers, got {values.tolist()}.")
+    mean = float(values.mean())
+    if values.size == 1:
+        return {"mean": mean, "low": None, "high": None}
+    half = t_quantile(values.size - 1, confidence) * float(values.std(ddof=1)) / math.sqrt(values.size)
+    return {"mean": mean, "low": mean - half, "high": mean + half}
+
+
+def ratio_interval(numerators, denominators, confidence: float = CONFIDENCE) -> dict[str, float | None] | None:
+    """
+    Paired ratios ``numerators[i] / denominators[i]`` (same seed): their geometric mean and the t-interval of their
+    logarithms, mapped back (a ratio of 0.5 and one of 2 cancel out). None when a value is not positive (no ratio).
+    """
+    numerators, denominators = np.asarray(numerators, np.float64), np.asarray(denominators, np.float64)
+    if numerators.shape != denominators.shape:
+        raise ValueError(f"ratio_interval: {numerators.size} numerators for {denominators.size} denominators.")
+    if np.any(numerators <= 0) or np.any(denominators <= 0):
+        return None
+    logs = mean_interval(np.log(numerators / denominators), confidence)
+    return {key: None if value is None else math.exp(value) for key, value in logs.items()}
+
+
+def targets_met(
+    etr_ratio: dict | None, steps_ratio: dict | None, all_reached: bool, difference: dict
+) -> dict[str, bool]:
+    """The issue's three targets (:data:`TARGETS`) from a strategy's paired comparison with uniform."""
+    return {
+        "etr": etr_ratio is not None and etr_ratio["mean"] >= ETR_RATIO_TARGET,
+        "steps": steps_ratio is not None
+        and all_reached
+        and steps_ratio["mean"] <= STEPS_RATIO_TARGET
+        and steps_ratio["high"] is not None
+        and steps_ratio["high"] < 1.0,
+        "accuracy": difference["mean"] > 0 and difference["low"] is not None and difference["low"] > 0,
+    }
+
+
+def steps_to_target(runs: list[dict], target: float, budget: int) -> tuple[list[int], list[bool]]:
+    """
+    Per run, the first evaluated step with held-out accuracy >= ``target``, and whether the run got there at all; a run
+    that never does counts as the whole ``budget`` (a lower bound on its true number of steps).
+    """
+    steps = [steps_to_reach(run["eval_steps"], run["accuracy"], target) for run in runs]
+    return [budget if step is None else step for step in steps], [step is not None for step in steps]
+
+
+def summarise(runs: list[dict], start: dict[str, Any], target: float, budget: int) -> dict[str, Any]:
+    """One strategy's runs across seeds: means and intervals of every measured quantity."""
+    steps = [0, *runs[0]["eval_steps"]]
+    curves = np.array([[start["accuracy"], *run["accuracy"]] for run in runs])
+    steps_needed, reached = steps_to_target(runs, target, budget)
+    levels = list(runs[0]["accuracy_by_level"][-1])
+    at_each_step = [mean_interval(curves[:, i]) for i in range(len(steps))]
+    return {
+        "etr": mean_interval([run["etr_mean"] for run in runs]),
+        "final_accuracy": mean_interval(curves[:, -1]),
+        "accuracy_curve": {
+            "eval_steps": steps,
+            **{key: [point[key] for point in at_each_step] for key in ("mean", "low", "high")},
+        },
+        "final_accuracy_by_level": {
+            level: mean_interval([run["accuracy_by_level"][-1][level] for run in runs]) for level in levels
+        },
+        "steps_to_target": mean_interval(steps_needed),
+        "steps_to_target_per_seed": steps_needed,
+        "reached": sum(reached),
+        "train_seconds": mean_interval([run["train_seconds"] for run in runs]),
+        "seconds_per_step": mean_interval([run["seconds_per_step"] for run in runs]),
+        "end_shape": {
+            part: mean_interval([run["end_shape"][part] for run in runs]) for part in ("always", "mixed", "never")
+        },
+        "etr_curve": np.mean([run["etr"] for run in runs], axis=0).tolist(),
+    }
+
+
+def compare(runs: list[dict], reference: list[dict], target: float, budget: int) -> dict[str, Any]:
+    """A strategy against uniform, paired by seed: accuracy difference, steps and ETR ratios, the targets."""
+    if [run["seed"] for run in runs] != [run["seed"] for run in reference]:
+        raise ValueError("compare: the two strategies' runs must have the same seeds in the same order.")
+
+    difference = mean_interval(
+        [run["accuracy"][-1] - ref["accuracy"][-1] for run, ref in zip(runs, reference, strict=True)]
+    )
+    steps_needed, reached = steps_to_target(runs, target, budget)
+    steps_ratio = ratio_interval(steps_needed, steps_to_target(reference, target, budget)[0])
+    etr_ratio = ratio_interval([run["etr_mean"] for run in runs], [ref["etr_mean"] for ref in reference])
+    return {
+        "final_accuracy_difference": difference,
+        "steps_ratio": steps_ratio,
+        "etr_ratio": etr_ratio,
+        "targets_met": targets_met(etr_ratio, steps_ratio, all(reached), difference),
+    }
+
+
+# ------------------------------------------------------------------ the readable summary
+def _interval(value: dict | None, digits: int = 3, suffix: str = "") -> str:
+    if value is None:
+        return "undefined"
+    if value["low"] is None:
+        return f"{value['mean']:.{digits}f}{suffix}"
+    return f"{value['mean']:.{digits}f}{suffix} [{value['low']:.{digits}f}, {value['high']:.{digits}f}]"
+
+
+def _table(header: list[str], rows: list[list[str]], markdown: bool) -> str:
+    if markdown:
+        lines = [header, ["---"] * len(header), *rows]
+        return "\n".join("| " + " | ".join(line) + " |" for line in lines)
+    widths = [max(len(line[i]) for line in [header, *rows]) for i in range(len(header))]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
+        for line in [header, *rows]
+    )
+
+
+def render(report: dict[str, Any], markdown: bool = False) -> str:
+    """The report as text: the README table, accuracy per carry level, the pool's shape, the targets."""
+    config, summary, start = report["config"], report["summary"], report["start"]
+    seeds = len(config["seeds"])
+    main = [
+        [
+            name,
+            _interval(metrics["etr"]),
+            _interval(metrics["final_accuracy"]),
+            _interval(metrics["steps_to_target"], 0)
+            + ("" if metrics["reached"] == seeds else f" ({metrics['reached']}/{seeds} reached)"),
+            f"{metrics['seconds_per_step']['mean']:.2f}",
+        ]
+        for name, metrics in summary.items()
+    ]
+    header = ["strategy", "ETR", "final acc [95% CI]", "steps to uniform's final [CI]", "s/step"]
+    curves = [metrics["accuracy_curve"] for metrics in summary.values()]
+    over_steps = [
+        [str(step), *(_interval({key: curve[key][i] for key in ("mean", "low", "high")}) for curve in curves)]
+        for i, step in enumerate(curves[0]["eval_steps"])
+    ]
+    levels = list(start["accuracy_by_level"])
+    by_level = [
+        [level, f"{start['accuracy_by_level'][level]:.3f}"]
+        + [f"{summary[name]['final_accuracy_by_level'][level]['mean']:.3f}" for name in summary]
+        for level in levels
+    ]
+    by_level.append(
+        ["all", f"{start['accuracy']:.3f}"] + [f"{m['final_accuracy']['mean']:.3f}" for m in summary.values()]
+    )
+    shapes = [["start", *(f"{start['pool_shape'][part]:.3f}" for part in ("always", "mixed", "never"))]]
+    shapes += [
+        [name, *(f"{metrics['end_shape'][part]['mean']:.3f}" for part in ("always", "mixed", "never"))]
+        for name, metrics in summary.items()
+    ]
+    lines = [
+        f"GRPO A/B: {len(summary)} strategies x {seeds} seeds ({' '.join(map(str, config['seeds']))}), "
+        f"{config['steps']} steps per run, {config['heldout_tasks']} held-out tasks (standard error <= "
+        f"{config['heldout_standard_error']:.4f}); total wall time {report['wall_seconds'] / 60:.1f} min.",
+        f"Seed means with 95% t-intervals; steps to uniform's final accuracy ({report['target_accuracy']:.3f}); a run "
+        f"that never reaches it counts as {config['steps']}.",
+        "",
+        _table(header, main, markdown),
+        "",
+        "Held-out accuracy at each evaluation (seed mean [95% CI]):",
+        "",
+        _table(["step", *summary], over_steps, markdown),
+        "",
+        "Held-out accuracy per carry level, at the start and at the end (seed means):",
+        "",
+        _table(["carries", "start", *summary], by_level, markdown),
+        "",
+        "Pool pass-rate shape (share of tasks always / sometimes / never solved), at the start and at the end:",
+        "",
+        _table(["", "always", "mixed", "never"], shapes, markdown),
+        "",
+        "Targets against uniform, paired by seed (geometric-mean ratios; difference of final accuracies):",
+        "",
+        _table(
+            [
+                "strategy",
+                f"ETR ratio (>= {ETR_RATIO_TARGET}x)",
+                f"steps ratio (<= {STEPS_RATIO_TARGET}x, CI < 1)",
+                "final acc. difference (CI > 0)",
+            ],
+            [
+                [
+                    name,
+                    *(
+                        f"{_interval(paired[key], digits, suffix)} {'met' if paired['targets_met'][target] else 'missed'}"
+                        for key, target, digits, suffix in (
+                            ("etr_ratio", "etr", 2, "x"),
+                            ("steps_ratio", "steps", 2, "x"),
+                            ("final_accuracy_difference", "accuracy", 3, ""),
+                        )
+                    ),
+                ]
+                for name, paired in report["paired"].items()
+            ],
+            markdown,
+        ),
+    ]
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------ running the A/B
 def load_example():
     """``examples/train_bots.py`` as a module: its parser, reward lookup and offline-demo config are the benchmark's."""
     spec = importlib.util.spec_from_file_location("train_bots", ROOT / "examples" / "train_bots.py")
@@ -62,241 +357,168 @@ def load_example():
     return module
 
 
-class HeldoutAccuracy(TrainerCallback):
-    """Greedy held-out accuracy every ``every`` steps (and at the last step), with the time it took."""
-
-    def __init__(self, tokenizer, dataset, every: int):
-        self.tokenizer, self.dataset, self.every = tokenizer, dataset, every
-        self.steps: list[int] = []
-        self.accuracy: list[float] = []
-        self.seconds = 0.0
-
-    def on_step_end(self, args, state, control, model=None, **kwargs):
-        if state.global_step % self.every and state.global_step != state.max_steps:
-            return
-        from trl_bots.offline import heldout_accuracy
-
-        start = time.perf_counter()
-        accuracy = heldout_accuracy(model, self.tokenizer, self.dataset, f"held-out at step {state.global_step}")
-        model.train()  # heldout_accuracy leaves the model in eval mode
-        self.seconds += time.perf_counter() - start
-        self.steps.append(state.global_step)
-        self.accuracy.append(accuracy)
-
-
 def demo_arguments(example, overrides: list[str], **settings: Any):
     """(script, BOTSConfig, model, demo) arguments of the offline demonstration, with ``overrides`` and ``settings``."""
     flags = [item for name, value in settings.items() for item in (f"--{name}", str(value))]
     return example.make_parser().parse_args_and_config(["--config", example.OFFLINE_DEMO_CONFIG, *overrides, *flags])
 
 
-def train_one(example, setup, overrides: list[str], strategy: str, seed: int, options: argparse.Namespace) -> dict:
-    """One GRPO run from the warm-started model; its held-out accuracy curve, per-step ETR and wall time."""
-    from trl_bots import BOTSGRPOTrainer
-    from trl_bots.plotting import log_series
-
-    script_args, args, _, _ = demo_arguments(
+def train_one(example, setup, options: argparse.Namespace, strategy: str, seed: int) -> dict[str, Any]:
+    """One GRPO run from the setup's warm start: its record without the trainer, plus mean ETR and seconds per step."""
+    script_args, args, _, demo_args = demo_arguments(
         example,
-        overrides,
+        options.overrides,
         output_dir=Path(options.workdir) / "runs" / f"{strategy}-seed{seed}",
-        bots_strategy=strategy,
         seed=seed,
         max_steps=options.steps,
         logging_steps=1,
         save_strategy="no",
         report_to="none",
+        **STRATEGIES[strategy],
     )
-    trainer = BOTSGRPOTrainer(
-        model=setup.model_path,
-        reward_funcs=[example.get_reward_function(name) for name in script_args.reward_funcs],
-        args=args,
-        train_dataset=setup.train_dataset,
-        processing_class=setup.tokenizer,
+    record = train_from_setup(
+        setup,
+        args,
+        [example.get_reward_function(name) for name in script_args.reward_funcs],
+        HeldoutEvaluation(setup.tokenizer, setup.eval_dataset, options.eval_every),
+        demo_args.demo_reference_samples,
     )
-    evaluation = HeldoutAccuracy(setup.tokenizer, setup.eval_dataset, options.eval_every)
-    trainer.add_callback(evaluation)
-    start = time.perf_counter()
-    trainer.train()
-    train_seconds = time.perf_counter() - start - evaluation.seconds
-    etr_steps, etr = log_series(trainer.state.log_history, "bots/effective_task_ratio")
-    if not np.array_equal(etr_steps, np.arange(1, options.steps + 1)):
-        raise RuntimeError(f"{strategy} seed {seed}: expected an ETR at every step, got steps {etr_steps.tolist()}")
-    return {
-        "seed": seed,
-        "eval_steps": evaluation.steps,
-        "accuracy": evaluation.accuracy,
-        "etr": etr.tolist(),
-        "train_seconds": train_seconds,
-        "seconds_per_step": train_seconds / options.steps,
+    del record["trainer"]  # frees the model; the record is what the report keeps
+    record["etr_mean"] = float(np.mean(record["etr"]))
+    record["seconds_per_step"] = record["train_seconds"] / options.steps
+    return record
+
+
+def run_benchmark(options: argparse.Namespace) -> dict[str, Any]:
+    started = time.perf_counter()
+    example, training_args, demo_args = options.example, options.training_args, options.demo_args
+    setup = build_offline_setup(demo_args, training_args)  # the demo's seed: one setup for every run
+    start_rates = check_start(setup, demo_args)  # stops here if the warm start is not what the A/B needs
+    at_start = HeldoutEvaluation(setup.tokenizer, setup.eval_dataset, options.eval_every).evaluate(
+        AutoModelForCausalLM.from_pretrained(setup.model_path)
+    )
+    start = {
+        "accuracy": at_start.pop("all"),
+        "accuracy_by_level": at_start,
+        "pool_shape": start_shape(start_rates),
     }
-
-
-def steps_to_target(steps: list[int], accuracy: list[float], target: float) -> int | None:
-    """First evaluated step whose accuracy is at least ``target``; ``None`` if there is none."""
-    reached = [step for step, value in zip(steps, accuracy, strict=True) if value >= target]
-    return reached[0] if reached else None
-
-
-def summarise(runs: list[dict], accuracy_before: float, target: float, budget: int) -> dict[str, Any]:
-    """Seed means (and spreads) of one strategy's runs."""
-    curves = np.array([[accuracy_before, *run["accuracy"]] for run in runs])
-    etr = np.array([np.mean(run["etr"]) for run in runs])
-    reached = [steps_to_target(run["eval_steps"], run["accuracy"], target) for run in runs]
-    return {
-        "etr": float(etr.mean()),
-        "etr_seed_std": float(etr.std()),
-        "final_accuracy": float(curves[:, -1].mean()),
-        "final_accuracy_seed_std": float(curves[:, -1].std()),
-        "best_accuracy": float(curves.max(axis=1).mean()),
-        "steps_to_target_per_seed": reached,
-        "steps_to_target": float(np.mean([budget if step is None else step for step in reached])),
-        "target_reached": sum(step is not None for step in reached),
-        "seconds_per_step": float(np.mean([run["seconds_per_step"] for run in runs])),
-        "train_seconds": float(np.sum([run["train_seconds"] for run in runs])),
-        "accuracy_curve": curves.mean(axis=0).round(5).tolist(),
-        "accuracy_curve_min": curves.min(axis=0).round(5).tolist(),
-        "accuracy_curve_max": curves.max(axis=0).round(5).tolist(),
-        "etr_curve": np.mean([run["etr"] for run in runs], axis=0).round(5).tolist(),
-    }
-
-
-def targets(summary: dict[str, dict]) -> dict[str, Any]:
-    """The issue's goals for real GRPO, measured: BOTS against uniform."""
-    bots, uniform = summary["bots"], summary["uniform"]
-    etr_ratio = bots["etr"] / uniform["etr"] if uniform["etr"] > 0 else None
-    steps_ratio = bots["steps_to_target"] / uniform["steps_to_target"] if uniform["steps_to_target"] > 0 else None
-    return {
-        "etr_vs_uniform": etr_ratio,
-        "etr_vs_uniform_met": etr_ratio is not None and etr_ratio >= 1.5,
-        "steps_to_target_vs_uniform": steps_ratio,
-        "steps_to_target_vs_uniform_met": steps_ratio is not None and steps_ratio <= 0.75,
-    }
-
-
-def plot(report: dict[str, Any], directory: str) -> list[str]:
-    """``grpo_ab_accuracy.png`` (held-out accuracy over steps, seed mean and range) and ``grpo_ab_etr.png``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    os.makedirs(directory, exist_ok=True)
-    eval_steps = [0, *report["runs"][report["config"]["strategies"][0]][0]["eval_steps"]]
-    paths = []
-    for name, ylabel in (("accuracy", "held-out accuracy (greedy)"), ("etr", "effective-task ratio")):
-        figure, axis = plt.subplots(figsize=(6, 4))
-        for strategy, metrics in report["summary"].items():
-            if name == "accuracy":
-                (line,) = axis.plot(eval_steps, metrics["accuracy_curve"], label=strategy)
-                low, high = metrics["accuracy_curve_min"], metrics["accuracy_curve_max"]
-                axis.fill_between(eval_steps, low, high, color=line.get_color(), alpha=0.15)
-            else:
-                etr = np.asarray(metrics["etr_curve"])
-                window = max(1, etr.size // 20)  # a moving average: the per-step ratio is a noisy share of B tasks
-                smooth = np.convolve(etr, np.ones(window) / window, mode="valid")
-                axis.plot(np.arange(window, etr.size + 1), smooth, label=f"{strategy} (mean {metrics['etr']:.2f})")
-        if name == "accuracy":
-            axis.axhline(report["target_accuracy"], color="grey", linestyle=":", label="target (uniform's final)")
-        seeds = report["config"]["seeds"]
-        axis.set(xlabel="GRPO step", ylabel=ylabel, title=f"Real GRPO on additions, {seeds} seed(s) per strategy")
-        axis.legend()
-        figure.tight_layout()
-        path = os.path.join(directory, f"grpo_ab_{name}.png")
-        figure.savefig(path, dpi=120)
-        plt.close(figure)
-        paths.append(path)
-    return paths
-
-
-def parse(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
-    parser = argparse.ArgumentParser(
-        description=__doc__.splitlines()[0],
-        epilog="Other flags (any BOTSConfig or demo_* option of examples/train_bots.py) override the demo's settings.",
-    )
-    parser.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=STRATEGIES)
-    parser.add_argument("--seeds", type=int, default=3, help="Runs per strategy, seeds 0..seeds-1 (default 3).")
-    parser.add_argument("--steps", type=int, default=200, help="GRPO steps per run (default 200, the demo's).")
-    parser.add_argument("--eval-every", type=int, default=10, help="Held-out evaluation interval in steps.")
-    parser.add_argument(
-        "--target-accuracy", type=float, default=None, help="Held-out accuracy to reach; default: uniform's final."
-    )
-    parser.add_argument("--workdir", default="runs/grpo_ab", help="Cached setup and run folders.")
-    parser.add_argument("--output", help="Write the JSON report here as well as to stdout.")
-    parser.add_argument("--plots", help="Folder for grpo_ab_accuracy.png and grpo_ab_etr.png.")
-    parser.add_argument("--quick", action="store_true", help="A small setup and 4 steps per run: a smoke run.")
-    options, overrides = parser.parse_known_args(argv)
-    if options.quick:
-        options.seeds, options.steps, options.eval_every = 1, 4, 2
-        overrides = [*QUICK_DEMO, *overrides]
-    for name in ("seeds", "steps", "eval_every"):
-        if getattr(options, name) < 1:
-            parser.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(options, name)}")
-    if "bots" not in options.strategies or "uniform" not in options.strategies:
-        parser.error("--strategies must include bots and uniform (the comparison the report is about)")
-    return options, overrides
-
-
-def run_benchmark(options: argparse.Namespace, overrides: list[str]) -> dict[str, Any]:
-    from transformers import AutoModelForCausalLM
-
-    from trl_bots.offline import build_offline_setup, heldout_accuracy
-
-    example = load_example()
-    _, training_args, _, demo_args = demo_arguments(example, overrides, output_dir=options.workdir, report_to="none")
-    setup = build_offline_setup(demo_args, training_args)  # cached: built once per setting, with the demo's seed
-
-    accuracy_before = heldout_accuracy(
-        AutoModelForCausalLM.from_pretrained(setup.model_path), setup.tokenizer, setup.eval_dataset, "held-out, step 0"
-    )
-    runs: dict[str, list[dict]] = {}
-    for seed in range(options.seeds):  # seed-major: a load drift on the machine touches every strategy alike
+    setup_seconds = time.perf_counter() - started
+    runs: dict[str, list[dict]] = {name: [] for name in options.strategies}
+    total = len(options.seeds) * len(options.strategies)
+    for seed in options.seeds:  # seed-major: a drift of the machine's load touches every strategy alike
         for strategy in options.strategies:
-            print(f"[grpo_ab] {strategy}, seed {seed}: {options.steps} steps", file=sys.stderr, flush=True)
-            run = train_one(example, setup, overrides, strategy, seed, options)
-            runs.setdefault(strategy, []).append(run)
+            done = sum(map(len, runs.values()))
+            print(f"[grpo_ab] run {done + 1}/{total}: {strategy}, seed {seed}", file=sys.stderr, flush=True)
+            run = train_one(example, setup, options, strategy, seed)
+            runs[strategy].append(run)
             print(
-                f"[grpo_ab] {strategy}, seed {seed}: accuracy {accuracy_before:.3f} -> {run['accuracy'][-1]:.3f}, "
-                f"ETR {np.mean(run['etr']):.3f}, {run['seconds_per_step']:.2f} s/step",
+                f"[grpo_ab] {strategy}, seed {seed}: held-out {start['accuracy']:.3f} -> {run['accuracy'][-1]:.3f}, "
+                f"ETR {run['etr_mean']:.3f}, {run['seconds_per_step']:.2f} s/step; "
+                f"{(time.perf_counter() - started) / 60:.1f} min so far",
                 file=sys.stderr,
                 flush=True,
             )
-    target = options.target_accuracy
-    if target is None:
-        target = float(np.mean([run["accuracy"][-1] for run in runs["uniform"]]))
-    summary = {name: summarise(runs[name], accuracy_before, target, options.steps) for name in options.strategies}
+    target = float(np.mean([run["accuracy"][-1] for run in runs[REFERENCE]]))
+    tasks = len(setup.eval_dataset)
     return {
         "config": {
-            "strategies": options.strategies,
+            "strategies": {name: STRATEGIES[name] for name in options.strategies},
             "seeds": options.seeds,
             "steps": options.steps,
             "eval_every": options.eval_every,
             "quick": options.quick,
-            "heldout_tasks": len(setup.eval_dataset),
+            "confidence": CONFIDENCE,
+            "heldout_tasks": tasks,
+            "heldout_standard_error": 0.5 / math.sqrt(tasks),  # the largest, at accuracy 0.5
             "train_tasks": len(setup.train_dataset),
             "tasks_per_step": training_args.per_device_train_batch_size // training_args.num_generations,
             "num_generations": training_args.num_generations,
             "learning_rate": training_args.learning_rate,
-            "overrides": overrides,
+            "overrides": options.overrides,
         },
-        "accuracy_before": accuracy_before,
+        "setup": {"folder": setup.folder, "build": setup.manifest["build"], "seconds": setup_seconds},
+        "start": start,
         "target_accuracy": target,
-        "summary": summary,
-        "targets": targets(summary),
+        "summary": {name: summarise(runs[name], start, target, options.steps) for name in options.strategies},
+        "targets": TARGETS,
+        "paired": {
+            name: compare(runs[name], runs[REFERENCE], target, options.steps)
+            for name in options.strategies
+            if name != REFERENCE
+        },
+        "wall_seconds": time.perf_counter() - started,
         "runs": runs,
     }
 
 
+def plot(report: dict[str, Any], directory: str) -> Path:
+    """``grpo_ab_accuracy.png``: held-out accuracy over steps (seed mean, 95% band) and ETR, every strategy."""
+    curves = {}
+    for name, metrics in report["summary"].items():
+        curve = metrics["accuracy_curve"]
+        curves[name] = {"eval_steps": curve["eval_steps"], "accuracy": curve["mean"], "etr": metrics["etr_curve"]}
+        if curve["low"][-1] is not None:  # one seed: no band
+            curves[name].update(accuracy_low=curve["low"], accuracy_high=curve["high"])
+    seeds = len(report["config"]["seeds"])
+    title = f"Real GRPO from one warm start: seed mean and 95% interval over {seeds} seed(s)"
+    return plot_comparison(curves, Path(directory) / "grpo_ab_accuracy.png", title)
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    """The script's options, with the demo's parsed settings; bad input stops here, before any work."""
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        epilog="Other flags (any BOTSConfig or demo_* option of examples/train_bots.py) override the demo's settings.",
+    )
+    parser.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=list(STRATEGIES))
+    parser.add_argument(
+        "--seeds", nargs="+", type=int, help=f"Seeds, one run per strategy each (default {DEFAULT_SEEDS})."
+    )
+    parser.add_argument("--steps", type=int, help="GRPO steps per run (default: the demo's max_steps).")
+    parser.add_argument("--eval-every", type=int, help="Steps between evaluations (default: the demo's).")
+    parser.add_argument("--workdir", default="runs/grpo_ab", help="Setup cache and run folders.")
+    parser.add_argument("--output", help="Write the JSON report here as well as to stdout.")
+    parser.add_argument("--plots", help="Folder for grpo_ab_accuracy.png.")
+    parser.add_argument("--markdown", action="store_true", help="Print the summary's tables in Markdown (README).")
+    parser.add_argument("--quick", action="store_true", help="A tiny world, 2 seeds and 4 steps: a smoke run.")
+    options, overrides = parser.parse_known_args(argv)
+    if options.quick:
+        overrides = [*QUICK_DEMO, *overrides]
+        for name, value in (("seeds", QUICK_SEEDS), ("steps", QUICK_STEPS), ("eval_every", QUICK_EVAL_EVERY)):
+            if getattr(options, name) is None:
+                setattr(options, name, value)
+    if options.seeds is None:
+        options.seeds = DEFAULT_SEEDS
+    if len(set(options.seeds)) != len(options.seeds) or min(options.seeds) < 0:
+        parser.error(f"--seeds must be distinct non-negative integers, got {options.seeds}")
+    if REFERENCE not in options.strategies or len(set(options.strategies)) < 2:
+        parser.error(f"--strategies must include {REFERENCE} (the reference) and at least one other strategy")
+    if len(set(options.strategies)) != len(options.strategies):
+        parser.error(f"--strategies must not repeat a strategy, got {options.strategies}")
+    example = load_example()
+    _, training_args, _, demo_args = demo_arguments(example, overrides, output_dir=options.workdir, report_to="none")
+    options.steps = options.steps if options.steps is not None else training_args.max_steps
+    options.eval_every = options.eval_every if options.eval_every is not None else demo_args.demo_eval_every
+    for name in ("steps", "eval_every"):
+        if getattr(options, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(options, name)}")
+    options.overrides, options.example = overrides, example
+    options.training_args, options.demo_args = training_args, demo_args
+    return options
+
+
 def main(argv: list[str] | None = None) -> int:
-    options, overrides = parse(argv)
+    options = parse(argv)
     with contextlib.redirect_stdout(sys.stderr):  # the Trainer prints its logs; stdout carries only the JSON
-        report = run_benchmark(options, overrides)
-        paths = plot(report, options.plots) if options.plots else []
+        report = run_benchmark(options)
+        figure = plot(report, options.plots) if options.plots else None
     text = json.dumps(report, indent=2, allow_nan=False)
     if options.output:
         Path(options.output).write_text(text + "\n")
     print(text)
-    for path in paths:
-        print(f"[grpo_ab] wrote {path}", file=sys.stderr)
+    print(f"\n{render(report, options.markdown)}", file=sys.stderr)
+    if figure is not None:
+        print(f"[grpo_ab] wrote {figure}", file=sys.stderr)
     return 0
 
 

@@ -13,7 +13,7 @@ Before any GRPO step the warm start is checked against the setup's start criteri
 one after the other, seed-major (every strategy for one seed, then the next seed), so that a drift of the machine's load
 touches every strategy alike. Measured per run:
 
-* held-out accuracy (:class:`trl_bots.offline.HeldoutEvaluation`): one sample per held-out task at temperature 1, exact
+* held-out accuracy (:class:`trl_bots.offline.HeldoutEvaluation`): one sample per held-out task at GRPO's sampling temperature, exact
   match, overall and per carry level, with the same sampling seed at every evaluation and in every run; at step 0
   (the shared warm start, evaluated once) and every ``--eval-every`` steps. Its standard error is at most
   ``0.5 / sqrt(tasks)``: 0.0096 on the default 2,700 tasks;
@@ -380,7 +380,7 @@ def train_one(example, setup, options: argparse.Namespace, strategy: str, seed: 
         setup,
         args,
         [example.get_reward_function(name) for name in script_args.reward_funcs],
-        HeldoutEvaluation(setup.tokenizer, setup.eval_dataset, options.eval_every),
+        HeldoutEvaluation(setup.tokenizer, setup.eval_dataset, options.eval_every, setup.temperature),
         demo_args.demo_reference_samples,
     )
     del record["trainer"]  # frees the model; the record is what the report keeps
@@ -394,7 +394,7 @@ def run_benchmark(options: argparse.Namespace) -> dict[str, Any]:
     example, training_args, demo_args = options.example, options.training_args, options.demo_args
     setup = build_offline_setup(demo_args, training_args)  # the demo's seed: one setup for every run
     start_rates = check_start(setup, demo_args)  # stops here if the warm start is not what the A/B needs
-    at_start = HeldoutEvaluation(setup.tokenizer, setup.eval_dataset, options.eval_every).evaluate(
+    at_start = HeldoutEvaluation(setup.tokenizer, setup.eval_dataset, options.eval_every, setup.temperature).evaluate(
         AutoModelForCausalLM.from_pretrained(setup.model_path)
     )
     start = {

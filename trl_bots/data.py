@@ -58,6 +58,28 @@ def _has_column(dataset: Dataset, dotted: str) -> bool:
     return True
 
 
+def _check_column(dataset: Dataset, field_name: str, column: str, holds: str) -> None:
+    if not _has_column(dataset, column):
+        raise ValueError(
+            f"{field_name}={column!r} is not a column of the dataset (columns: {dataset.column_names}). Set "
+            f"{field_name} to the column that holds the {holds}; nested fields are written with dots, e.g. "
+            "reward_model.ground_truth."
+        )
+
+
+def column_values(dataset: Dataset, column: str, field_name: str, holds: str) -> list[Any]:
+    """
+    Every row's value of ``column``, a column or a dotted path into a nested one (``extra_info.domain``); a missing
+    column is an error naming ``field_name`` (the setting that named it) and what it should hold.
+    """
+    _check_column(dataset, field_name, column, holds)
+    head, *rest = column.split(".")
+    values = dataset[head]
+    for key in rest:
+        values = [None if value is None else value[key] for value in values]
+    return values
+
+
 def prepare_tasks(dataset: Dataset, prompt_column: str = "prompt", answer_column: str | None = "solution") -> Dataset:
     """
     Copy ``prompt_column`` into ``prompt`` and ``answer_column`` (a column, or a dotted path into a nested one such
@@ -65,12 +87,8 @@ def prepare_tasks(dataset: Dataset, prompt_column: str = "prompt", answer_column
     rewards that need none).
     """
     for field_name, column in (("prompt_column", prompt_column), ("answer_column", answer_column)):
-        if column is not None and not _has_column(dataset, column):
-            raise ValueError(
-                f"{field_name}={column!r} is not a column of the dataset (columns: {dataset.column_names}). Set "
-                f"{field_name} to the column that holds the {field_name.split('_')[0]}; nested fields are written "
-                "with dots, e.g. reward_model.ground_truth."
-            )
+        if column is not None:
+            _check_column(dataset, field_name, column, field_name.split("_")[0])
     if prompt_column != "prompt":
         dataset = dataset.map(lambda row: {"prompt": _lookup(row, prompt_column)})
     if answer_column is not None and answer_column != "solution":

@@ -25,6 +25,8 @@ from trl import GRPOTrainer
 from trl.trainer.utils import get_config_model_id
 
 from .config import BOTSConfig
+from .data import column_values
+from .domains import encode_domains, resolve_domain_weights
 from .sampler import BOTSSampler
 from .selector import BOTSSelector
 from .state import SELECTOR_FILE
@@ -59,6 +61,26 @@ def _reference_pass_rates(dataset: Dataset, columns: list[str] | None) -> np.nda
             f"bots_reference_columns {columns} must hold one number per row (a pass rate in [0, 1]), but they could "
             f"not be read as numbers: {error}. Fill missing values or drop those rows."
         ) from error
+
+
+def _domain_labels(dataset: Dataset, args: BOTSConfig) -> list[str] | None:
+    """Each task's domain from `bots_domain_column`, checked (with `bots_domain_weights`) under the config's names."""
+    if args.bots_domain_column is None:
+        return None
+    labels = column_values(dataset, args.bots_domain_column, "bots_domain_column", "domain of each task")
+    name = f"bots_domain_column={args.bots_domain_column!r}"
+    names, codes = encode_domains(labels, len(dataset), name=name)
+    sizes = np.bincount(codes, minlength=len(names))
+    if args.bots_domain_weights is not None:
+        weights = resolve_domain_weights(args.bots_domain_weights, names, sizes, name="bots_domain_weights")
+        tasks_per_batch = args.generation_batch_size // args.num_generations
+        if tasks_per_batch > sizes[weights > 0].sum():
+            raise ValueError(
+                f"One generation batch needs {tasks_per_batch} distinct tasks (generation_batch_size // "
+                f"num_generations), but the domains with a positive weight in bots_domain_weights hold only "
+                f"{int(sizes[weights > 0].sum())} tasks. Give weight to more domains or use a smaller batch."
+            )
+    return labels
 
 
 def _write_json_atomic(path: str, payload: dict[str, Any]) -> None:
@@ -205,6 +227,8 @@ class BOTSGRPOTrainer(GRPOTrainer):
             seed=args.bots_seed if args.bots_seed is not None else args.seed,
             strategy=args.bots_strategy,
             adaptive_implicit_weight=args.bots_adaptive_implicit_weight,
+            domains=_domain_labels(train_dataset, args),
+            domain_weights=args.bots_domain_weights,
         )
         train_dataset = train_dataset.add_column(TASK_ID_COLUMN, np.arange(len(train_dataset), dtype=np.int64))
         self._bots_rounds_selected = 0  # over the whole run, restored on resume
@@ -382,10 +406,18 @@ class BOTSGRPOTrainer(GRPOTrainer):
                     metrics[f"bots/{name}"].append(value)
             metrics["bots/selection_ms"].append(selected.selection_ms)
             metrics["bots/evidence_lag"].append(selected.evidence_lag)
+            for domain, domain_stats in (self.selector.last_domain_stats or {}).items():
+                for name, value in domain_stats.items():
+                    metrics[f"bots/domain/{domain}/{name}"].append(value)
         local_ids = [int(example[TASK_ID_COLUMN]) for example in inputs]
         posterior_mean = self.selector.posterior_mean()
         self._log_completion_extra(TASK_ID_COLUMN, local_ids)
         self._log_completion_extra("bots_posterior_mean", posterior_mean[local_ids].tolist())
+        if self.selector.domain_names is not None:
+            domains = self.selector.domain_names
+            self._log_completion_extra(
+                "bots_domain", [domains[code] for code in self.selector.domain_codes[local_ids]]
+            )
 
     def _check_rank_consistency(self, selected: SelectedRound) -> None:
         """Stop training if any process holds another posterior or selection than process 0 (BOTS.md invariant 2)."""
@@ -509,6 +541,7 @@ class BOTSGRPOTrainer(GRPOTrainer):
             "pseudo count": args.bots_pseudo_count if args.bots_pseudo_count is not None else args.num_generations,
             "cap momentum": args.bots_cap_momentum,
             "reference columns": args.bots_reference_columns,
+            "domain column (weights)": f"{args.bots_domain_column} ({args.bots_domain_weights})",
             "success": f"reward {args.bots_success_reward or '(weighted total)'} >= {args.bots_success_threshold}"
             + (" (fractional evidence)" if args.bots_fractional_evidence else ""),
             "tasks": selector.num_tasks,

@@ -66,6 +66,21 @@ def _mean_density_at(alpha: np.ndarray, beta: np.ndarray, target: float, pool: n
     return float(np.exp(beta_log_pdf(np.float64(target), alpha[probes], beta[probes])).mean())
 
 
+def mean_densities_by_group(
+    alpha: np.ndarray, beta: np.ndarray, target: float, groups: np.ndarray, num_groups: int
+) -> np.ndarray:
+    """Each group's mean density at ``target``, estimated on one set of evenly spaced probes over all tasks.
+
+    One evaluation serves every group (a domain's own probes would cost one per domain); NaN for a group without a
+    probe. The estimate only sizes the first window of :func:`select_thompson_top_in_pool`, never the law of the draws.
+    """
+    probes = np.linspace(0, alpha.size - 1, min(alpha.size, DENSITY_PROBES)).astype(np.int64)
+    densities = np.exp(beta_log_pdf(np.float64(target), alpha[probes], beta[probes]))
+    counts = np.bincount(groups[probes], minlength=num_groups)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.bincount(groups[probes], weights=densities, minlength=num_groups) / counts
+
+
 def _nearest(tasks: np.ndarray, draws: np.ndarray, target: float, batch_size: int) -> np.ndarray:
     distance = np.abs(draws - target)
     return tasks[np.lexsort((tasks, distance))[:batch_size]]
@@ -95,15 +110,20 @@ def select_thompson_top_in_pool(
     batch_size: int,
     pool: np.ndarray | None,
     bound: float | None,
+    density: float = math.nan,
 ) -> np.ndarray:
     """:func:`select_thompson_top` among the tasks of ``pool`` only (sorted task ids; ``None``: all tasks).
 
     ``bound`` is :func:`trl_bots.sampling.density_bound` of a superset of the pool: a caller choosing from several
-    pools (the domains of a round) computes it once over all tasks. Costs time in proportion to the draws revealed,
-    not to the size of the pool, which is never copied.
+    pools (the domains of a round) computes it once over all tasks, and may pass the pool's mean ``density`` at the
+    target (see :func:`mean_densities_by_group`; NaN: estimated here). Costs time in proportion to the draws
+    revealed, not to the size of the pool, which is never copied.
     """
     num_tasks = alpha.size if pool is None else pool.size
-    density = _mean_density_at(alpha, beta, target, pool) if bound is not None else 0.0
+    if bound is None:
+        density = 0.0
+    elif math.isnan(density):
+        density = _mean_density_at(alpha, beta, target, pool)
     half_width = WINDOW_MARGIN * batch_size / (2 * num_tasks * density) if density > 0 else math.inf
     tasks, draws = np.empty(0, dtype=np.int64), np.empty(0)
     previous = None  # the last window revealed: every task outside ``tasks`` has its draw outside it

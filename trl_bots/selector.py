@@ -26,7 +26,13 @@ from .domains import domain_quotas, domain_round_stats, encode_domains, resolve_
 from .implicit import ImplicitEvidence, InterpolationEstimator
 from .posterior import average_posterior_mean, group_posterior_means, posterior_mean, update_posterior
 from .sampling import density_bound, sample_beta
-from .selection import distance_to_target, select_softmax, select_thompson_top_in_pool, select_top
+from .selection import (
+    distance_to_target,
+    mean_densities_by_group,
+    select_softmax,
+    select_thompson_top_in_pool,
+    select_top,
+)
 from .state import read_state_file, write_state_file
 from .validation import check_hyperparameters, check_reference_pass_rates, check_round, check_strategy
 
@@ -230,23 +236,29 @@ class BOTSSelector:
         if self.domain_weights is None:
             return self._select_by_rule(int(batch_size))
         # Each domain's quota by the same rule, domains in the order of domain_names, each best first.
-        bound = density_bound(self.alpha, self.beta)  # bounds every domain's densities: computed once for all
         quotas, self.domain_lag = self._round_quotas(int(batch_size))
-        return np.concatenate(
-            [
-                self._select_by_rule(int(k), pool, bound)
-                for pool, k in zip(self._domain_pools, quotas, strict=True)
-                if k
-            ]
-        )
+        # What Thompson top-B selection needs to know of the posteriors, computed once for all domains.
+        bound = density_bound(self.alpha, self.beta) if self.thompson and self.temperature == 0 else None
+        densities = np.full(len(quotas), math.nan)
+        if bound is not None:
+            densities = mean_densities_by_group(self.alpha, self.beta, self.target, self.domain_codes, len(quotas))
+        chosen = [
+            self._select_by_rule(int(k), pool, bound, density)
+            for pool, k, density in zip(self._domain_pools, quotas, densities, strict=True)
+            if k
+        ]
+        return np.concatenate(chosen)
 
     def _select_by_rule(
-        self, batch_size: int, pool: np.ndarray | None = None, bound: float | None = None
+        self, batch_size: int, pool: np.ndarray | None = None, bound: float | None = None, density: float = math.nan
     ) -> np.ndarray:
-        """The BOTS rule among the tasks of ``pool`` (sorted ids; None: all), with ``bound`` its density bound."""
+        """The BOTS rule among the tasks of ``pool`` (sorted ids; None: all); with a pool, ``bound`` and ``density``
+        as :func:`trl_bots.selection.select_thompson_top_in_pool` takes them."""
         if self.thompson and self.temperature == 0:
             bound = density_bound(self.alpha, self.beta) if pool is None else bound
-            return select_thompson_top_in_pool(self.rng, self.alpha, self.beta, self.target, batch_size, pool, bound)
+            return select_thompson_top_in_pool(
+                self.rng, self.alpha, self.beta, self.target, batch_size, pool, bound, density
+            )
         alpha, beta = (self.alpha, self.beta) if pool is None else (self.alpha[pool], self.beta[pool])
         if self.thompson:
             pass_rates = sample_beta(self.rng, alpha, beta, out=self._scratch[: alpha.size])

@@ -23,7 +23,7 @@ from transformers import AutoTokenizer
 from trl import ModelConfig, ScriptArguments, TrlParser, get_peft_config, get_quantization_config
 
 from trl_bots import BOTSConfig, BOTSGRPOTrainer
-from trl_bots.data import load_tasks, prepare_tasks
+from trl_bots.data import load_guru, load_tasks, prepare_tasks
 from trl_bots.offline import OfflineDemoArguments, build_offline_setup, heldout_accuracy
 from trl_bots.plotting import log_series, plot_run
 from trl_bots.rewards import get_reward_function
@@ -57,6 +57,14 @@ class BOTSScriptArguments(ScriptArguments):
             "help": "Evaluation dataset (Hub name or local file), read at dataset_test_split; default: dataset_name."
         },
     )
+    load_guru: bool = field(
+        default=False,
+        metadata={
+            "help": "Read dataset_name (a GURU file, a folder of GURU files, or files separated by commas) and "
+            "eval_dataset_name with trl_bots.data.load_guru: GURU's columns (prompt_column and answer_column are not "
+            "used) plus each task's domain, from its file name, in a 'domain' column."
+        },
+    )
     max_prompt_tokens: int | None = field(
         default=None,
         metadata={
@@ -72,6 +80,8 @@ def offline_demo_requested(argv: list[str]) -> bool:
 
 def load_datasets(script_args: BOTSScriptArguments, training_args: BOTSConfig):
     def load(name, split):
+        if script_args.load_guru:  # evaluation files (e.g. MATH500) carry no reference pass rates
+            return load_guru(name.split(","), split, pass_rates=name == script_args.dataset_name)
         return prepare_tasks(
             load_tasks(name, script_args.dataset_config, split), script_args.prompt_column, script_args.answer_column
         )

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import sys
 
 import pytest
 from datasets import Dataset
@@ -94,3 +96,21 @@ def test_guru_reward_routes_by_domain(guru_folder):
     assert rewards == [None, None, 1.0, 0.0, 1.0, 1.0, 0.0]
     with pytest.raises(ValueError, match=r"does not know the domains \['poetry'\]"):
         guru_reward(["x"], solution=["x"], domain=["poetry"])
+
+
+def test_example_script_loads_a_guru_folder_and_its_eval_file(guru_folder, tmp_path):
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples"))
+    from train_bots import load_datasets, make_parser
+
+    eval_file = tmp_path / "math__math_500.parquet"  # evaluation files carry no pass rates
+    Dataset.from_parquet(str(guru_folder / "math__combined_3.parquet")).remove_columns(
+        ["qwen2.5_7b_pass_rate", "qwen3_30b_pass_rate"]
+    ).to_parquet(str(eval_file))
+    argv = ["--output_dir", str(tmp_path / "run"), "--use_cpu", "true", "--report_to", "none", "--load_guru", "true"]
+    argv += ["--dataset_name", str(guru_folder), "--eval_dataset_name", str(eval_file), "--eval_strategy", "steps"]
+    argv += ["--bots_domain_column", "domain", "--bots_domain_weights", '{"codegen": 0, "logic": 1, "math": 2}']
+    script_args, training_args, _, _ = make_parser().parse_args_and_config(argv)
+    assert training_args.bots_domain_weights == {"codegen": 0, "logic": 1, "math": 2}  # JSON on the command line
+    train, evaluation = load_datasets(script_args, training_args)
+    assert train["domain"] == ["codegen"] * 2 + ["logic"] * 2 + ["math"] * 3
+    assert evaluation["domain"] == ["math"] * 3 and "qwen3_30b_pass_rate" not in evaluation.column_names

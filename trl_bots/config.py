@@ -64,8 +64,8 @@ class BOTSConfig(GRPOConfig):
         bots_domain_weights (`dict[str, float]`, `str` or `None`, *optional*, defaults to `None`):
             With `bots_domain_column`: the share of every generation batch each domain gets, as a mapping domain ->
             weight (JSON on the command line), `"proportional"` (to the domain's number of tasks) or `"uniform"`.
-            Every round takes each domain's quota and selects within the domain by the BOTS rule. `None`: one
-            selection over all tasks.
+            Every round takes each domain's quota and selects within the domain by the BOTS rule. `None` (`"none"` on
+            the command line, to override a recipe): one selection over all tasks.
     """
 
     # Accepted as a JSON string on the command line, like GRPOConfig's other dict fields.
@@ -163,7 +163,8 @@ class BOTSConfig(GRPOConfig):
         metadata={
             "help": "Share of every generation batch per domain (needs bots_domain_column): a mapping domain -> "
             "weight (JSON on the command line), 'proportional' (to the domain sizes) or 'uniform'. Each domain's "
-            "quota is selected inside the domain by the BOTS rule. None: one selection over all tasks."
+            "quota is selected inside the domain by the BOTS rule. None ('none' on the command line): one selection "
+            "over all tasks."
         },
     )
 
@@ -214,6 +215,8 @@ class BOTSConfig(GRPOConfig):
 
     def _check_domain_settings(self) -> None:
         """What can be checked without the data; the domains themselves are checked when the trainer reads them."""
+        if isinstance(self.bots_domain_weights, str) and self.bots_domain_weights.lower() == "none":
+            self.bots_domain_weights = None  # the command line's way to unset a recipe's weights
         column, weights = self.bots_domain_column, self.bots_domain_weights
         if column is not None and (not isinstance(column, str) or not column):
             raise ValueError(f"bots_domain_column must name a dataset column, got {column!r}.")

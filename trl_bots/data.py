@@ -102,7 +102,9 @@ def prepare_tasks(dataset: Dataset, prompt_column: str = "prompt", answer_column
     return dataset
 
 
-def load_guru(paths: str | os.PathLike | list[str | os.PathLike], split: str = "train") -> Dataset:
+def load_guru(
+    paths: str | os.PathLike | list[str | os.PathLike], split: str = "train", pass_rates: bool = True
+) -> Dataset:
     """
     GURU data ready for BOTS, from one file (e.g. ``math__combined_54.4k.parquet``), a folder of GURU files, or a list
     of files and folders: ``prompt`` (chat messages) as it is, the ground truth from ``reward_model.ground_truth`` in
@@ -114,13 +116,14 @@ def load_guru(paths: str | os.PathLike | list[str | os.PathLike], split: str = "
 
     Files whose other columns differ in type (GURU's ``extra_info`` differs between domains) or lack a column the
     others have are aligned by storing those columns as JSON text (``null`` where a file lacks the column), with a
-    warning naming them.
+    warning naming them. ``pass_rates=False`` skips the pass-rate check, for evaluation files (e.g. MATH500), which
+    have none.
     """
     files = _guru_files(paths)
     parts = []
     for file in files:
         dataset = prepare_tasks(load_tasks(os.fspath(file), split=split), "prompt", GURU_ANSWER_COLUMN)
-        missing = [column for column in GURU_REFERENCE_COLUMNS if column not in dataset.column_names]
+        missing = [column for column in GURU_REFERENCE_COLUMNS if pass_rates and column not in dataset.column_names]
         if missing:
             raise ValueError(
                 f"{file} lacks the GURU pass-rate columns {missing} (columns: {dataset.column_names}). Compute them "

@@ -59,6 +59,7 @@ Usage::
     python benchmarks/simulate.py --ablation all --output sim.json --plots docs/figures
     python benchmarks/simulate.py --ablation reference                          # one ablation
     python benchmarks/simulate.py --quick                                       # a few seconds
+    python benchmarks/simulate.py --cap-fit-comparison --output capfit.json     # robust vs paper fit of mu, ~15 s
 
 ``targets`` holds the issue's goals measured on the main run: ``ttb100_gap_closed`` =
 ``(1 - TTB100_bots) / (1 - TTB100_oracle)`` (goal >= 0.9), ``etr_vs_oracle`` (goal >= 0.95) and whether BOTS's
@@ -109,11 +110,34 @@ class SimConfig:
     reference_noise_std: float = 1.0  # per-task idiosyncrasy of a reference model (logits)
     reference_cluster_std: float = 0.5  # topic strengths of a reference model that the policy does not share
     reference_rollouts: int = 16  # the reference pass rates are measured, hence binomially noisy
+    cap_fit: str = "robust"  # how every selector's plug-in fits mu: BOTSSelector(cap_fit=...), "robust" or "paper"
 
 
 def quick_config() -> SimConfig:
     """A few seconds in all: small world, short run, two seeds."""
     return dataclasses.replace(SimConfig(), num_tasks=1024, num_heldout=512, steps=64, seeds=2)
+
+
+def cap_fit_config() -> SimConfig:
+    """The size of the cap-fit comparison: a quarter of the pool, half the run, eight seeds (seconds per world)."""
+    return dataclasses.replace(SimConfig(), num_tasks=2048, num_heldout=512, steps=128, seeds=8)
+
+
+# Worlds of the cap-fit comparison (overrides of the SimConfig fields). "saturated" is GURU-like: references measured
+# from 4 rollouts on a wider spread of difficulties, so about half the tasks have weak = strong = 0 or 1. "saturated,
+# close references" adds a weak and a strong model one logit apart (59% of tasks at 0/0 or 1/1), "similar references"
+# two equally strong reference models (gaps of either sign around 0): the last two are where the paper's fit explodes.
+CAP_FIT_WORLDS = {
+    "main": {},
+    "saturated": {"difficulty_std": 5.0, "reference_rollouts": 4},
+    "saturated, close references": {
+        "difficulty_std": 5.0,
+        "reference_rollouts": 4,
+        "weak_skill": -1.0,
+        "strong_skill": 0.0,
+    },
+    "similar references": {"weak_skill": -1.5, "strong_skill": -1.5},
+}
 
 
 @dataclasses.dataclass
@@ -209,13 +233,14 @@ def run_one(cfg: SimConfig, strategy: str, seed: int, selector_kwargs: dict[str,
     target = kwargs.get("target", 0.5)
     selector = None
     if strategy != "oracle":
+        kwargs.setdefault("cap_fit", cfg.cap_fit)
         selector = BOTSSelector(
             cfg.num_tasks, reference_pass_rates=world.reference, strategy=strategy, seed=seed, **kwargs
         )
     accuracy = [heldout_accuracy(policy, world)]
     initial_rates = train_pass_rates(policy, world)
     reference_corr = [float(np.corrcoef(column, initial_rates)[0, 1]) for column in world.reference.T]
-    etr, pearson, pearson_all = [], [], []
+    etr, pearson, pearson_all, mae, mae_all, cap_coef = [], [], [], [], [], []
     times_selected = np.zeros(cfg.num_tasks, dtype=np.int64)
     selector_time = learner_time = 0.0
     for _ in range(cfg.steps):
@@ -224,7 +249,9 @@ def run_one(cfg: SimConfig, strategy: str, seed: int, selector_kwargs: dict[str,
         learner_time += time.perf_counter() - start
         if selector is not None and selector.estimator is not None and selector.estimator_rounds:
             # Diagnostic only, untimed: the plug-in's prediction for every task against the true current rates.
-            pearson_all.append(float(np.corrcoef(selector.estimator.predict(), pass_rates)[0, 1]))
+            predicted = selector.estimator.predict()
+            pearson_all.append(float(np.corrcoef(predicted, pass_rates)[0, 1]))
+            mae_all.append(float(np.mean(np.abs(predicted - pass_rates))))
         mid = time.perf_counter()
         indices = (
             oracle_select(pass_rates, cfg.batch_size, target) if selector is None else selector.select(cfg.batch_size)
@@ -236,17 +263,23 @@ def run_one(cfg: SimConfig, strategy: str, seed: int, selector_kwargs: dict[str,
         if selector is not None:
             stats = selector.update(indices, successes, np.full(indices.size, float(cfg.group_size)))
             pearson.append(stats.implicit_pearson)
+            mae.append(stats.implicit_mae)
+            cap_coef.append(stats.cap_coef)
         done = time.perf_counter()
         selector_time += (selected - mid) + (done - learned)
         learner_time += learned - selected
         etr.append(float(np.mean((successes > 0) & (successes < cfg.group_size))))
         times_selected[indices] += 1
         accuracy.append(heldout_accuracy(policy, world))
+    missing = np.full(cfg.steps, np.nan)  # strategies without a plug-in (oracle, mopps)
     return {
         "accuracy": np.array(accuracy),
         "etr": np.array(etr),
-        "pearson": np.array(pearson) if pearson else np.full(cfg.steps, np.nan),
-        "pearson_all": np.array(pearson_all) if pearson_all else np.full(cfg.steps, np.nan),
+        "pearson": np.array(pearson) if pearson else missing,
+        "pearson_all": np.array(pearson_all) if pearson_all else missing,
+        "mae": np.array(mae) if mae else missing,
+        "mae_all": np.array(mae_all) if mae_all else missing,
+        "cap_coef": np.array(cap_coef) if cap_coef else missing,
         "reference_corr": reference_corr,
         "distinct_share": float(np.count_nonzero(times_selected)) / times_selected.sum(),
         "selector_time": selector_time,
@@ -276,6 +309,7 @@ def summarise(runs: list[dict], baseline_curve: np.ndarray) -> dict[str, Any]:
     etr_per_seed = np.array([r["etr"].mean() for r in runs])
     pearson = np.concatenate([r["pearson"] for r in runs])
     pearson_all = np.concatenate([r["pearson_all"] for r in runs])
+    cap_coef = np.concatenate([r["cap_coef"] for r in runs])
     selector_time = sum(r["selector_time"] for r in runs)
     learner_time = sum(r["learner_time"] for r in runs)
     steps = sum(r["etr"].size for r in runs)
@@ -291,6 +325,9 @@ def summarise(runs: list[dict], baseline_curve: np.ndarray) -> dict[str, Any]:
         "best_so_far_ratio": float(mean_curve.max() / baseline_curve.max()),
         "implicit_pearson": nanmean_or_none(pearson),
         "plugin_pearson_all_tasks": nanmean_or_none(pearson_all),
+        "implicit_mae": nanmean_or_none(np.concatenate([r["mae"] for r in runs])),
+        "plugin_mae_all_tasks": nanmean_or_none(np.concatenate([r["mae_all"] for r in runs])),
+        "max_abs_cap_coef": float(np.nanmax(np.abs(cap_coef))) if np.isfinite(cap_coef).any() else None,
         "distinct_task_share": float(np.mean([r["distinct_share"] for r in runs])),
         "reference_corr_initial": np.mean([r["reference_corr"] for r in runs], axis=0).round(4).tolist(),
         "overhead_share": selector_time / (selector_time + learner_time),
@@ -315,7 +352,7 @@ def run_strategy(
     """All seeds of one strategy/setting."""
     start = time.perf_counter()
     runs = [run_one(cfg, strategy, seed, selector_kwargs) for seed in range(cfg.seeds)]
-    world = f"num_tasks={cfg.num_tasks} reference_noise_std={cfg.reference_noise_std}"
+    world = f"num_tasks={cfg.num_tasks} reference_noise_std={cfg.reference_noise_std} cap_fit={cfg.cap_fit}"
     log(f"{strategy} {selector_kwargs or ''} {world}: {time.perf_counter() - start:.1f}s")
     return runs
 
@@ -467,6 +504,56 @@ def run_benchmark(
     return report
 
 
+# What the cap-fit comparison reports per strategy and fit: the plug-in's error and coefficient, and selection quality.
+CAP_FIT_METRICS = (
+    "implicit_mae",
+    "plugin_mae_all_tasks",
+    "max_abs_cap_coef",
+    "etr",
+    "final_accuracy",
+    "ttb100",
+)
+
+
+def saturated_share(cfg: SimConfig) -> float:
+    """Share of tasks whose weak and strong reference rates are both 0 or both 1, over the seeds' worlds."""
+    shares = []
+    for seed in range(cfg.seeds):
+        weak, strong = make_world(cfg, np.random.default_rng([seed, 0])).reference.T
+        shares.append(np.mean((weak == strong) & ((weak == 0) | (weak == 1))))
+    return float(np.mean(shares))
+
+
+def cap_fit_comparison(cfg: SimConfig, log: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
+    """BOTS and DOTS with the robust and with the paper's fit of the plug-in's ``mu`` in each of ``CAP_FIT_WORLDS``.
+
+    Both fits of a strategy face the same worlds and rollout streams (same seeds). ``robust_minus_paper`` holds the
+    differences of the two fits' metrics: negative is better for the errors, positive for ETR and accuracy.
+    """
+    started = time.perf_counter()
+    report: dict[str, Any] = {"config": dataclasses.asdict(cfg), "worlds": {}}
+    for name, overrides in CAP_FIT_WORLDS.items():
+        world_cfg = dataclasses.replace(cfg, **overrides)
+        baseline = np.stack([r["accuracy"] for r in run_strategy(world_cfg, "uniform", None, log)]).mean(axis=0)
+        entry: dict[str, Any] = {"overrides": overrides, "saturated_share": saturated_share(world_cfg)}
+        for strategy in ("bots", "dots"):
+            fits = {}
+            for fit in ("paper", "robust"):
+                runs = run_strategy(dataclasses.replace(world_cfg, cap_fit=fit), strategy, None, log)
+                metrics = summarise(runs, baseline)
+                fits[fit] = {key: metrics[key] for key in CAP_FIT_METRICS}
+            entry[strategy] = {
+                **fits,
+                "robust_minus_paper": {
+                    key: fits["robust"][key] - fits["paper"][key]
+                    for key in ("implicit_mae", "plugin_mae_all_tasks", "etr", "final_accuracy")
+                },
+            }
+        report["worlds"][name] = entry
+    report["wall_seconds"] = time.perf_counter() - started
+    return report
+
+
 def plot(report: dict[str, Any], directory: str) -> list[str]:
     """Accuracy with seed bands, ETR, TTB bars and (if any) ablation TTB100 bars; returns the written paths."""
     import matplotlib
@@ -610,25 +697,50 @@ def main(argv: list[str] | None = None) -> int:
         "(reference) or a smaller task pool (pool); 'all' runs every ablation",
     )
     parser.add_argument(
+        "--cap-fit",
+        choices=["robust", "paper"],
+        default="robust",
+        help="how every selector's plug-in fits its coefficient mu (BOTSSelector(cap_fit=...))",
+    )
+    parser.add_argument(
+        "--cap-fit-comparison",
+        action="store_true",
+        help="instead of the comparison of strategies: BOTS and DOTS with the robust and the paper's fit of mu, in "
+        "worlds with many reference rates at 0/0 or 1/1 and with similar references (2,048 tasks, 128 steps, 8 "
+        "seeds; under a minute)",
+    )
+    parser.add_argument(
         "--domains",
         action="store_true",
-        help="only the multi-domain experiment: per-domain shares and ETR with and without domain quotas (seconds)",
+        help="instead of the comparison of strategies: per-domain shares and ETR with and without domain quotas in a "
+        "three-domain pool (seconds)",
     )
     parser.add_argument("--output", help="write the JSON here instead of stdout")
     parser.add_argument("--plots", help="write PNG plots into this directory")
     args = parser.parse_args(argv)
 
-    cfg = quick_config() if args.quick else SimConfig()
+    if args.cap_fit_comparison and (args.quick or args.plots or args.ablation != "none"):
+        parser.error("--cap-fit-comparison runs on its own: drop --quick, --plots and --ablation.")
+    if args.domains and (args.cap_fit_comparison or args.quick or args.plots or args.ablation != "none"):
+        parser.error("--domains runs on its own: drop --cap-fit-comparison, --quick, --plots and --ablation.")
+
+    def log(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    cfg = cap_fit_config() if args.cap_fit_comparison else quick_config() if args.quick else SimConfig()
+    cfg = dataclasses.replace(cfg, cap_fit=args.cap_fit)
     if args.seeds is not None:
         cfg = dataclasses.replace(cfg, seeds=args.seeds)
-    names = {"none": [], "all": list(ablation_settings(cfg))}.get(args.ablation, [args.ablation])
     if args.domains:
         start = time.perf_counter()
         report = {"domains": run_domains(args.seeds or 3), "wall_seconds": 0.0}
         report["wall_seconds"] = time.perf_counter() - start
+    elif args.cap_fit_comparison:
+        report = cap_fit_comparison(cfg, log)
     else:
-        report = run_benchmark(cfg, names, log=lambda line: print(line, file=sys.stderr, flush=True))
-    if args.plots and not args.domains:
+        names = {"none": [], "all": list(ablation_settings(cfg))}.get(args.ablation, [args.ablation])
+        report = run_benchmark(cfg, names, log=log)
+    if args.plots:
         report["plots"] = plot(report, args.plots)
     text = json.dumps(report, indent=1)
     if args.output:

@@ -15,21 +15,36 @@ using `examples/configs/offline_demo.yaml` for its defaults (flags still overrid
     accelerate launch --config_file configs/accelerate/cpu_2proc.yaml examples/train_bots.py
 """
 
+import copy
+import json
 import os
 import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from transformers import AutoTokenizer
+import numpy as np
+from accelerate import PartialState
+from transformers import AutoModelForCausalLM, AutoTokenizer
 from trl import ModelConfig, ScriptArguments, TrlParser, get_peft_config, get_quantization_config
 
 from trl_bots import BOTSConfig, BOTSGRPOTrainer
 from trl_bots.data import load_guru, load_tasks, prepare_tasks
-from trl_bots.offline import OfflineDemoArguments, build_offline_setup, heldout_accuracy
-from trl_bots.plotting import log_series, plot_run
+from trl_bots.offline import (
+    HeldoutEvaluation,
+    OfflineDemoArguments,
+    build_offline_setup,
+    check_start,
+    start_shape,
+    steps_to_reach,
+    train_from_setup,
+)
+from trl_bots.plotting import log_series, plot_comparison, plot_run
 from trl_bots.rewards import get_reward_function
 
 
 OFFLINE_DEMO_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", "offline_demo.yaml")
+# The demo's numbers as measured over seeds and thread counts (the README quotes them): the demo's last line compares.
+DEMO_RANGE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", "offline_demo_range.json")
 
 
 @dataclass
@@ -103,52 +118,51 @@ def drop_long_prompts(dataset, tokenizer, max_tokens: int):
     return dataset.filter(fits, desc=f"prompts <= {max_tokens} tokens")
 
 
-def main(script_args: BOTSScriptArguments, training_args: BOTSConfig, model_args: ModelConfig, demo_args):
-    offline = script_args.dataset_name is None
-    processing_class = None
-    if offline:
-        setup = build_offline_setup(demo_args, training_args)
-        model, processing_class = setup.model_path, setup.tokenizer
-        train_dataset, eval_dataset = setup.train_dataset, None
-    else:
-        model = model_args.model_name_or_path
-        training_args.model_init_kwargs = {
-            "revision": model_args.model_revision,
-            "attn_implementation": model_args.attn_implementation,
-            "dtype": model_args.dtype,
-            **(training_args.model_init_kwargs or {}),
-        }
-        train_dataset, eval_dataset = load_datasets(script_args, training_args)
-        if script_args.max_prompt_tokens is not None:
-            tokenizer = AutoTokenizer.from_pretrained(model, revision=model_args.model_revision)
-            train_dataset, eval_dataset = (
-                None if dataset is None else drop_long_prompts(dataset, tokenizer, script_args.max_prompt_tokens)
-                for dataset in (train_dataset, eval_dataset)
+def main(script_args: BOTSScriptArguments, training_args: BOTSConfig, model_args: ModelConfig, demo_args) -> None:
+    if script_args.dataset_name is None:
+        if script_args.load_guru:
+            raise ValueError(
+                "load_guru=True reads dataset_name, which is not set (without a dataset this script runs the offline "
+                "demo). Set dataset_name to a GURU file, a folder of GURU files, or files separated by commas."
             )
-
-    reward_funcs = [get_reward_function(name) for name in script_args.reward_funcs]
+        offline_demo(script_args, training_args, demo_args)
+        return
+    model = model_args.model_name_or_path
+    training_args.model_init_kwargs = {
+        "revision": model_args.model_revision,
+        "attn_implementation": model_args.attn_implementation,
+        "dtype": model_args.dtype,
+        **(training_args.model_init_kwargs or {}),
+    }
+    train_dataset, eval_dataset = load_datasets(script_args, training_args)
+    if script_args.max_prompt_tokens is not None:
+        tokenizer = AutoTokenizer.from_pretrained(model, revision=model_args.model_revision)
+        train_dataset, eval_dataset = (
+            None if dataset is None else drop_long_prompts(dataset, tokenizer, script_args.max_prompt_tokens)
+            for dataset in (train_dataset, eval_dataset)
+        )
     trainer = BOTSGRPOTrainer(
         model=model,
-        reward_funcs=reward_funcs,
+        reward_funcs=[get_reward_function(name) for name in script_args.reward_funcs],
         args=training_args,
         train_dataset=train_dataset,
         eval_dataset=eval_dataset,
-        processing_class=processing_class,
         peft_config=get_peft_config(model_args),
         quantization_config=get_quantization_config(model_args),
     )
-    is_main = trainer.accelerator.is_main_process
-    accuracy_before = None
-    if offline and is_main:
-        accuracy_before = heldout_accuracy(trainer.model, processing_class, setup.eval_dataset, "held-out before")
-
     trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    finish(trainer, training_args, script_args.dataset_name)
+    trainer.accelerator.wait_for_everyone()
+    trainer.end()  # finishes the trackers and destroys the process group
+
+
+def finish(trainer: BOTSGRPOTrainer, training_args: BOTSConfig, dataset_name: str) -> None:
+    """Save the model with its selector state, push it if asked, plot the run and print where everything is."""
     trainer.save_model(training_args.output_dir)
     trainer.save_state()
     if training_args.push_to_hub:
-        trainer.push_to_hub(dataset_name=script_args.dataset_name or "offline additions")
-
-    if is_main:
+        trainer.push_to_hub(dataset_name=dataset_name)
+    if trainer.accelerator.is_main_process:
         plots = plot_run(training_args.output_dir)
         _, etr = log_series(trainer.state.log_history, "bots/effective_task_ratio")
         trainer.accelerator.print(
@@ -158,16 +172,110 @@ def main(script_args: BOTSScriptArguments, training_args: BOTSConfig, model_args
             f"  model and selector state:  {training_args.output_dir}\n"
             f"  plots:                     {', '.join(str(p) for p in plots)}"
         )
-        if offline:
-            accuracy_after = heldout_accuracy(
-                trainer.accelerator.unwrap_model(trainer.model), processing_class, setup.eval_dataset, "held-out after"
-            )
-            trainer.accelerator.print(
-                f"  held-out accuracy (greedy, {len(setup.eval_dataset)} additions): "
-                f"{accuracy_before:.3f} before -> {accuracy_after:.3f} after"
-            )
+
+
+def offline_demo(script_args: BOTSScriptArguments, training_args: BOTSConfig, demo_args: OfflineDemoArguments) -> None:
+    """
+    The offline demonstration: BOTS, then (unless --demo_reference_run false) a uniform-sampling reference with the
+    same settings, both from the same warm start; side by side, in numbers and in one figure.
+    """
+    state = PartialState()
+    setup = build_offline_setup(demo_args, training_args)
+    start_rates = check_start(setup, demo_args)  # stops here if the warm start is not what the demo needs
+    reward_funcs = [get_reward_function(name) for name in script_args.reward_funcs]
+    evaluation = HeldoutEvaluation(setup.tokenizer, setup.eval_dataset, demo_args.demo_eval_every, setup.temperature)
+    before = evaluation.evaluate(AutoModelForCausalLM.from_pretrained(setup.model_path))["all"]
+    runs = {}
+    for strategy in demo_strategies(training_args.bots_strategy, demo_args.demo_reference_run):
+        args = training_args
+        if strategy != training_args.bots_strategy:
+            args = copy.deepcopy(training_args)
+            args.bots_strategy, args.push_to_hub = strategy, False
+            args.output_dir = os.path.join(training_args.output_dir, f"{strategy}-reference")
+        state.print(f"\n[demo] GRPO with bots_strategy={strategy}: {args.max_steps} steps")
+        runs[strategy] = train_from_setup(
+            setup,
+            args,
+            reward_funcs,
+            HeldoutEvaluation(setup.tokenizer, setup.eval_dataset, demo_args.demo_eval_every, setup.temperature),
+            demo_args.demo_reference_samples,
+        )
+        if strategy == training_args.bots_strategy:
+            finish(runs[strategy]["trainer"], args, "offline additions")
+    if state.is_main_process:
+        report(runs, before, start_shape(start_rates), training_args, demo_args)
+    trainer = runs[training_args.bots_strategy]["trainer"]
     trainer.accelerator.wait_for_everyone()
-    trainer.end()  # finishes the trackers and destroys the process group
+    trainer.end()
+
+
+def demo_strategies(strategy: str, reference_run: bool) -> list[str]:
+    return [strategy, "uniform"] if reference_run and strategy != "uniform" else [strategy]
+
+
+def report(runs: dict, before: float, start: dict, training_args: BOTSConfig, demo_args: OfflineDemoArguments) -> None:
+    """Print the runs side by side, draw them in one figure, and say whether this run lies in the README's range."""
+    names = list(runs)
+    reference = runs[names[-1]]
+    target = reference["accuracy"][-1]
+    rows = {
+        "mean effective-task ratio": [f"{np.mean(run['etr']):.3f}" for run in runs.values()],
+        "held-out accuracy, start -> end": [f"{before:.3f} -> {run['accuracy'][-1]:.3f}" for run in runs.values()],
+        f"steps to {target:.3f} ({names[-1]}'s final)": [
+            str(steps_to_reach(run["eval_steps"], run["accuracy"], target) or f"not in {training_args.max_steps}")
+            for run in runs.values()
+        ],
+        "pool always / mixed / never solved": [
+            f"{run['end_shape']['always']:.2f} / {run['end_shape']['mixed']:.2f} / {run['end_shape']['never']:.2f}"
+            for run in runs.values()
+        ],
+        "training time (s)": [f"{run['train_seconds']:.0f}" for run in runs.values()],
+    }
+    width = max(map(len, rows)) + 2
+    lines = [f"{'':{width}}" + "".join(f"{name:>22}" for name in names)]
+    lines += [f"{label:{width}}" + "".join(f"{value:>22}" for value in values) for label, values in rows.items()]
+    figure = plot_comparison(
+        {
+            name: {"eval_steps": [0, *run["eval_steps"]], "accuracy": [before, *run["accuracy"]], "etr": run["etr"]}
+            for name, run in runs.items()
+        },
+        os.path.join(training_args.output_dir, "plots", "strategies.png"),
+        f"Real GRPO from the same warm start, seed {training_args.seed}",
+    )
+    print(
+        f"\nOffline demonstration: {len(setup_tasks := runs[names[0]]['trainer'].train_dataset)} tasks, "
+        f"{training_args.max_steps} GRPO steps per run; pool at the start: always {start['always']:.2f} / mixed "
+        f"{start['mixed']:.2f} / never {start['never']:.2f} solved (8 samples per task).\n"
+        + "\n".join(lines)
+        + f"\n  figure: {figure}\n{range_verdict(runs, before, training_args, demo_args)}"
+    )
+    del setup_tasks
+
+
+def range_verdict(runs: dict, before: float, training_args: BOTSConfig, demo_args: OfflineDemoArguments) -> str:
+    """Whether this run's numbers lie in the range the README states (measured over seeds and thread counts)."""
+    expected = json.loads(Path(DEMO_RANGE).read_text())
+    settings = {name: getattr(training_args, name, None) for name in expected["settings"]}
+    settings.update({name: getattr(demo_args, name) for name in expected["settings"] if hasattr(demo_args, name)})
+    changed = [name for name, value in expected["settings"].items() if settings[name] != value]
+    if changed or list(runs) != ["bots", "uniform"]:
+        return f"(The README's range is for the default settings; this run changed {changed or 'the strategies'}.)"
+    measured = {
+        "bots_etr": np.mean(runs["bots"]["etr"]),
+        "uniform_etr": np.mean(runs["uniform"]["etr"]),
+        "accuracy_before": before,
+        "bots_accuracy_after": runs["bots"]["accuracy"][-1],
+        "uniform_accuracy_after": runs["uniform"]["accuracy"][-1],
+    }
+    outside = [
+        f"{name} {value:.3f} not in [{low}, {high}]"
+        for name, value in measured.items()
+        for low, high in [expected["range"][name]]
+        if not low <= value <= high
+    ]
+    if outside:
+        return f"OUTSIDE the README's range: {'; '.join(outside)}. Please report it, with this output."
+    return f"Inside the README's range ({expected['measured_over']})."
 
 
 def make_parser() -> TrlParser:

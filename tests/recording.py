@@ -36,11 +36,10 @@ class RewardRecorder:
 
 
 def total_rewards(call: dict, weights) -> np.ndarray:
-    """GRPO's weighted total per completion; NaN where no function scored it."""
+    """The weighted total per completion; NaN (unscored) where a function with a non-zero weight did not score it."""
     table = np.array([[math.nan if v is None else v for v in values] for values in call["rewards"]], dtype=float)
-    total = np.nansum(table * np.asarray(weights, dtype=float)[:, None], axis=0)
-    total[np.isnan(table).all(axis=0)] = math.nan
-    return total
+    weights = np.asarray(weights, dtype=float)
+    return np.sum(table[weights != 0] * weights[weights != 0, None], axis=0)
 
 
 def replay_posterior(num_tasks, rounds, forgetting=0.1, prior=(1.0, 1.0), threshold=0.5, fractional=False):
@@ -104,12 +103,22 @@ class SelectionLog:
 
 
 def replay_implicit_posterior(
-    reference, rounds, rho, pseudo_count, forgetting=0.1, prior=(1.0, 1.0), momentum=0.9, threshold=0.5
+    reference,
+    rounds,
+    rho,
+    pseudo_count,
+    forgetting=0.1,
+    prior=(1.0, 1.0),
+    momentum=0.9,
+    threshold=0.5,
+    cap_fit="robust",
 ):
     """BOTS.md sections 2-3 with the interpolation plug-in, in float64, written independently of trl_bots.
 
     `reference` is `[N, 2]` (weak, strong); `rounds` is a list of (selected task ids, idx per completion, reward per
-    completion). Returns (alpha, beta, mu) after all rounds.
+    completion). `cap_fit="paper"` fits mu with the paper's ratio of batch means, `"robust"` with the same ratio over
+    the tasks whose references differ (gaps taken with their sign), skipping a batch whose (sum |gap|)^2 / count is
+    below 0.05 and bounding mu_hat to [-2, 3]. Returns (alpha, beta, mu) after all rounds.
     """
     weak, strong = reference[:, 0].astype(float), reference[:, 1].astype(float)
     num_tasks = len(weak)
@@ -126,9 +135,19 @@ def replay_implicit_posterior(
         f = n - s
         chosen = np.asarray(selected)
         observed = s[chosen] / n[chosen]
-        mu_hat = (observed.mean() - weak[chosen].mean()) / (strong[chosen].mean() - weak[chosen].mean() + 1e-6)
-        mu = mu_hat if mu is None else momentum * mu + (1 - momentum) * mu_hat
-        q = np.clip(weak + mu * (strong - weak), 0, 1)
+        gap = strong[chosen] - weak[chosen]
+        if cap_fit == "paper":
+            mu_hat = (observed.mean() - weak[chosen].mean()) / (gap.mean() + 1e-6)
+        else:
+            differ = gap != 0
+            informative = differ.any() and np.abs(gap[differ]).sum() ** 2 / differ.sum() >= 0.05
+            mu_hat = None
+            if informative:
+                signed = np.sign(gap[differ]) * (observed[differ] - weak[chosen][differ])
+                mu_hat = float(np.clip(signed.sum() / np.abs(gap[differ]).sum(), -2.0, 3.0))
+        if mu_hat is not None:
+            mu = mu_hat if mu is None else momentum * mu + (1 - momentum) * mu_hat
+        q = np.clip(weak + (0.5 if mu is None else mu) * (strong - weak), 0, 1)
         pseudo_s, pseudo_f = pseudo_count * q, pseudo_count * (1 - q)
         pseudo_s[chosen], pseudo_f[chosen] = s[chosen], f[chosen]  # the selected tasks: their observed counts
         alpha = (1 - forgetting) * alpha + forgetting * prior[0] + (1 - rho) * s + rho * pseudo_s

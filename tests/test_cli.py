@@ -37,10 +37,31 @@ def test_math_accuracy_marks_an_unparseable_ground_truth_unscorable_not_wrong():
     assert math_accuracy_reward([r"\boxed{1}", r"\boxed{1}"], ["", "1"]) == [None, 1.0]
 
 
-def test_last_boxed_balances_braces_and_rejects_a_truncated_box():
+def test_last_boxed_balances_braces_and_skips_a_truncated_box():
     assert last_boxed(r"a \boxed{\frac{1}{2}} b") == r"\frac{1}{2}"
-    assert last_boxed(r"\boxed{1} \boxed{\sqrt{2") is None
+    assert last_boxed(r"\boxed{1} \boxed{\sqrt{2") == "1"  # the last box was cut off: the one before it counts
+    assert last_boxed(r"\boxed{\sqrt{2") is None
+    assert last_boxed(r"the answer is \boxed") is None
+    assert last_boxed(r"\boxedfoo{3}") is None  # another command, not a box
     assert last_boxed("no box") is None
+
+
+@pytest.mark.parametrize(
+    ("completion", "boxed", "truth"),
+    [
+        (r"so the answer is \boxed 5", "5", "5"),  # brace-less: up to the next $ or the end
+        (r"so $\boxed 5$. Done.", "5", "5"),
+        (r"\fbox{5}", "5", "5"),
+        (r"\boxed {5}", "5", "5"),
+        (r"\boxed{5}. Check: \boxed{5", "5", "5"),  # truncated last box, complete one before it
+        (r"\boxed{\left\{ x \right.}", r"\left\{ x \right.", None),  # escaped braces are not delimiters
+        (r"\boxed{\{1, 2\}}", r"\{1, 2\}", r"\{1,2\}"),
+    ],
+)
+def test_boxed_answer_forms(completion, boxed, truth):
+    assert last_boxed(completion) == boxed
+    if truth is not None:
+        assert math_accuracy_reward([completion], [truth]) == [1.0]
 
 
 def test_exact_match_partial_match_and_format_rewards():
@@ -166,8 +187,104 @@ def test_estimate_refuses_partial_results_of_another_run(tiny, tmp_path):
     settings = GenerationSettings(num_samples=2, max_new_tokens=2, batch_size=3)
     estimate_pass_rates(_letter_tasks(), model, tokenizer, contains_a, settings, progress_path=progress)
     other = GenerationSettings(num_samples=3, max_new_tokens=2, batch_size=3)
-    with pytest.raises(ValueError, match="partial results of another run"):
+    with pytest.raises(ValueError, match=r"other settings \(num_samples=2 there, 3 now\)"):
         estimate_pass_rates(_letter_tasks(), model, tokenizer, contains_a, other, progress_path=progress)
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        ({"temperature": 0.5}, "temperature=1.0 there, 0.5 now"),
+        ({"top_p": 0.9}, "top_p=1.0 there, 0.9 now"),
+        ({"max_new_tokens": 3}, "max_new_tokens=2 there, 3 now"),
+        ({"batch_size": 2}, "batch_size=3 there, 2 now"),
+        ({"success_threshold": 2.0}, "success_threshold=0.5 there, 2.0 now"),
+    ],
+)
+def test_estimate_refuses_a_partial_file_written_with_other_settings(tiny, tmp_path, change, named):
+    model, tokenizer = tiny
+    progress = tmp_path / "p.partial.jsonl"
+    settings = {"num_samples": 2, "max_new_tokens": 2, "batch_size": 3}
+    estimate_pass_rates(_letter_tasks(), model, tokenizer, contains_a, GenerationSettings(**settings), 0.5, progress)
+    threshold = change.pop("success_threshold", 0.5)
+    other = GenerationSettings(**{**settings, **change})
+    with pytest.raises(ValueError, match=f"other settings \\({named}\\)"):
+        estimate_pass_rates(_letter_tasks(), model, tokenizer, contains_a, other, threshold, progress)
+
+
+def test_estimate_resumes_exactly_after_a_last_line_cut_mid_batch(tiny, tmp_path, caplog):
+    model, tokenizer = tiny
+    tasks = _letter_tasks()
+    settings = GenerationSettings(num_samples=4, max_new_tokens=4, batch_size=3, seed=5)
+    full = estimate_pass_rates(tasks, model, tokenizer, contains_a, settings)
+    progress = tmp_path / "rates.partial.jsonl"
+    estimate_pass_rates(tasks, model, tokenizer, contains_a, settings, progress_path=progress)
+    lines = progress.read_text().splitlines(keepends=True)
+    # The process stopped while appending the second batch: rows 3 and 4 written, row 5 cut off mid-line.
+    progress.write_text("".join(lines[:6]) + lines[6][:9])
+    with caplog.at_level("WARNING", logger="trl_bots.pass_rates"):
+        resumed = estimate_pass_rates(tasks, model, tokenizer, contains_a, settings, progress_path=progress)
+    np.testing.assert_array_equal(resumed, full)  # the whole second batch was generated again, with its own seed
+    assert "dropping its last line" in caplog.text and "cut short" in caplog.text
+    rows = [json.loads(line) for line in progress.read_text().splitlines()]
+    assert [row["index"] for row in rows[1:]] == [0, 1, 2, 3, 4, 5]  # only the cut row again, on a line of its own
+    # A complete last row that lost only its newline is kept, and the next row goes on a line of its own.
+    progress.write_text("".join(lines[:6]).rstrip("\n"))
+    caplog.clear()
+    resumed = estimate_pass_rates(tasks, model, tokenizer, contains_a, settings, progress_path=progress)
+    np.testing.assert_array_equal(resumed, full)
+    assert not caplog.text
+    assert [json.loads(line)["index"] for line in progress.read_text().splitlines()[1:]] == [0, 1, 2, 3, 4, 5]
+
+
+def test_estimate_stops_on_a_corrupt_line_that_is_not_the_last(tiny, tmp_path):
+    model, tokenizer = tiny
+    settings = GenerationSettings(num_samples=2, max_new_tokens=2, batch_size=2)
+    progress = tmp_path / "p.partial.jsonl"
+    estimate_pass_rates(_letter_tasks(), model, tokenizer, contains_a, settings, progress_path=progress)
+    lines = progress.read_text().splitlines(keepends=True)
+    lines[2] = '{"index": 1, "succ\n'
+    progress.write_text("".join(lines))
+    with pytest.raises(ValueError, match=r"p.partial.jsonl line 3 is not valid JSON .*Only a last line cut short"):
+        estimate_pass_rates(_letter_tasks(), model, tokenizer, contains_a, settings, progress_path=progress)
+
+
+def test_vllm_samples_each_row_with_its_own_seed(monkeypatch):
+    """Row i gets seed + i, so a row's completions do not depend on which rows share its batch."""
+    from types import SimpleNamespace
+
+    from trl_bots.pass_rates import _generate_vllm
+
+    class SamplingParams(SimpleNamespace):
+        pass
+
+    class FakeLLM:
+        def generate(self, texts, params, use_tqdm):
+            self.seeds = [p.seed for p in params]
+            return [
+                SimpleNamespace(outputs=[SimpleNamespace(text=f"{t}/{p.seed}")] * p.n)
+                for t, p in zip(texts, params, strict=True)
+            ]
+
+    monkeypatch.setitem(__import__("sys").modules, "vllm", SimpleNamespace(SamplingParams=SamplingParams))
+    llm = FakeLLM()
+    settings = GenerationSettings(num_samples=2, seed=100)
+    assert _generate_vllm(llm, ["a", "b"], [7, 8], settings) == ["a/107", "a/107", "b/108", "b/108"]
+    assert llm.seeds == [107, 108]
+
+
+def test_cli_estimate_pass_rates_refuses_a_partial_file_of_another_answer_column(tiny_model_path, tmp_path):
+    source = tmp_path / "tasks.jsonl"
+    rows = {"prompt": ["task 0: say a", "task 1: say a"], "solution": ["1", ""], "answer": ["1", "2"]}
+    save_tasks(Dataset.from_dict(rows), source)
+    output = tmp_path / "rates.jsonl"
+    argv = ["estimate-pass-rates", "--dataset_name", str(source), "--model_name_or_path", tiny_model_path]
+    argv += ["--output_path", str(output), "--num_samples", "2", "--max_new_tokens", "2", "--batch_size", "1"]
+    with pytest.raises(ValueError, match="cannot be scored"):  # row 1's empty solution: row 0 is kept
+        cli_main(argv)
+    assert len((tmp_path / "rates.jsonl.partial.jsonl").read_text().splitlines()) == 2
+    with pytest.raises(ValueError, match="answer_column='solution' there, 'answer' now"):
+        cli_main([*argv, "--answer_column", "answer"])
 
 
 def test_cli_estimate_pass_rates_writes_the_column_to_the_given_path(tiny_model_path, tmp_path):
@@ -230,6 +347,27 @@ def test_cli_plot_writes_the_pngs_from_logs_and_the_last_checkpoint(tmp_path, ca
     for path in written:
         with open(path, "rb") as f:
             assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_plot_skips_a_trainer_state_cut_short_and_says_so(tmp_path, capsys, caplog):
+    from trl_bots import BOTSSelector
+
+    run = tmp_path / "run"
+    for step in (1, 2):
+        (run / f"checkpoint-{step}").mkdir(parents=True)
+        BOTSSelector(10, implicit_weight=0.0).save(run / f"checkpoint-{step}" / "bots_selector.safetensors")
+    history = [{"step": 1, "reward": 0.5, "bots/effective_task_ratio": 0.5}]
+    (run / "checkpoint-1" / "trainer_state.json").write_text(json.dumps({"log_history": history}))
+    (run / "checkpoint-2" / "trainer_state.json").write_text(json.dumps({"log_history": history * 2})[:20])
+    assert cli_main(["plot", str(run)]) == 0
+    assert [os.path.basename(p) for p in capsys.readouterr().out.split()] == [
+        "training_curves.png",
+        "posterior_pass_rates.png",
+    ]
+    assert caplog.messages == [
+        f"Skipping {run}/checkpoint-2/trainer_state.json: trainer_state.json is not valid JSON (Unterminated string "
+        "starting at: line 1 column 19 (char 18)), most likely cut short by a crash while saving."
+    ]
 
 
 def test_plot_without_a_run_names_what_is_missing(tmp_path):

@@ -101,3 +101,33 @@ def test_recipe_parses_with_trl_parser(path):
         baseline = header.split("Uniform baseline")[1].split("train_bots.py")[1].replace("\\", " ").replace("#", " ")
         _, baseline_args, _, _ = make_parser().parse_args_and_config(baseline.split() + cpu)
         assert baseline_args.bots_strategy == "uniform" and baseline_args.bots_domain_weights is None
+
+
+def test_multi_node_command_in_the_docs_keeps_32_tasks_per_round():
+    """docs/distributed.md's 2 x 8 GPU command: twice the processes must not double the tasks per round."""
+    import re
+    import shlex
+
+    import torch
+    from train_bots import make_parser
+
+    with open(os.path.join(ROOT, "docs", "distributed.md")) as f:
+        section = f.read().split("## Multi-node ZeRO-3")[1].split("\n## ")[0]
+    block = section.split("```bash")[1].split("```")[0].replace("\\\n", " ")
+    commands = [shlex.split(line) for line in block.splitlines() if line.strip().startswith("accelerate launch")]
+    assert len(commands) == 2  # one per node, the same but for --machine_rank
+    assert [re.sub(r"--machine_rank \d", "", shlex.join(c)) for c in commands] == [
+        re.sub(r"--machine_rank \d", "", shlex.join(commands[0]))
+    ] * 2
+    for command in commands:
+        launcher_config = load_config_from_file(os.path.join(ROOT, command[command.index("--config_file") + 1]))
+        script_args = command[command.index("examples/train_bots.py") + 1 :]
+        cpu = [] if torch.cuda.is_available() else ["--bf16", "false"]
+        training_args = make_parser().parse_args_and_config([*script_args, *cpu])[1]
+        completions = (
+            training_args.per_device_train_batch_size
+            * launcher_config.num_processes
+            * training_args.gradient_accumulation_steps
+        )
+        assert launcher_config.num_processes == 16
+        assert completions // training_args.num_generations == 32

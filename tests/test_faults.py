@@ -92,8 +92,8 @@ def test_sigkill_during_and_between_checkpoints_then_resume(tiny_model_path, tmp
     )
     assert killed["read_errors"][f"checkpoint-2/{SELECTOR_FILE}"] is None
     assert killed["resume_latest_error"] == (
-        f"Cannot resume from {tmp_path}/selector-write/checkpoint-4: it is incomplete, {SELECTOR_FILE} and "
-        "trainer_state.json are missing, most likely because the process stopped while writing it. Resume from the "
+        f"Cannot resume from {tmp_path}/selector-write/checkpoint-4: it is incomplete, {SELECTOR_FILE}, "
+        "trainer_state.json and rng_state.pth are missing, most likely because the process stopped while writing it. Resume from the "
         f"newest complete checkpoint, {tmp_path}/selector-write/checkpoint-2 "
         "(trl_bots.trainer.latest_complete_checkpoint finds it), or delete the incomplete folder."
     )
@@ -105,7 +105,10 @@ def test_sigkill_during_and_between_checkpoints_then_resume(tiny_model_path, tmp
         "checkpoint-4/trainer_state.json" not in late["files"]
         and late["read_errors"][f"checkpoint-4/{SELECTOR_FILE}"] is None
     )
-    assert "checkpoint-4: it is incomplete, trainer_state.json is missing" in late["resume_latest_error"]
+    assert (
+        "checkpoint-4: it is incomplete, trainer_state.json and rng_state.pth are missing"
+        in late["resume_latest_error"]
+    )
 
     # Killed at the end of step 3: checkpoint-2 is the newest folder and is complete, so `resume_from_checkpoint=True`
     # just works.

@@ -7,11 +7,15 @@ import logging
 import os
 import sys
 
+import numpy as np
 import pytest
 from datasets import Dataset
+from recording import RewardRecorder, replay_posterior, total_rewards
+from tiny import load_tiny, task_dataset, tiny_args
 
 from trl_bots.data import load_guru
-from trl_bots.rewards import get_reward_function, guru_reward
+from trl_bots.rewards import format_reward, get_reward_function, guru_reward
+from trl_bots.trainer import BOTSGRPOTrainer
 
 
 def guru_file(folder, name, ability, answers, extra):
@@ -100,7 +104,7 @@ def test_guru_reward_routes_by_domain(guru_folder):
 
 def test_example_script_loads_a_guru_folder_and_its_eval_file(guru_folder, tmp_path):
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples"))
-    from train_bots import load_datasets, make_parser
+    from train_bots import load_datasets, main, make_parser
 
     eval_file = tmp_path / "math__math_500.parquet"  # evaluation files carry no pass rates
     Dataset.from_parquet(str(guru_folder / "math__combined_3.parquet")).remove_columns(
@@ -114,3 +118,40 @@ def test_example_script_loads_a_guru_folder_and_its_eval_file(guru_folder, tmp_p
     train, evaluation = load_datasets(script_args, training_args)
     assert train["domain"] == ["codegen"] * 2 + ["logic"] * 2 + ["math"] * 3
     assert evaluation["domain"] == ["math"] * 3 and "qwen3_30b_pass_rate" not in evaluation.column_names
+    # Without a dataset the script runs the offline demo: --load_guru there is refused, not ignored.
+    without_dataset = make_parser().parse_args_and_config(argv[:8])
+    with pytest.raises(ValueError, match="load_guru=True reads dataset_name, which is not set"):
+        main(*without_dataset)
+
+
+def test_code_rows_stay_unscored_beside_a_format_reward(tiny_model_path, tmp_path):
+    """guru_reward's None for code rows is neither success nor failure, though format_reward (weight 0.1) scores them."""
+    domains = ["codegen" if i % 3 == 0 else "logic" for i in range(12)]
+    dataset = task_dataset(12).add_column("domain", domains).add_column("solution", [str(i) for i in range(12)])
+    model, tokenizer = load_tiny(tiny_model_path)
+    recorder = RewardRecorder()
+    weights = [1.0, 0.1]
+    args = tiny_args(
+        str(tmp_path),
+        per_device_train_batch_size=6,  # 3 tasks a round: one code task, two logic tasks
+        max_steps=4,
+        reward_weights=weights,
+        bots_domain_column="domain",
+        bots_domain_weights={"codegen": 1, "logic": 2},
+    )
+    trainer = BOTSGRPOTrainer(
+        model, recorder.wrap(guru_reward, format_reward), args=args, train_dataset=dataset, processing_class=tokenizer
+    )
+    trainer.train()
+    code = sorted({i for call in recorder.calls for i in call["idx"] if domains[i] == "codegen"})
+    assert len(recorder.calls) == 4 and code
+    assert all(r is not None for call in recorder.calls for r in call["rewards"][1])  # format scored every row
+    # Code tasks never got a trial: alpha and beta stay at the flat prior (a failure would have raised beta).
+    assert trainer.selector.alpha[code].tolist() == trainer.selector.beta[code].tolist() == [1.0] * len(code)
+    alpha, beta = replay_posterior(12, [(call["idx"], total_rewards(call, weights)) for call in recorder.calls])
+    np.testing.assert_allclose(trainer.selector.alpha, alpha, rtol=1e-6)
+    np.testing.assert_allclose(trainer.selector.beta, beta, rtol=1e-6)
+    history = trainer.state.log_history
+    assert [e["bots/scored_ratio"] for e in history if "bots/scored_ratio" in e] == [4 / 6] * 4
+    code_etr = [e["bots/domain/codegen/effective_task_ratio"] for e in history if "bots/domain/codegen/share" in e]
+    assert code_etr == [0.0] * 4

@@ -82,6 +82,17 @@ def test_mean_and_variance_of_large_shapes_are_right():
     assert abs(x.var() / var - 1) < 0.02
 
 
+@pytest.mark.parametrize(("a", "b"), [(1e6, 1e6), (1e6, 3e5), (2.0, 1e6)])
+def test_mean_and_variance_at_the_largest_shapes_are_right(a, b):
+    # Shapes up to 1e6 are reachable (1e6 trials per round). A float32 acceptance test gave Beta(1e6, 1e6) a variance
+    # 1% too high, 8 standard errors at 2^20 draws; each bound here is 5 standard errors.
+    n = 1 << 20
+    x = draws(a, b, n, seed=11).astype(np.float64)
+    mean, var, excess_kurtosis = (float(v) for v in stats.beta(a, b).stats("mvk"))
+    assert abs(x.mean() - mean) < 5 * np.sqrt(var / n)
+    assert abs(x.var() / var - 1) < 5 * np.sqrt((2 + excess_kurtosis) / n)
+
+
 def test_same_seed_same_draws_and_generator_state():
     alpha = np.random.default_rng(3).uniform(0.5, 40, 3 * CHUNK_SIZE + 17).astype(np.float32)
     beta = np.random.default_rng(4).uniform(1.0, 40, alpha.size).astype(np.float32)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,21 +23,36 @@ def random_round(rng: np.random.Generator, indices: np.ndarray, group_size: int 
     return rng.integers(0, group_size + 1, indices.size), trials
 
 
-def reference_rounds(reference, rounds, *, forgetting, implicit_weight, prior, pseudo_count, momentum, dots=False):
+def reference_cap_coefficient(reference, observed, cap_fit):
+    """mu_hat of one batch (``observed``: task id -> rate); None where the robust fit skips the batch."""
+    if cap_fit == "paper":
+        batch_weak = sum(reference[i][0] for i in observed) / len(observed)
+        batch_strong = sum(reference[i][1] for i in observed) / len(observed)
+        return (sum(observed.values()) / len(observed) - batch_weak) / (batch_strong - batch_weak + 1e-6)
+    differ = [i for i in observed if reference[i][1] != reference[i][0]]
+    total_gap = sum(abs(reference[i][1] - reference[i][0]) for i in differ)
+    if not differ or total_gap**2 / len(differ) < 0.05:
+        return None
+    signed = sum((observed[i] - reference[i][0]) * (1 if reference[i][1] > reference[i][0] else -1) for i in differ)
+    return min(max(signed / total_gap, -2.0), 3.0)
+
+
+def reference_rounds(
+    reference, rounds, *, forgetting, implicit_weight, prior, pseudo_count, momentum, dots=False, cap_fit="robust"
+):
     """The BOTS update written task by task from the formulas of BOTS.md sections 2-3, in float64."""
     num_tasks = len(reference)
     alpha, beta = [prior[0]] * num_tasks, [prior[1]] * num_tasks
     mu = None
     for indices, successes, trials in rounds:
         observed = {int(i): s / n for i, s, n in zip(indices, successes, trials, strict=True)}
-        batch_weak = sum(reference[i][0] for i in observed) / len(observed)
-        batch_strong = sum(reference[i][1] for i in observed) / len(observed)
-        mu_hat = (sum(observed.values()) / len(observed) - batch_weak) / (batch_strong - batch_weak + 1e-6)
-        mu = mu_hat if mu is None else momentum * mu + (1 - momentum) * mu_hat
+        mu_hat = reference_cap_coefficient(reference, observed, cap_fit)
+        if mu_hat is not None:
+            mu = mu_hat if mu is None else momentum * mu + (1 - momentum) * mu_hat
         counts = {int(i): (s, n - s) for i, s, n in zip(indices, successes, trials, strict=True)}
         for i in range(num_tasks):
             weak, strong = reference[i]
-            q = min(max(weak + mu * (strong - weak), 0.0), 1.0)
+            q = min(max(weak + (0.5 if mu is None else mu) * (strong - weak), 0.0), 1.0)
             s, f = counts.get(i, (0.0, 0.0))
             pseudo_s, pseudo_f = pseudo_count * q, pseudo_count * (1 - q)
             if i in counts and not dots:
@@ -49,17 +65,23 @@ def reference_rounds(reference, rounds, *, forgetting, implicit_weight, prior, p
 
 
 @pytest.mark.parametrize(
-    ("strategy", "forgetting", "implicit_weight", "prior", "pseudo_count"),
+    ("strategy", "forgetting", "implicit_weight", "prior", "pseudo_count", "cap_fit"),
     [
-        ("bots", 0.1, 0.1, (1.0, 1.0), None),
-        ("bots", 0.3, 0.5, (2.0, 0.5), 4.0),
-        ("bots", 1.0, 1.0, (1.0, 1.0), None),
-        ("dots", 0.1, 1.0, (1.0, 1.0), None),
+        ("bots", 0.1, 0.1, (1.0, 1.0), None, "robust"),
+        ("bots", 0.1, 0.1, (1.0, 1.0), None, "paper"),
+        ("bots", 0.3, 0.5, (2.0, 0.5), 4.0, "robust"),
+        ("bots", 1.0, 1.0, (1.0, 1.0), None, "robust"),
+        ("dots", 0.1, 1.0, (1.0, 1.0), None, "robust"),
+        ("dots", 0.1, 1.0, (1.0, 1.0), None, "paper"),
     ],
 )
-def test_vectorised_update_matches_per_task_formulas(strategy, forgetting, implicit_weight, prior, pseudo_count):
+def test_vectorised_update_matches_per_task_formulas(
+    strategy, forgetting, implicit_weight, prior, pseudo_count, cap_fit
+):
     num_tasks, group_size = 40, 8
     reference = make_reference(num_tasks)
+    reference[:8, 1] = reference[:8, 0]  # tasks whose references coincide: the robust fit leaves them out
+    reference[8:12] = reference[8:12, ::-1]  # "weak" above strong: a negative gap
     selector = BOTSSelector(
         num_tasks,
         reference,
@@ -67,6 +89,8 @@ def test_vectorised_update_matches_per_task_formulas(strategy, forgetting, impli
         implicit_weight=implicit_weight,
         prior=prior,
         pseudo_count=pseudo_count,
+        cap_momentum=0.9,
+        cap_fit=cap_fit,
         strategy=strategy,
         seed=3,
     )
@@ -87,6 +111,7 @@ def test_vectorised_update_matches_per_task_formulas(strategy, forgetting, impli
         pseudo_count=pseudo_count if pseudo_count is not None else group_size,
         momentum=0.9,
         dots=strategy == "dots",
+        cap_fit=cap_fit,
     )
     np.testing.assert_allclose(selector.alpha, alpha, rtol=2e-5)
     np.testing.assert_allclose(selector.beta, beta, rtol=2e-5)
@@ -108,7 +133,7 @@ def test_explicit_only_update_by_hand():
 
 def test_interpolation_plugin_hand_worked_example():
     reference = np.array([[0.2, 0.6], [0.4, 0.8], [0.0, 0.5], [0.9, 1.0]])
-    estimator = InterpolationEstimator(reference, momentum=0.9)
+    estimator = InterpolationEstimator(reference, momentum=0.9, fit="paper")
     # Batch {0, 1} observed at 0.5 and 0.7: mu_hat = (0.6 - 0.3) / (0.7 - 0.3 + 1e-6) = 0.75 (first round: mu = mu_hat).
     estimator.fit(np.array([0, 1]), np.array([0.5, 0.7]))
     assert estimator.mu == pytest.approx(0.3 / 0.400001, rel=1e-6)
@@ -123,6 +148,93 @@ def test_interpolation_plugin_hand_worked_example():
     assert estimator.predict()[3] == 1.0
     estimator.mu = -2.0
     np.testing.assert_allclose(estimator.predict(), [0.0, 0.0, 0.0, 0.7], atol=1e-6)
+
+
+def test_robust_cap_fit_hand_worked_example():
+    # Tasks 0-1: references coincide (0/0 and 1/1, as on GURU); task 2: "weak" above strong; tasks 3-4: ordinary.
+    reference = np.array([[0.0, 0.0], [1.0, 1.0], [0.6, 0.2], [0.2, 0.6], [0.1, 0.9]])
+    estimator = InterpolationEstimator(reference, momentum=0.9)
+    assert estimator.fit_method == "robust"
+    # Before any informative batch: mu is unknown and predictions sit midway between the references.
+    np.testing.assert_allclose(estimator.predict(), [0.0, 1.0, 0.4, 0.4, 0.5], atol=1e-6)
+    # Only tasks 0-1 in the batch: nothing to learn about mu, the batch is skipped.
+    estimator.fit(np.array([0, 1]), np.array([0.5, 0.5]))
+    assert estimator.mu is None
+    # The paper's formula on the same batch: (0.5 - 0.5) / (0 + 1e-6) = 0 here, but any deviation explodes.
+    paper = InterpolationEstimator(reference, fit="paper")
+    paper.fit(np.array([0, 1]), np.array([0.75, 0.5]))
+    assert paper.mu == pytest.approx(0.125 / 1e-6)
+    # Tasks 0-4 observed at 0.5, 0.5, 0.3, 0.4, 0.5: the coinciding tasks count for nothing, task 2's gap counts
+    # with its sign. mu_hat = (-(0.3 - 0.6) + (0.4 - 0.2) + (0.5 - 0.1)) / (0.4 + 0.4 + 0.8) = 0.9 / 1.6.
+    estimator.fit(np.arange(5), np.array([0.5, 0.5, 0.3, 0.4, 0.5]))
+    assert estimator.mu == pytest.approx(0.9 / 1.6, rel=1e-6)
+    # A batch whose only informative task has a gap of 0.2: (0.2)^2 / 1 = 0.04 < 0.05, skipped, mu kept.
+    small = InterpolationEstimator(np.array([[0.4, 0.6], [0.0, 0.0]]))
+    small.fit(np.array([0, 1]), np.array([1.0, 0.0]))
+    assert small.mu is None
+    # mu_hat is bounded to [-2, 3]: task 3 alone (gap 0.4, information 0.16) observed at 1.0 gives 2 (inside),
+    # task 4 observed at 1.0 gives 1.125, and task 2 observed at 1.0 gives -1; observed 0 on task 3 gives -0.5.
+    bounded = InterpolationEstimator(np.array([[0.0, 0.3], [0.0, 0.0]]))
+    bounded.fit(np.array([0]), np.array([1.0]))  # mu_hat = 1 / 0.3 = 3.33: clipped to 3
+    assert bounded.mu == 3.0
+    bounded = InterpolationEstimator(np.array([[0.7, 1.0]]))
+    bounded.fit(np.array([0]), np.array([0.0]))  # mu_hat = -0.7 / 0.3 = -2.33: clipped to -2
+    assert bounded.mu == -2.0
+    with pytest.raises(ValueError, match="fit must be one of 'robust', 'paper', got 'exact'"):
+        InterpolationEstimator(reference, fit="exact")
+
+
+def test_robust_cap_fit_stays_bounded_where_the_paper_formula_explodes():
+    """Near-identical references (gaps of either sign around 0) and many tasks at 0/0 or 1/1, under dots."""
+    rng = np.random.default_rng(0)
+    num_tasks = 400
+    weak = rng.uniform(0.2, 0.8, num_tasks)
+    reference = np.stack([weak, np.clip(weak + rng.normal(0.0, 0.02, num_tasks), 0, 1)], axis=1)
+    reference[: num_tasks // 2] = rng.integers(0, 2, (num_tasks // 2, 1))  # half the tasks: 0/0 or 1/1
+    true_rates = np.clip(reference.mean(axis=1) + rng.normal(0.0, 0.1, num_tasks), 0.0, 1.0)
+    mus, errors = {}, {}
+    for cap_fit in ("paper", "robust"):
+        selector = BOTSSelector(num_tasks, reference, strategy="dots", cap_fit=cap_fit, seed=0)
+        trace = []
+        for _ in range(60):
+            indices = selector.select(16)
+            successes = rng.binomial(16, true_rates[indices])
+            trace.append(selector.update(indices, successes, np.full(16, 16)).cap_coef)
+        mus[cap_fit] = np.array(trace)
+        errors[cap_fit] = float(np.mean(np.abs(selector.estimator.predict() - true_rates)))
+    assert np.nanmax(np.abs(mus["paper"])) > 20  # what the paper's formula does here
+    # Gaps of 0.02 never carry enough information: mu stays unfitted (NaN) and q stays within 0.06 of w.
+    robust = mus["robust"]
+    assert np.all(np.isnan(robust) | ((robust >= -2.0) & (robust <= 3.0)))
+    assert errors["robust"] < errors["paper"] - 0.05  # and its predictions of every task are better for it
+    assert BOTSSelector(num_tasks, reference, seed=0).estimator.fit_method == "robust"  # the default
+
+
+def test_numpy_scalar_hyperparameters_are_accepted_and_bools_refused(tmp_path):
+    selector = BOTSSelector(
+        10,
+        make_reference(10),
+        target=np.float32(0.5),
+        forgetting=np.float64(0.1),
+        implicit_weight=np.float32(0.25),
+        temperature=np.int64(0),
+        prior=(np.float32(1.0), np.int32(2)),
+        pseudo_count=np.float32(4.0),
+        cap_momentum=np.float32(0.5),
+    )
+    assert selector.target == 0.5 and selector.prior == (1.0, 2.0)
+    indices = selector.select(3)
+    selector.update(indices, np.array([1, 2, 3]), np.array([4, 4, 4]))
+    selector.update(selector.select(3), np.array([0, 2, 4]), np.array([4, 4, 4]))
+    selector.save(tmp_path / "state.safetensors")  # the state is JSON-able: no NumPy scalar leaked into it
+    for name, value in (("forgetting", True), ("target", np.bool_(True)), ("implicit_weight", False)):
+        with pytest.raises(ValueError, match=f"{name} must be a number in .*, got {value!r}"):
+            BOTSSelector(10, make_reference(10), **{name: value})
+
+
+def test_cap_fit_argument_is_checked():
+    with pytest.raises(ValueError, match="cap_fit must be one of 'robust', 'paper', got 'Paper'"):
+        BOTSSelector(10, make_reference(10), cap_fit="Paper")
 
 
 def run_rounds(selector: BOTSSelector, rounds: int, batch_size: int, seed: int = 0):
@@ -250,6 +362,23 @@ def test_state_dict_roundtrip_in_memory():
     np.testing.assert_array_equal(a.select(8), b.select(8))
 
 
+def test_load_keeps_the_constructor_implicit_weight_unless_it_adapts():
+    """rho is a setting, restored only as learned state when it adapts (and adapted in the saved run)."""
+    reference = make_reference(50)
+    saved = BOTSSelector(50, reference, implicit_weight=0.1, adaptive_implicit_weight=True, seed=1)
+    saved.implicit_weight = 0.025  # halved twice
+    state = saved.state_dict()
+    fixed = BOTSSelector(50, reference, implicit_weight=0.3)
+    fixed.load_state_dict(state)
+    assert fixed.implicit_weight == 0.3
+    adaptive = BOTSSelector(50, reference, implicit_weight=0.3, adaptive_implicit_weight=True)
+    adaptive.load_state_dict(state)
+    assert adaptive.implicit_weight == 0.025
+    fresh = BOTSSelector(50, reference, implicit_weight=0.3, adaptive_implicit_weight=True)
+    fresh.load_state_dict({**state, "adaptive_implicit_weight": False})  # saved by a run that did not adapt
+    assert fresh.implicit_weight == 0.3  # nothing learned to restore
+
+
 def test_uniform_covers_every_task_once_per_epoch():
     selector = BOTSSelector(10, strategy="uniform", seed=0)
     served = np.concatenate([selector.select(4) for _ in range(10)])  # 40 picks = 4 epochs
@@ -351,6 +480,9 @@ def test_custom_estimator_plugs_in():
         ({"prior": (1.0,)}, "prior"),
         ({"cap_momentum": 1.0}, "cap_momentum"),
         ({"pseudo_count": -1}, "pseudo_count"),
+        ({"prior": (1e39, 1.0)}, r"prior alpha0 must be a number in \(0.0, 1000000.0\], got 1e\+39"),
+        ({"prior": (1.0, 3.5e38)}, "prior beta0"),  # finite in float32, but alpha + beta is not
+        ({"pseudo_count": 1e39}, r"pseudo_count must be a number in \[0.0, 1000000.0\], got 1e\+39"),
         ({"strategy": "greedy"}, "strategy"),
         ({"target": float("nan")}, "target"),
     ],
@@ -358,6 +490,20 @@ def test_custom_estimator_plugs_in():
 def test_invalid_hyperparameters_are_named(kwargs, message):
     with pytest.raises(ValueError, match=message):
         BOTSSelector(10, make_reference(10), **kwargs)
+
+
+def test_largest_prior_and_pseudo_count_keep_a_finite_posterior(tmp_path):
+    """At the bound (1e6 rollouts), every update keeps a finite float32 posterior that saves and loads."""
+    selector = BOTSSelector(10, make_reference(10), prior=(1e6, 1e6), pseudo_count=1e6, implicit_weight=1.0, seed=0)
+    for _ in range(3):
+        tasks = selector.select(4)
+        selector.update(tasks, np.full(4, 1e6), np.full(4, 1e6))
+    assert np.isfinite(selector.alpha).all() and np.isfinite(selector.beta).all()
+    assert np.isfinite(selector.posterior_mean()).all()
+    selector.save(tmp_path / "state.safetensors")
+    reloaded = BOTSSelector(10, make_reference(10), prior=(1e6, 1e6), pseudo_count=1e6, implicit_weight=1.0)
+    reloaded.load(tmp_path / "state.safetensors")
+    assert np.array_equal(reloaded.alpha, selector.alpha)
 
 
 def test_reference_and_strategy_errors():
@@ -435,3 +581,10 @@ def test_state_file_errors(tmp_path):
 
     with pytest.raises(FileNotFoundError):
         BOTSSelector(10, implicit_weight=0.0).load(tmp_path / "missing.safetensors")
+
+    # docs/reliability.md quotes this message and no longer lists the JSON scalars as unchecked.
+    with pytest.raises(ValueError) as raised:
+        BOTSSelector(10, implicit_weight=0.0).load(edited)
+    reliability = (Path(__file__).parents[1] / "docs" / "reliability.md").read_text()
+    assert f"`ValueError: {str(raised.value).replace(str(edited), '{path}')}`" in reliability
+    assert "Known gap" not in reliability

@@ -178,3 +178,31 @@ def test_cli_domains_mode_writes_json(tmp_path):
     assert simulate.main(["--domains", "--seeds", "1", "--output", str(output)]) == 0
     report = json.loads(output.read_text())
     assert set(report["domains"]["settings"]) == set(simulate.DOMAIN_SETTINGS)
+    with pytest.raises(SystemExit):  # it has no plots: --plots is refused, not ignored
+        simulate.main(["--domains", "--plots", str(tmp_path)])
+
+
+def test_cap_fit_comparison_robust_fit_holds_where_the_paper_fit_explodes():
+    cfg = dataclasses.replace(simulate.cap_fit_config(), seeds=2)
+    report = simulate.cap_fit_comparison(cfg)
+    json.dumps(report, allow_nan=False)
+    assert list(report["worlds"]) == list(simulate.CAP_FIT_WORLDS)
+    assert report["worlds"]["saturated"]["saturated_share"] > 0.4  # GURU-like: many tasks at 0/0 or 1/1
+    for name, entry in report["worlds"].items():
+        for strategy in ("bots", "dots"):
+            paper, robust = entry[strategy]["paper"], entry[strategy]["robust"]
+            assert set(robust) == set(simulate.CAP_FIT_METRICS)
+            assert robust["max_abs_cap_coef"] <= 3.0, (name, strategy)  # the documented bound
+            difference = entry[strategy]["robust_minus_paper"]
+            assert difference["etr"] == pytest.approx(robust["etr"] - paper["etr"])
+    for name in ("saturated, close references", "similar references"):
+        for strategy in ("bots", "dots"):
+            paper, robust = report["worlds"][name][strategy]["paper"], report["worlds"][name][strategy]["robust"]
+            assert paper["max_abs_cap_coef"] > 100, (name, strategy)  # the paper's formula explodes here ...
+            assert robust["plugin_mae_all_tasks"] < paper["plugin_mae_all_tasks"] - 0.03, (name, strategy)
+            assert robust["etr"] > paper["etr"], (name, strategy)  # ... and the robust fit selects better
+
+
+def test_cap_fit_comparison_runs_on_its_own():
+    with pytest.raises(SystemExit):
+        simulate.main(["--cap-fit-comparison", "--quick"])

@@ -9,6 +9,7 @@ import os
 import numpy as np
 import pytest
 from datasets import Dataset, IterableDataset
+from launching import weights_digest
 from recording import (
     PosteriorLog,
     RewardRecorder,
@@ -18,11 +19,13 @@ from recording import (
     total_rewards,
 )
 from tiny import even_task_reward, load_tiny, task_dataset, tiny_args
+from transformers import TrainerCallback
 from trl.trainer.utils import RepeatSampler
 
+from trl_bots.data import task_fingerprint
 from trl_bots.sampler import BOTSSampler
 from trl_bots.selector import BOTSSelector
-from trl_bots.trainer import SAMPLER_FILE, SELECTOR_FILE, BOTSGRPOTrainer
+from trl_bots.trainer import SAMPLER_FILE, SELECTOR_FILE, BOTSGRPOTrainer, latest_complete_checkpoint
 
 
 def make_trainer(model_path, output_dir, dataset=None, reward_funcs=(even_task_reward,), **overrides):
@@ -159,7 +162,8 @@ def test_placeholder_rows_become_the_selected_tasks(tiny_model_path, tmp_path, r
         assert call["columns"] == sorted([*data_columns, "completion_ids", "log_extra", "log_metric", "trainer_state"])
 
 
-def test_implicit_evidence_posterior_matches_formulas(tiny_model_path, tmp_path):
+@pytest.mark.parametrize("cap_fit", ["robust", "paper"])
+def test_implicit_evidence_posterior_matches_formulas(tiny_model_path, tmp_path, cap_fit):
     """rho > 0 with reference columns: the posterior is BOTS.md's update with the interpolation plug-in."""
     dataset = task_dataset(10, references=True)
     trainer, recorder, _ = make_trainer(
@@ -170,6 +174,7 @@ def test_implicit_evidence_posterior_matches_formulas(tiny_model_path, tmp_path)
         bots_reference_columns=["weak", "strong"],
         bots_implicit_weight=0.3,
         bots_pseudo_count=3.0,
+        bots_cap_fit=cap_fit,
     )
     trainer.train()
     rounds = []
@@ -177,7 +182,7 @@ def test_implicit_evidence_posterior_matches_formulas(tiny_model_path, tmp_path)
         idx = call["idx"]
         rounds.append((idx[:: trainer.num_generations], idx, total_rewards(call, [1.0])))
     reference = np.stack([np.array(dataset["weak"]), np.array(dataset["strong"])], axis=1)
-    alpha, beta, mu = replay_implicit_posterior(reference, rounds, rho=0.3, pseudo_count=3.0)
+    alpha, beta, mu = replay_implicit_posterior(reference, rounds, rho=0.3, pseudo_count=3.0, cap_fit=cap_fit)
     assert trainer.selector.round == 5
     np.testing.assert_allclose(trainer.selector.alpha, alpha, rtol=1e-5)
     np.testing.assert_allclose(trainer.selector.beta, beta, rtol=1e-5)
@@ -274,6 +279,73 @@ def test_success_definition(tiny_model_path, tmp_path, reward_funcs, overrides, 
     np.testing.assert_allclose(trainer.selector.beta, beta, rtol=1e-6)
 
 
+def test_unscored_accuracy_is_not_a_failure_when_a_side_reward_scores_it(tiny_model_path, tmp_path):
+    """Weighted total: a completion is scored only when every reward function with a non-zero weight scored it."""
+
+    def accuracy(completions, idx, **kwargs):  # cannot grade tasks divisible by 3
+        return [None if i % 3 == 0 else float(i % 2 == 0) for i in idx]
+
+    def format_bonus(completions, idx, **kwargs):  # scores every completion
+        return [1.0] * len(idx)
+
+    def ignored(completions, idx, **kwargs):  # weight 0: whether it scores changes nothing
+        return [None] * len(idx)
+
+    weights = [1.0, 0.1, 0.0]
+    trainer, recorder, _ = make_trainer(
+        tiny_model_path,
+        tmp_path,
+        reward_funcs=(accuracy, format_bonus, ignored),
+        max_steps=8,
+        reward_weights=weights,
+        bots_thompson=False,  # posterior means: the unscored tasks (exactly 0.5) stay the favourites
+    )
+    trainer.train()
+    selected = {i for call in recorder.calls for i in call["idx"]}
+    ungraded = sorted(i for i in selected if i % 3 == 0)
+    assert ungraded  # the test saw unscorable tasks
+    # Never a trial: alpha and beta only decay toward the flat prior, i.e. stay exactly 1.
+    assert (
+        trainer.selector.alpha[ungraded].tolist() == trainer.selector.beta[ungraded].tolist() == [1.0] * len(ungraded)
+    )
+    rounds = [(c["idx"], total_rewards(c, weights)) for c in recorder.calls]
+    alpha, beta = replay_posterior(10, rounds)
+    np.testing.assert_allclose(trainer.selector.alpha, alpha, rtol=1e-6)
+    np.testing.assert_allclose(trainer.selector.beta, beta, rtol=1e-6)
+    assert logged(trainer, "bots/scored_ratio") == [float(np.mean(~np.isnan(total))) for _, total in rounds]
+
+
+def test_a_success_reward_that_never_scores_warns_then_stops(tiny_model_path, tmp_path, caplog):
+    def never_scores(completions, idx, **kwargs):
+        return [None] * len(idx)
+
+    trainer, recorder, _ = make_trainer(
+        tiny_model_path,
+        tmp_path,
+        reward_funcs=(even_task_reward, never_scores),
+        max_steps=6,
+        bots_success_reward="never_scores",
+        bots_max_unscored_rounds=3,
+    )
+    with caplog.at_level("WARNING", logger="trl_bots.trainer"), pytest.raises(RuntimeError) as error:
+        trainer.train()
+    assert str(error.value) == (
+        "BOTS stops: no completion was scored in 3 rounds in a row (bots_success_reward='never_scores' returned None "
+        "or NaN for every completion), so the selector has learned nothing and selects from its prior. Make the "
+        "reward return numbers for these tasks (None means unscorable), choose another bots_success_reward, or raise "
+        "bots_max_unscored_rounds."
+    )
+    assert len(recorder.calls) == trainer.selector.round == 3
+    assert [r.getMessage() for r in caplog.records if r.name == "trl_bots.trainer"] == [
+        "BOTS round 1: no completion was scored (bots_success_reward='never_scores' returned None or NaN for every "
+        "completion), so the round taught the selector nothing. Training stops after 3 such rounds in a row "
+        "(bots_max_unscored_rounds)."
+    ]  # once, at the first such round
+    assert logged(trainer, "bots/scored_ratio") == [0.0, 0.0]  # the third round stopped before its step was logged
+    with pytest.raises(ValueError, match="bots_max_unscored_rounds must be a positive integer, got 0"):
+        tiny_args(str(tmp_path), bots_max_unscored_rounds=0)
+
+
 def test_fractional_evidence_rejects_rewards_outside_unit_interval(tiny_model_path, tmp_path):
     def too_big(completions, idx, **kwargs):
         return [2.0] * len(idx)
@@ -285,11 +357,12 @@ def test_fractional_evidence_rejects_rewards_outside_unit_interval(tiny_model_pa
         trainer.train()
 
 
+def first_letter_reward(completions, idx, **kwargs):  # depends on what the model generates
+    return [float(c[:1] < "n") for c in completions]
+
+
 def test_exact_resume_and_saved_folder(tiny_model_path, tmp_path):
     """2k steps in one go == k steps, checkpoint, resume; the saved folder has the selector and the BOTS card."""
-
-    def first_letter_reward(completions, idx, **kwargs):  # depends on what the model generates
-        return [float(c[:1] < "n") for c in completions]
 
     common = {"reward_funcs": (first_letter_reward,), "max_steps": 6, "save_strategy": "steps", "save_steps": 3}
     full, full_rec, full_log = make_trainer(tiny_model_path, tmp_path / "full", **common)
@@ -316,17 +389,55 @@ def test_exact_resume_and_saved_folder(tiny_model_path, tmp_path):
     assert f"| final effective-task ratio | {ratio:.4f} |" in card
 
 
-def test_mid_round_checkpoint_is_not_credited_twice(tiny_model_path, tmp_path):
-    """A checkpoint inside a round (R = 2, one step each) makes GRPO regenerate; BOTS must not count it again."""
-    common = {"steps_per_generation": 2, "max_steps": 6, "save_strategy": "steps", "save_steps": 3}
-    full, full_rec, full_log = make_trainer(tiny_model_path, tmp_path / "full", **common)
+class RowsTrainedOn(TrainerCallback):
+    """`trainer.bots_round_tasks` at the end of every optimizer step."""
+
+    def __init__(self, trainer):
+        self.trainer, self.rows = trainer, []
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.rows.append(self.trainer.bots_round_tasks.tolist())
+
+
+@pytest.mark.parametrize(
+    "schedule", [{"steps_per_generation": 2}, {"num_iterations": 2}], ids=["steps-per-generation", "iterations"]
+)
+def test_mid_round_resume_is_exact(tiny_model_path, tmp_path, schedule):
+    """A checkpoint inside a round (a round spans 2 micro-steps) resumes on the buffered completions, not new ones."""
+    common = {"reward_funcs": (first_letter_reward,), "max_steps": 6, "save_strategy": "steps", "save_steps": 1}
+    full, full_rec, full_log = make_trainer(tiny_model_path, tmp_path / "full", **common, **schedule)
+    full_selections = SelectionLog(full)
     full.train()
-    resumed, resumed_rec, resumed_log = make_trainer(tiny_model_path, tmp_path / "resumed", **common)
-    resumed.train(resume_from_checkpoint=str(tmp_path / "full" / "checkpoint-3"))
-    # Steps 4-6 of the full run generated once (round 3, at step 5); the resumed run regenerates round 2 at step 4.
-    assert resumed_rec.calls[0]["idx"] == full_rec.calls[1]["idx"]
-    assert resumed_rec.calls[1:] == full_rec.calls[2:]
-    assert resumed_log.steps == full_log.steps[3:]
+    checkpoint = tmp_path / "full" / "checkpoint-3"  # micro-step 3: the second half of round 2
+    assert sorted(p.name for p in checkpoint.glob("bots_round_*")) == ["bots_round_0.pt"]
+    assert not list((tmp_path / "full" / "checkpoint-2").glob("bots_round_*"))  # between rounds: nothing to keep
+    resumed, resumed_rec, resumed_log = make_trainer(tiny_model_path, tmp_path / "resumed", **common, **schedule)
+    rows = RowsTrainedOn(resumed)
+    resumed.add_callback(rows)
+    resumed.train(resume_from_checkpoint=str(checkpoint))
+    assert rows.rows[0] == full_selections.selections[1]["tasks"]  # step 4 trains on round 2's rows
+    # Steps 4-6 of the full run generated rounds 3 (step 5) only; the resumed run trains step 4 on the buffer.
+    assert len(full_rec.calls) == 3 and resumed_rec.calls == full_rec.calls[2:]
+    assert resumed_log.steps == full_log.steps[3:]  # bit-identical alpha and beta after every step
+    assert weights_digest(resumed.model) == weights_digest(full.model)
+    assert {r for c in full_rec.calls for r in c["rewards"][0]} == {0.0, 1.0}  # the rewards depend on the text
+
+
+def test_rewards_for_other_tasks_than_the_round_are_not_credited(tiny_model_path, tmp_path):
+    """If GRPO scored the round's rows in another order (a TRL change), crediting stops instead of misattributing."""
+    trainer, _, _ = make_trainer(tiny_model_path, tmp_path, max_steps=2)
+    fill_round = trainer._fill_round
+    trainer._fill_round = lambda placeholders: fill_round(placeholders)[::-1]
+    with pytest.raises(RuntimeError) as error:
+        trainer.train()
+    tasks = trainer._bots_tasks.tolist()
+    assert str(error.value) == (
+        f"BOTS selected tasks {tasks} for round 1, each 2 times in a row, but the first rewards computed after that "
+        f"selection are for the task ids {[tasks[1]] * 2 + [tasks[0]] * 2}. GRPOTrainer no longer scores a round the "
+        "way BOTS expects (an unsupported TRL version, or an override of _generate_and_score_completions or "
+        "_calculate_rewards); the round is not credited."
+    )
+    assert trainer.selector.round == 0
 
 
 def test_bad_input_errors(tiny_model_path, tmp_path):
@@ -361,6 +472,10 @@ def test_bad_input_errors(tiny_model_path, tmp_path):
         tiny_args(str(tmp_path), bots_target_pass_rate=1.0)
     with pytest.raises(ValueError, match="bots_temperature"):
         tiny_args(str(tmp_path), bots_temperature=-1.0)
+    with pytest.raises(ValueError, match=r"bots_prior_alpha/bots_prior_beta alpha0 must be .* got 1e\+39"):
+        tiny_args(str(tmp_path), bots_prior_alpha=1e39)
+    with pytest.raises(ValueError, match=r"bots_pseudo_count must be a number in \[0.0, 1000000.0\], got 1e\+39"):
+        tiny_args(str(tmp_path), bots_pseudo_count=1e39)
     with pytest.raises(ValueError, match="bots_reference_columns must name two"):
         tiny_args(str(tmp_path), bots_reference_columns=["weak"])
     with pytest.raises(ValueError, match="bots_success_reward='nope'"):
@@ -375,7 +490,7 @@ def test_bad_input_errors(tiny_model_path, tmp_path):
     with pytest.raises(ValueError, match="corrupt|not a valid"):
         build(max_steps=2).train(resume_from_checkpoint=str(checkpoint))
     (checkpoint / SELECTOR_FILE).write_bytes(selector_bytes)
-    with pytest.raises(ValueError, match="state is for 10 tasks but this selector has 12"):
+    with pytest.raises(ValueError, match="trained on a task list with fingerprint"):
         build(task_dataset(12), max_steps=2).train(resume_from_checkpoint=str(checkpoint))
     round_state = json.loads((checkpoint / SAMPLER_FILE).read_text())
     (checkpoint / SAMPLER_FILE).write_text(json.dumps({**round_state, "tasks": [0, 10]}))
@@ -390,6 +505,167 @@ def test_bad_input_errors(tiny_model_path, tmp_path):
     os.remove(checkpoint / SELECTOR_FILE)
     with pytest.raises(ValueError, match=f"{SELECTOR_FILE} is missing"):
         build(max_steps=2).train(resume_from_checkpoint=str(checkpoint))
+
+
+@pytest.fixture
+def two_checkpoints(tiny_model_path, tmp_path):
+    """A run folder with checkpoint-1 and checkpoint-2, as BOTSGRPOTrainer wrote them."""
+    trainer, _, _ = make_trainer(tiny_model_path, tmp_path / "run", max_steps=2, save_strategy="steps", save_steps=1)
+    trainer.train()
+    return tmp_path / "run"
+
+
+def resume_error(tiny_model_path, output_dir, resume_from) -> str:
+    trainer, _, _ = make_trainer(tiny_model_path, output_dir, max_steps=3)
+    with pytest.raises(ValueError) as error:
+        trainer.train(resume_from_checkpoint=resume_from)
+    return str(error.value)
+
+
+def test_trainer_state_cut_short_is_incomplete(tiny_model_path, two_checkpoints):
+    state = two_checkpoints / "checkpoint-2" / "trainer_state.json"
+    state.write_text(state.read_text()[:100])
+    assert latest_complete_checkpoint(two_checkpoints) == str(two_checkpoints / "checkpoint-1")
+    assert resume_error(tiny_model_path, two_checkpoints, True) == (
+        f"Cannot resume from {two_checkpoints}/checkpoint-2: it is incomplete, trainer_state.json is not valid JSON "
+        "(Expecting ',' delimiter: line 5 column 15 (char 100)): it was cut short, most likely because the process "
+        f"stopped while writing it. Resume from the newest complete checkpoint, {two_checkpoints}/checkpoint-1 "
+        "(trl_bots.trainer.latest_complete_checkpoint finds it), or delete the incomplete folder."
+    )
+
+
+def test_checkpoint_without_a_process_rng_state_is_incomplete(tiny_model_path, two_checkpoints):
+    """Process 0 writes trainer_state.json without waiting for the others: every process's last file must be there."""
+    checkpoint = two_checkpoints / "checkpoint-2"
+    assert json.loads((checkpoint / SAMPLER_FILE).read_text())["rank_files"] == ["rng_state.pth"]
+    rng_state = (checkpoint / "rng_state.pth").read_bytes()
+    (checkpoint / "rng_state.pth").write_bytes(rng_state[: len(rng_state) // 2])
+    assert latest_complete_checkpoint(two_checkpoints) == str(two_checkpoints / "checkpoint-1")
+    assert "checkpoint-2: it is incomplete, rng_state.pth was cut short, most likely" in resume_error(
+        tiny_model_path, two_checkpoints, True
+    )
+    # Two processes: process 1's RNG state (written after process 0's trainer_state.json) is missing.
+    round_state = json.loads((checkpoint / SAMPLER_FILE).read_text())
+    (checkpoint / SAMPLER_FILE).write_text(
+        json.dumps({**round_state, "rank_files": ["rng_state_0.pth", "rng_state_1.pth"]})
+    )
+    (checkpoint / "rng_state_0.pth").write_bytes(rng_state)
+    assert latest_complete_checkpoint(two_checkpoints) == str(two_checkpoints / "checkpoint-1")
+    assert "checkpoint-2: it is incomplete, rng_state_1.pth is missing, most likely" in resume_error(
+        tiny_model_path, two_checkpoints, str(checkpoint)
+    )
+
+
+def test_resume_errors_say_which_case_it_is(tiny_model_path, two_checkpoints, tmp_path):
+    def error(resume_from):
+        return resume_error(tiny_model_path, tmp_path / "new", str(resume_from))
+
+    newest = (
+        f"Resume from the newest complete checkpoint, {two_checkpoints}/checkpoint-2 "
+        "(trl_bots.trainer.latest_complete_checkpoint finds it)."
+    )
+    assert error(two_checkpoints / "checkpoint-20") == (
+        f"Cannot resume from {two_checkpoints}/checkpoint-20: there is no such folder (a mistyped path?). {newest}"
+    )
+    assert error(tmp_path / "nowhere" / "checkpoint-2") == (
+        f"Cannot resume from {tmp_path}/nowhere/checkpoint-2: neither it nor its parent folder {tmp_path}/nowhere "
+        "exists. Check the path (a checkpoint is <output_dir>/checkpoint-<step>), or start a new run without "
+        "resume_from_checkpoint."
+    )
+    assert error(two_checkpoints) == (
+        f"Cannot resume from {two_checkpoints}: it is a run's output_dir, not a checkpoint folder. {newest} "
+        f"resume_from_checkpoint=True with output_dir={two_checkpoints} picks the newest."
+    )
+    stock = two_checkpoints / "checkpoint-1"  # what GRPOTrainer writes: no BOTS files
+    for name in (SAMPLER_FILE, SELECTOR_FILE):
+        os.remove(stock / name)
+    assert error(stock) == (
+        f"Cannot resume from {stock}: it was not written by BOTSGRPOTrainer (it has trainer_state.json but no "
+        f"{SELECTOR_FILE} or {SAMPLER_FILE}, e.g. a GRPOTrainer checkpoint), so BOTS cannot restore its selector. To "
+        "start BOTS from its weights, load the model from this folder and train without resume_from_checkpoint; to "
+        "continue a BOTS run, resume from one of its checkpoints."
+    )
+    os.remove(two_checkpoints / "checkpoint-2" / "trainer_state.json")  # no complete checkpoint left
+    assert error(two_checkpoints / "checkpoint-2") == (
+        f"Cannot resume from {two_checkpoints}/checkpoint-2: it is incomplete, trainer_state.json is missing, most "
+        f"likely because the process stopped while writing it. {two_checkpoints} holds no complete checkpoint: start "
+        "a new run without resume_from_checkpoint."
+    )
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"steps_per_generation": 2}, "steps_per_generation=1 in the checkpoint, 2 now"),
+        ({"num_iterations": 2}, "num_iterations=1 in the checkpoint, 2 now"),
+        ({"gradient_accumulation_steps": 2, "per_device_train_batch_size": 2}, "gradient_accumulation_steps=1 in"),
+        (
+            {"num_generations": 4},
+            "num_generations=2 in the checkpoint, 4 now)",  # B = 1 task per round instead of 2
+        ),
+        (
+            {"generation_batch_size": 8, "steps_per_generation": None},
+            "steps_per_generation=1 in the checkpoint, 2 now; generation_batch_size=4 in the checkpoint, 8 now)",
+        ),
+    ],
+    ids=["steps-per-generation", "iterations", "accumulation", "generations", "generation-batch"],
+)
+def test_resume_under_a_changed_schedule_is_refused(tiny_model_path, two_checkpoints, tmp_path, change, message):
+    trainer, _, _ = make_trainer(tiny_model_path, tmp_path / "new", max_steps=4, **change)
+    with pytest.raises(ValueError) as error:
+        trainer.train(resume_from_checkpoint=str(two_checkpoints / "checkpoint-1"))
+    assert str(error.value).startswith(
+        f"Cannot resume BOTS from {two_checkpoints}/checkpoint-1: the generation schedule changed ("
+    )
+    assert message in str(error.value)
+    assert str(error.value).endswith(
+        "The restored micro-step counter would put round boundaries elsewhere than in the run that saved it. Resume "
+        "with the checkpoint's settings (number of processes included), or start a new run."
+    )
+
+
+def test_resume_with_another_task_list_is_refused(tiny_model_path, two_checkpoints, tmp_path):
+    """Same size, other order: the task ids would name other rows, so the posterior would belong to other tasks."""
+    original, shuffled = task_dataset(10), task_dataset(10).shuffle(seed=7)
+    assert task_fingerprint(original) == task_fingerprint(Dataset.from_dict(original.to_dict()))  # however built
+    assert task_fingerprint(shuffled) != task_fingerprint(original)
+    trainer, _, _ = make_trainer(tiny_model_path, tmp_path / "new", dataset=shuffled, max_steps=3)
+    with pytest.raises(ValueError) as error:
+        trainer.train(resume_from_checkpoint=str(two_checkpoints / "checkpoint-1"))
+    assert str(error.value) == (
+        f"Cannot resume BOTS from {two_checkpoints}/checkpoint-1: it was trained on a task list with fingerprint "
+        f"{task_fingerprint(original)}, and this run's train_dataset has fingerprint {task_fingerprint(shuffled)} "
+        "(other rows, another order or other values). The posterior is per row: resume with the dataset the "
+        "checkpoint was trained on, in the same order, or start a new run."
+    )
+
+
+def test_resume_takes_settings_from_the_config_and_says_which_changed(
+    tiny_model_path, two_checkpoints, tmp_path, caplog
+):
+    """Reference columns and an implicit weight added on resume take effect; the learned state is the checkpoint's."""
+    checkpoint = two_checkpoints / "checkpoint-1"
+    trainer, _, _ = make_trainer(
+        tiny_model_path,
+        tmp_path / "new",
+        dataset=task_dataset(10, references=True),  # the same rows, plus reference columns
+        max_steps=3,
+        bots_reference_columns=["weak", "strong"],
+        bots_implicit_weight=0.3,
+        bots_forgetting=0.2,
+    )
+    with caplog.at_level("WARNING", logger="trl_bots.trainer"):
+        trainer.train(resume_from_checkpoint=str(checkpoint))
+    assert [r.getMessage() for r in caplog.records if r.name == "trl_bots.trainer"] == [
+        f"Resuming BOTS from {checkpoint} with settings that differ from the checkpoint's (the config's apply; alpha, "
+        "beta, mu, round and random state continue from the checkpoint): bots_forgetting 0.1 -> 0.2, "
+        "bots_implicit_weight 0.0 -> 0.3, bots_reference_columns None -> ['weak', 'strong']."
+    ]
+    assert trainer.selector.round == 3 and trainer.selector.forgetting == 0.2
+    # Round 1 (from the checkpoint's log) had no implicit evidence; round 2 fits the plug-in, and rounds 2 and 3 weigh
+    # its evidence with the config's rho (before: the checkpoint's 0).
+    assert logged(trainer, "bots/implicit_weight") == [0.0, 0.3, 0.3]
+    assert not math.isnan(logged(trainer, "bots/cap_coef")[-1])
 
 
 def test_config_is_read_by_trl_parser(tmp_path):

@@ -8,6 +8,9 @@ import numpy as np
 import pytest
 from launching import accelerate_launch, read_ranks
 from recording import check_domain_metrics, replay_posterior, total_rewards
+from tiny import task_dataset
+
+from trl_bots.data import task_fingerprint
 
 
 @pytest.mark.slow
@@ -44,7 +47,38 @@ def test_two_processes_agree_count_both_ranks_resume_exactly_and_detect_divergen
     for rank in ranks:
         error = rank["desynchronised"]["error"]
         assert error is not None and rank["desynchronised"]["step"] == 0
-        assert "out of sync across processes after round 1: ranks [1]" in error
+        assert "out of sync across processes in round 1: ranks [1]" in error
+
+    # Rank 1 built from the same tasks shuffled (same size, other rows per id): both ranks refuse to start.
+    fingerprints = [task_fingerprint(task_dataset(10)), task_fingerprint(task_dataset(10).shuffle(seed=7))]
+    for rank in ranks:
+        assert rank["other_rows"]["error"] == (
+            f"The train_dataset differs across processes: task-list fingerprints per rank {fingerprints}, ranks [1] "
+            "differ from rank 0. BOTS identifies a task by its row number, so every process must build the same rows "
+            "in the same order (e.g. shuffle with the same seed on every process, or not at all)."
+        )
+
+    # Process 1's last file of checkpoint-4 is missing although trainer_state.json is there: not complete.
+    for rank in ranks:
+        late = rank["late_rank"]
+        assert late["latest_complete"] == f"{tmp_path}/late-rank/checkpoint-2"
+        assert late["resume_latest_error"].startswith(
+            f"Cannot resume from {tmp_path}/late-rank/checkpoint-4: it is incomplete, rng_state_1.pth is missing, "
+        )
+        assert late["resumed"]["steps"] == rank["full"]["steps"][2:]  # same settings as the full run
+        assert late["resumed"]["calls"] == rank["full"]["calls"][2:]
+
+    # Resumed from inside a round on 2 processes: each trains on its own saved completions, as the full run did.
+    for rank in ranks:
+        mid = rank["mid_round"]
+        # Rounds at steps 1, 3, 5; from checkpoint-3 (inside round 2) the resumed run generates round 3 only.
+        assert len(mid["full"]["calls"]) == 3 and mid["resumed"]["calls"] == mid["full"]["calls"][2:]
+        assert mid["resumed"]["steps"] == mid["full"]["steps"][3:]
+        assert mid["resumed"]["rounds"] == mid["full"]["rounds"][2:]
+    assert sorted(p.name for p in (tmp_path / "mid-round" / "checkpoint-3").glob("bots_round_*")) == [
+        "bots_round_0.pt",
+        "bots_round_1.pt",
+    ]
 
 
 @pytest.mark.slow

@@ -65,6 +65,18 @@ def test_resume_with_quotas_continues_exactly(tiny_model_path, tmp_path):
         key = f"bots/domain/{name}/share"
         assert logged(resumed, key) == logged(full, key)  # steps 1-2 come from the checkpoint's log history
 
+    # Domains are fixed for a run. Other weights: the selector state (its quota rotation) refuses them.
+    checkpoint = str(tmp_path / "full" / "checkpoint-2")
+    changed, _ = make_trainer(tiny_model_path, tmp_path / "changed", **{**settings, "bots_domain_weights": "uniform"})
+    with pytest.raises(ValueError, match=r"saved with other domains or domain weights .*'weights': \[2.0, 1.0\]"):
+        changed.train(resume_from_checkpoint=checkpoint)
+    # Other labels: the domain column is part of the task list, so its fingerprint refuses them first.
+    relabelled, _ = make_trainer(
+        tiny_model_path, tmp_path / "relabelled", dataset=domain_dataset(["y", *DOMAINS[1:]]), **settings
+    )
+    with pytest.raises(ValueError, match="trained on a task list with fingerprint"):
+        relabelled.train(resume_from_checkpoint=checkpoint)
+
 
 @pytest.mark.parametrize(
     ("overrides", "dataset", "message"),

@@ -1,17 +1,22 @@
 """A local arithmetic task set and a character-level model for it: the offline demonstration's world, no downloads.
 
-Additions of numbers with 1 to ``max_digits`` digits, written the way a small transformer learns them fastest (as
-people add by hand): both operands zero-padded to ``max_digits`` so that digits of the same place line up, and the
-sum written least-significant digit first, so that each answer digit depends only on digits already seen and on the
-carry. ``"045+718="`` is answered ``"3670"`` (763, reversed and padded to one more digit). Sums without carries are
-learnt early and long carry chains late, so the pass rates of a briefly trained model spread between 0 and 1: the
-spread that task selection needs.
+Additions of two ``digits``-digit numbers (zero-padded, so that digits of the same place line up), the sum written
+least-significant digit first, the way people add by hand: ``"00045+00718="`` is answered ``"367000"`` (763, reversed
+and padded to one more digit). Each task is made with an exact number of **carries**, its difficulty level: a model
+that handles one carry with probability ``s`` solves a task with ``k`` carries with probability about ``s ** k``, so a
+model that has mastered digit-wise addition but not yet carrying always solves the carry-free tasks, never solves the
+long carry chains and sits in between on the rest; and as reinforcement learning sharpens carrying on the tasks in
+between, the long chains become solvable too. That is the GURU-like pool the demonstration needs: many tasks always
+solved, many never solved, and a frontier that moves.
 """
 
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
+from functools import cache
 
+import numpy as np
 from datasets import Dataset
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
@@ -34,7 +39,7 @@ def build_tokenizer() -> PreTrainedTokenizerFast:
     )
 
 
-def build_model(tokenizer: PreTrainedTokenizerFast, hidden_size: int = 128, num_layers: int = 4, seed: int = 0):
+def build_model(tokenizer: PreTrainedTokenizerFast, hidden_size: int = 128, num_layers: int = 2, seed: int = 0):
     """A small Qwen2 causal LM, randomly initialised."""
     from transformers import set_seed
 
@@ -55,17 +60,13 @@ def build_model(tokenizer: PreTrainedTokenizerFast, hidden_size: int = 128, num_
     return Qwen2ForCausalLM(config)
 
 
-def _operand(rng: random.Random, digits: int) -> int:
-    return rng.randrange(10 ** (digits - 1) if digits > 1 else 0, 10**digits)
-
-
-def format_addition(a: int, b: int, max_digits: int) -> tuple[str, str]:
+def format_addition(a: int, b: int, digits: int) -> tuple[str, str]:
     """The prompt and the answer of ``a + b`` (see the module docstring): ``(45, 718, 3) -> ("045+718=", "3670")``."""
-    return f"{a:0{max_digits}d}+{b:0{max_digits}d}=", f"{a + b:0{max_digits + 1}d}"[::-1]
+    return f"{a:0{digits}d}+{b:0{digits}d}=", f"{a + b:0{digits + 1}d}"[::-1]
 
 
 def count_carries(a: int, b: int) -> int:
-    """Number of carries in the column addition of ``a`` and ``b``: the main source of difficulty."""
+    """Number of carries in the column addition of ``a`` and ``b``: the difficulty level."""
     carries = carry = 0
     while a or b:
         carry = int(a % 10 + b % 10 + carry >= 10)
@@ -74,29 +75,95 @@ def count_carries(a: int, b: int) -> int:
     return carries
 
 
-def make_additions(num: int, max_digits: int, seed: int, exclude: set[str] = frozenset()) -> Dataset:
-    """``num`` distinct additions whose operands have 1 to ``max_digits`` digits each (lengths drawn uniformly).
+@cache
+def count_additions(digits: int, carries: int) -> int:
+    """How many ordered pairs of ``digits``-digit operands (leading zeros allowed) make exactly ``carries`` carries."""
+    # ways[c][k]: digit pairs of the places seen so far that end with carry c after k carries.
+    ways = [[1] + [0] * digits, [0] * (digits + 1)]
+    for _ in range(digits):
+        new = [[0] * (digits + 1), [0] * (digits + 1)]
+        for carry_in in (0, 1):
+            with_carry = 45 + 10 * carry_in  # pairs x + y + carry_in >= 10 out of 100
+            for k, n in enumerate(ways[carry_in]):
+                new[0][k] += n * (100 - with_carry)
+                if k < digits:
+                    new[1][k + 1] += n * with_carry
+        ways = new
+    return ways[0][carries] + ways[1][carries]
 
-    Columns: ``prompt``, ``solution`` (see :func:`format_addition`) and ``carries`` (:func:`count_carries`). Prompts
-    in ``exclude`` are never produced, so a held-out set stays held out.
+
+def _addition_with_carries(rng: random.Random, digits: int, carries: int) -> tuple[int, int]:
+    """Operands with exactly ``carries`` carries: the carrying places drawn uniformly, then each place's digits."""
+    carrying = set(rng.sample(range(digits), carries))
+    a = b = carry = 0
+    for place in range(digits):
+        while True:
+            x, y = rng.randrange(10), rng.randrange(10)
+            if (x + y + carry >= 10) == (place in carrying):
+                break
+        a, b, carry = a + x * 10**place, b + y * 10**place, int(place in carrying)
+    return a, b
+
+
+def level_counts(num: int, weights: Sequence[float]) -> np.ndarray:
+    """Split ``num`` rows over levels in proportion to ``weights`` exactly (largest remainder, ties to lower levels)."""
+    weights = np.asarray(weights, dtype=np.float64)
+    if weights.ndim != 1 or weights.size == 0 or np.any(weights < 0) or not np.isfinite(weights).all():
+        raise ValueError(f"level weights must be a non-empty list of non-negative numbers, got {weights.tolist()}.")
+    if weights.sum() <= 0:
+        raise ValueError(f"level weights must not all be zero, got {weights.tolist()}.")
+    quota = num * weights / weights.sum()
+    counts = np.floor(quota).astype(np.int64)
+    order = np.argsort(-(quota - counts), kind="stable")
+    counts[order[: num - counts.sum()]] += 1
+    return counts
+
+
+def make_additions(
+    num: int,
+    digits: int,
+    seed: int,
+    level_weights: Sequence[float] | None = None,
+    exclude: set[str] = frozenset(),
+) -> Dataset:
     """
-    # Operands run over 0 .. 10**max_digits - 1, so there are 10**(2 * max_digits) ordered pairs, less the excluded
-    # prompts of this format ("a+b=", both operands zero-padded to max_digits).
-    excluded = sum(len(prompt) == 2 * max_digits + 2 for prompt in exclude)
-    available = 10 ** (2 * max_digits) - excluded
-    if num > available:
+    ``num`` distinct additions of ``digits``-digit operands, shuffled, with ``level_weights[k]`` setting the share of
+    tasks with exactly ``k`` carries (``digits + 1`` weights; None: every level alike). The shares are exact (see
+    :func:`level_counts`). Columns: ``prompt``, ``solution`` (see :func:`format_addition`) and ``carries``. Prompts in
+    ``exclude`` are never produced, so a held-out set stays held out.
+    """
+    if digits < 1:
+        raise ValueError(f"make_additions: digits must be >= 1, got {digits}.")
+    weights = [1.0] * (digits + 1) if level_weights is None else list(level_weights)
+    if len(weights) != digits + 1:
         raise ValueError(
-            f"make_additions: num={num} distinct additions requested, but operands of at most max_digits={max_digits} "
-            f"digit(s) give only {available} (after excluding {excluded} held-out prompts). Ask for fewer additions "
-            "or allow more digits."
+            f"make_additions: level_weights needs one weight per number of carries 0..{digits} ({digits + 1} "
+            f"weights), got {len(weights)}: {weights}."
         )
+    counts = level_counts(num, weights)
+    excluded = np.zeros(digits + 1, dtype=np.int64)
+    for prompt in exclude:
+        if len(prompt) == 2 * digits + 2:
+            a, b = (int(x) for x in prompt.rstrip("=").split("+"))
+            excluded[count_carries(a, b)] += 1
+    for carries, wanted in enumerate(counts):
+        available = count_additions(digits, carries) - excluded[carries]
+        if wanted > available:
+            raise ValueError(
+                f"make_additions: {wanted} distinct additions with {carries} carries requested, but {digits}-digit "
+                f"operands give only {available} (after excluding {excluded[carries]} held-out prompts). Ask for "
+                "fewer additions, shift level_weights or allow more digits."
+            )
     rng = random.Random(seed)
     rows, seen = [], set(exclude)
-    while len(rows) < num:
-        a, b = _operand(rng, rng.randint(1, max_digits)), _operand(rng, rng.randint(1, max_digits))
-        prompt, solution = format_addition(a, b, max_digits)
-        if prompt in seen:
-            continue
-        seen.add(prompt)
-        rows.append({"prompt": prompt, "solution": solution, "carries": count_carries(a, b)})
+    for carries, wanted in enumerate(counts):
+        made = 0
+        while made < wanted:
+            a, b = _addition_with_carries(rng, digits, carries)
+            prompt, solution = format_addition(a, b, digits)
+            if prompt not in seen:
+                seen.add(prompt)
+                rows.append({"prompt": prompt, "solution": solution, "carries": carries})
+                made += 1
+    rng.shuffle(rows)
     return Dataset.from_list(rows)

@@ -3,12 +3,26 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from trl import GRPOConfig
 
 from .domains import DOMAIN_WEIGHT_MODES
-from .validation import check_hyperparameters, check_in_interval, check_strategy
+from .validation import CAP_FITS, check_choice, check_hyperparameters, check_in_interval, check_strategy, is_real
+
+
+_FLOAT_FIELDS = (
+    "bots_target_pass_rate",
+    "bots_forgetting",
+    "bots_implicit_weight",
+    "bots_temperature",
+    "bots_prior_alpha",
+    "bots_prior_beta",
+    "bots_pseudo_count",
+    "bots_cap_momentum",
+    "bots_success_threshold",
+)
 
 
 @dataclass
@@ -37,24 +51,36 @@ class BOTSConfig(GRPOConfig):
         bots_temperature (`float`, *optional*, defaults to `0.0`):
             Selection temperature `tau >= 0`; 0 takes the best-scored tasks, > 0 samples from a softmax.
         bots_prior_alpha (`float`, *optional*, defaults to `1.0`):
-            `alpha0` of the base prior `Beta(alpha0, beta0)`.
+            `alpha0` of the base prior `Beta(alpha0, beta0)`, in (0, 1e6].
         bots_prior_beta (`float`, *optional*, defaults to `1.0`):
-            `beta0` of the base prior `Beta(alpha0, beta0)`.
+            `beta0` of the base prior `Beta(alpha0, beta0)`, in (0, 1e6].
         bots_pseudo_count (`float` or `None`, *optional*, defaults to `None`):
-            Weight `m` of one implicit prediction, in rollouts. `None` uses `num_generations`.
+            Weight `m` in [0, 1e6] of one implicit prediction, in rollouts. `None` uses `num_generations`.
         bots_cap_momentum (`float`, *optional*, defaults to `0.9`):
             Momentum `gamma` in [0, 1) of the interpolation coefficient of the implicit-evidence plug-in.
+        bots_cap_fit (`str`, *optional*, defaults to `"robust"`):
+            How the plug-in fits its interpolation coefficient `mu` on each batch. `"robust"`: the paper's ratio over
+            the tasks whose weak and strong reference rates differ, a batch with too little information leaves `mu`
+            unchanged, and `mu` stays in [-2, 3]. `"paper"`: the paper's exact formula, a ratio of batch means that
+            explodes when a batch's weak and strong means nearly coincide (many tasks with both rates 0 or 1, or two
+            similar reference models).
         bots_reference_columns (`list[str]` or `None`, *optional*, defaults to `None`):
             Two dataset columns holding offline pass rates in [0, 1] of a weaker and a stronger reference model
             (in that order). They feed the implicit evidence and the `"easy2hard"` order.
         bots_success_threshold (`float`, *optional*, defaults to `0.5`):
             A completion succeeds when its reward is >= this value.
         bots_success_reward (`str` or `None`, *optional*, defaults to `None`):
-            Reward that decides success: `None` for GRPO's weighted total, or the name of one reward function.
+            Reward that decides success: `None` for GRPO's weighted total, or the name of one reward function. With
+            the weighted total, a completion is scored only when every reward function with a non-zero weight scored
+            it (returned a number, not `None`/NaN); otherwise it counts as neither a success nor a failure.
         bots_fractional_evidence (`bool`, *optional*, defaults to `False`):
             Count each completion's reward, which must lie in [0, 1], as fractional success instead of thresholding.
         bots_adaptive_implicit_weight (`bool`, *optional*, defaults to `False`):
             Halve `bots_implicit_weight` whenever the plug-in's mean absolute error on a batch is >= 0.25.
+        bots_max_unscored_rounds (`int`, *optional*, defaults to `10`):
+            Training stops with an error after this many rounds in a row in which no completion was scored (every
+            success reward `None`/NaN): the selector would otherwise select from its prior forever. The first such
+            round logs a warning.
         bots_seed (`int` or `None`, *optional*, defaults to `None`):
             Seed of the selector's random generator, identical on every process. `None` uses `seed`.
         bots_domain_column (`str` or `None`, *optional*, defaults to `None`):
@@ -103,19 +129,29 @@ class BOTSConfig(GRPOConfig):
     )
     bots_prior_alpha: float = field(
         default=1.0,
-        metadata={"help": "alpha0 of the base prior Beta(alpha0, beta0); > 0."},
+        metadata={"help": "alpha0 of the base prior Beta(alpha0, beta0), in (0, 1e6]."},
     )
     bots_prior_beta: float = field(
         default=1.0,
-        metadata={"help": "beta0 of the base prior Beta(alpha0, beta0); > 0."},
+        metadata={"help": "beta0 of the base prior Beta(alpha0, beta0), in (0, 1e6]."},
     )
     bots_pseudo_count: float | None = field(
         default=None,
-        metadata={"help": "Weight m of one implicit prediction, in rollouts. None uses num_generations."},
+        metadata={"help": "Weight m in [0, 1e6] of one implicit prediction, in rollouts. None uses num_generations."},
     )
     bots_cap_momentum: float = field(
         default=0.9,
         metadata={"help": "Momentum gamma in [0, 1) of the implicit-evidence plug-in's interpolation coefficient."},
+    )
+    bots_cap_fit: str = field(
+        default="robust",
+        metadata={
+            "help": "How the implicit-evidence plug-in fits its coefficient mu on each batch: 'robust' (the paper's "
+            "ratio over tasks whose reference rates differ, uninformative batches skipped, mu kept in [-2, 3]) or "
+            "'paper' (the paper's exact ratio of batch means, which explodes when the weak and strong means nearly "
+            "coincide).",
+            "choices": ["robust", "paper"],
+        },
     )
     bots_reference_columns: list[str] | None = field(
         default=None,
@@ -132,7 +168,8 @@ class BOTSConfig(GRPOConfig):
         default=None,
         metadata={
             "help": "Reward that decides success: None for GRPO's weighted total reward, or the name of one reward "
-            "function."
+            "function. With the weighted total, a completion is scored only when every reward function with a "
+            "non-zero weight scored it; otherwise it is neither a success nor a failure."
         },
     )
     bots_fractional_evidence: bool = field(
@@ -145,6 +182,13 @@ class BOTSConfig(GRPOConfig):
     bots_adaptive_implicit_weight: bool = field(
         default=False,
         metadata={"help": "Halve bots_implicit_weight whenever the plug-in's mean absolute error on a batch >= 0.25."},
+    )
+    bots_max_unscored_rounds: int = field(
+        default=10,
+        metadata={
+            "help": "Stop with an error after this many rounds in a row without a scored completion (every success "
+            "reward None/NaN); the first such round logs a warning."
+        },
     )
     bots_seed: int | None = field(
         default=None,
@@ -171,6 +215,7 @@ class BOTSConfig(GRPOConfig):
     def __post_init__(self):
         super().__post_init__()
         check_strategy("bots_strategy", self.bots_strategy)
+        check_choice("bots_cap_fit", self.bots_cap_fit, CAP_FITS)
         if self.bots_implicit_weight is None:
             self.bots_implicit_weight = 0.1 if self.bots_reference_columns is not None else 0.0
         check_hyperparameters(
@@ -192,6 +237,13 @@ class BOTSConfig(GRPOConfig):
             },
         )
         check_in_interval("bots_success_threshold", self.bots_success_threshold, -math.inf, math.inf, high_open=True)
+        rounds = self.bots_max_unscored_rounds
+        if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
+            raise ValueError(f"bots_max_unscored_rounds must be a positive integer, got {rounds!r}.")
+        # NumPy scalars pass the checks; plain floats keep the config JSON-serialisable (it is saved with checkpoints).
+        for name in _FLOAT_FIELDS:
+            if getattr(self, name) is not None:
+                setattr(self, name, float(getattr(self, name)))
         if self.bots_reference_columns is not None:
             columns = self.bots_reference_columns
             if isinstance(columns, str) or len(columns) != 2 or not all(isinstance(c, str) and c for c in columns):
@@ -217,6 +269,10 @@ class BOTSConfig(GRPOConfig):
         """What can be checked without the data; the domains themselves are checked when the trainer reads them."""
         if isinstance(self.bots_domain_weights, str) and self.bots_domain_weights.lower() == "none":
             self.bots_domain_weights = None  # the command line's way to unset a recipe's weights
+        if isinstance(self.bots_domain_weights, Mapping):  # NumPy weights as plain floats, like the other settings
+            self.bots_domain_weights = {
+                domain: float(value) if is_real(value) else value for domain, value in self.bots_domain_weights.items()
+            }
         column, weights = self.bots_domain_column, self.bots_domain_weights
         if column is not None and (not isinstance(column, str) or not column):
             raise ValueError(f"bots_domain_column must name a dataset column, got {column!r}.")

@@ -16,6 +16,8 @@ from fractions import Fraction
 
 import numpy as np
 
+from .validation import is_real
+
 
 MAX_DOMAINS = 256  # far above any real mixture; keeps per-domain metrics and the quota arithmetic small
 DOMAIN_WEIGHT_MODES = ("proportional", "uniform")
@@ -72,7 +74,7 @@ def resolve_domain_weights(
     bad = {
         domain: value
         for domain, value in zip(names, values, strict=True)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0
+        if not is_real(value) or not math.isfinite(value) or value < 0
     }
     if bad:
         raise ValueError(f"{name} must be finite numbers >= 0, got {bad}.")

@@ -9,6 +9,7 @@ cannot be scored stops the run with an error: a made-up 0.0 would tell BOTS that
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 from collections.abc import Iterator, Sequence
@@ -26,6 +27,9 @@ from trl.data_utils import is_conversational, maybe_apply_chat_template
 from .rewards import RewardFunction
 
 
+logger = logging.getLogger(__name__)
+
+
 @dataclass
 class GenerationSettings:
     """How completions are sampled for pass-rate estimation."""
@@ -38,7 +42,13 @@ class GenerationSettings:
     )
     top_p: float = field(default=1.0, metadata={"help": "Nucleus sampling probability mass."})
     batch_size: int = field(default=8, metadata={"help": "Prompts per generation call."})
-    seed: int = field(default=0, metadata={"help": "Seed; each batch is seeded from it and its position."})
+    seed: int = field(
+        default=0,
+        metadata={
+            "help": "Seed. vLLM samples row i with seed + i, whatever the batching; transformers samples each batch of "
+            "batch_size rows (rows [k * batch_size, (k + 1) * batch_size)) with seed + its first row."
+        },
+    )
 
     def __post_init__(self):
         if self.num_samples < 1:
@@ -52,9 +62,17 @@ class GenerationSettings:
             )
 
 
+_NOT_RECORDED = "(not recorded)"
+
+
 @dataclass
 class _Progress:
-    """Per-prompt counts already computed, kept in a JSON-lines file so that a run can resume."""
+    """Per-prompt counts already computed, kept in a JSON-lines file so that a run can resume.
+
+    The first line is the header: every setting that changes a result. A run with other settings refuses the file,
+    naming the settings that differ. A last line cut short (the process stopped while appending) is dropped, with a
+    warning; any other line that is not valid JSON stops the run.
+    """
 
     path: Path | None
     header: dict[str, Any]
@@ -63,20 +81,55 @@ class _Progress:
     def load(self) -> None:
         if self.path is None or not self.path.is_file():
             return
-        with self.path.open() as f:
-            lines = [json.loads(line) for line in f if line.strip()]
-        if not lines or lines[0] != self.header:
+        text = self.path.read_text()
+        lines = text.splitlines(keepends=True)
+        if lines and not lines[-1].endswith("\n"):
+            try:
+                json.loads(lines[-1])
+            except json.JSONDecodeError:
+                logger.warning(
+                    "%s: dropping its last line, %r, which was cut short (the run stopped while writing it); the "
+                    "rows it held will be computed again.",
+                    self.path,
+                    lines[-1][:80],
+                )
+                with self.path.open("r+") as f:
+                    f.truncate(len(text.encode()) - len(lines.pop().encode()))
+            else:
+                with self.path.open("a") as f:  # complete but for its newline: the next row must start a new line
+                    f.write("\n")
+        rows = []
+        for number, line in enumerate(lines, start=1):
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as error:
+                raise ValueError(
+                    f"{self.path} line {number} is not valid JSON ({error}): {line[:80]!r}. Only a last line cut "
+                    "short is dropped automatically; delete the file to start afresh."
+                ) from error
+        if not rows:
+            return  # empty (stopped before the header was complete): start afresh
+        self._check_header(rows[0])
+        self.done = {row["index"]: (row["successes"], row["trials"]) for row in rows[1:]}
+
+    def _check_header(self, saved: dict[str, Any]) -> None:
+        differing = [
+            f"{key}={saved.get(key, _NOT_RECORDED)!r} there, {self.header.get(key, _NOT_RECORDED)!r} now"
+            for key in sorted(set(saved) | set(self.header))
+            if saved.get(key, _NOT_RECORDED) != self.header.get(key, _NOT_RECORDED)
+        ]
+        if differing:
             raise ValueError(
-                f"{self.path} holds partial results of another run ({lines[0] if lines else 'empty'}), not of "
-                f"{self.header}. Delete it to start afresh, or rerun with the settings it was written with."
+                f"{self.path} holds partial results of a run with other settings ({'; '.join(differing)}), which "
+                "would change the pass rates. Rerun with the settings it was written with, or delete it to start "
+                "afresh."
             )
-        self.done = {row["index"]: (row["successes"], row["trials"]) for row in lines[1:]}
 
     def record(self, rows: dict[int, tuple[float, int]]) -> None:
         self.done.update(rows)
         if self.path is None:
             return
-        is_new = not self.path.is_file()
+        is_new = not self.path.is_file() or self.path.stat().st_size == 0
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self.path.open("a") as f:
             if is_new:
@@ -109,24 +162,40 @@ def _generate_transformers(
     return tokenizer.batch_decode(output[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
 
 
-def _generate_vllm(llm: Any, texts: list[str], settings: GenerationSettings) -> list[str]:
+def _generate_vllm(llm: Any, texts: list[str], indices: list[int], settings: GenerationSettings) -> list[str]:
+    """``num_samples`` completions per prompt, grouped by prompt; row ``i`` is sampled with ``seed + i``."""
     from vllm import SamplingParams
 
-    params = SamplingParams(
-        n=settings.num_samples,
-        temperature=settings.temperature,
-        top_p=settings.top_p,
-        max_tokens=settings.max_new_tokens,
-        seed=settings.seed,
-    )
+    params = [
+        SamplingParams(
+            n=settings.num_samples,
+            temperature=settings.temperature,
+            top_p=settings.top_p,
+            max_tokens=settings.max_new_tokens,
+            seed=settings.seed + index,
+        )
+        for index in indices
+    ]
     return [
         completion.text for request in llm.generate(texts, params, use_tqdm=False) for completion in request.outputs
     ]
 
 
-def _batches(todo: list[int], size: int) -> Iterator[list[int]]:
-    for start in range(0, len(todo), size):
-        yield todo[start : start + size]
+def _uses_vllm(model: Any) -> bool:
+    return type(model).__module__.startswith("vllm")
+
+
+def _batches(num_rows: int, done: dict[int, Any], size: int) -> Iterator[tuple[list[int], list[int]]]:
+    """``(batch, missing)`` for every batch of the fixed grid ``[k * size, (k + 1) * size)`` with a row not ``done``.
+
+    The whole batch is generated again even if some of its rows were recorded before its end was cut off: in
+    ``transformers`` the rows of a batch share one sampler, so only the same batch gives the same numbers.
+    """
+    for start in range(0, num_rows, size):
+        batch = list(range(start, min(start + size, num_rows)))
+        missing = [index for index in batch if index not in done]
+        if missing:
+            yield batch, missing
 
 
 def count_successes(
@@ -167,36 +236,45 @@ def estimate_pass_rates(
     progress_path: str | os.PathLike | None = None,
     progress_key: dict[str, Any] | None = None,
     description: str = "pass rates",
+    show_progress: bool = True,
 ) -> np.ndarray:
     """
     Pass rate of every row of ``dataset`` (which needs a ``prompt`` column): the share of ``settings.num_samples``
     sampled completions whose reward is ``>= success_threshold``.
 
-    ``model`` is a ``transformers`` model (left in eval mode), or a ``vllm.LLM``. With ``progress_path`` every finished batch is appended
-    there and a rerun skips the rows it already holds; each batch is seeded from ``settings.seed`` and its position,
-    so a resumed run gives exactly the numbers of an uninterrupted one. ``progress_key`` (JSON-able, e.g. the model
-    and reward names) is stored in the file too: partial results of a run with another key are never reused.
+    ``model`` is a ``transformers`` model (left in eval mode), or a ``vllm.LLM``. With ``progress_path`` every finished
+    batch is appended there and a rerun skips the rows it already holds. vLLM samples row ``i`` with ``settings.seed +
+    i``; ``transformers`` samples each batch of the fixed grid of ``settings.batch_size`` rows with ``settings.seed`` +
+    its first row. So a resumed run gives exactly the numbers of an uninterrupted one. The file's first line records
+    every setting that changes a result (the generation settings, ``success_threshold``, the backend and
+    ``progress_key``, JSON-able, e.g. the dataset, model and reward names): a run whose settings differ refuses it.
     """
-    header = {"num_rows": len(dataset), "num_samples": settings.num_samples, "seed": settings.seed}
-    header.update(progress_key or {})
+    uses_vllm = _uses_vllm(model)
+    header = {
+        "num_rows": len(dataset),
+        **{name: getattr(settings, name) for name in GenerationSettings.__dataclass_fields__},
+        "success_threshold": success_threshold,
+        "backend": "vllm" if uses_vllm else "transformers",
+        **(progress_key or {}),
+    }
     progress = _Progress(Path(progress_path) if progress_path is not None else None, header)
     progress.load()
-    todo = [index for index in range(len(dataset)) if index not in progress.done]
-    uses_vllm = type(model).__module__.startswith("vllm")
     if not uses_vllm:
         # Train mode would generate with dropout and, with gradient checkpointing on, without a KV cache.
         model.eval()
-    with tqdm(total=len(dataset), initial=len(dataset) - len(todo), desc=description, unit="prompt") as bar:
-        for batch in _batches(todo, settings.batch_size):
+    with tqdm(
+        total=len(dataset), initial=len(progress.done), desc=description, unit="prompt", disable=not show_progress
+    ) as bar:
+        for batch, missing in _batches(len(dataset), progress.done, settings.batch_size):
             texts = _prompt_texts(dataset.select(batch)["prompt"], tokenizer)
-            torch.manual_seed(settings.seed + batch[0])
             if uses_vllm:
-                completions = _generate_vllm(model, texts, settings)
+                completions = _generate_vllm(model, texts, batch, settings)
             else:
+                torch.manual_seed(settings.seed + batch[0])
                 completions = _generate_transformers(model, tokenizer, texts, settings)
             counts = count_successes(dataset, batch, completions, reward_func, settings.num_samples, success_threshold)
-            progress.record(counts)
-            bar.update(len(batch))
+            progress.record({index: counts[index] for index in missing})
+            bar.update(len(missing))
     return np.array([progress.done[i][0] / progress.done[i][1] for i in range(len(dataset))], dtype=np.float64)
 
 
@@ -274,7 +352,17 @@ def estimate_pass_rate_column(args: EstimatePassRatesArguments) -> Dataset:
     reward_func = get_reward_function(args.reward)
     model, tokenizer = _load_generator(args)
     progress_path = f"{args.output_path}.partial.jsonl"
-    key = {"dataset": args.dataset_name, "model": args.model_name_or_path, "reward": args.reward}
+    key = {
+        "dataset": args.dataset_name,
+        "dataset_config": args.dataset_config,
+        "dataset_split": args.dataset_split,
+        "prompt_column": args.prompt_column,
+        "answer_column": args.answer_column,
+        "model": args.model_name_or_path,
+        "reward": args.reward,
+    }
+    if not _uses_vllm(model):
+        key["dtype"] = args.dtype  # vLLM picks its own dtype
     rates = estimate_pass_rates(
         tasks, model, tokenizer, reward_func, args, args.success_threshold, progress_path, key, description=args.column
     )

@@ -7,35 +7,43 @@ provides the data.
 
 from __future__ import annotations
 
-import json
+import logging
 import math
 import os
 from pathlib import Path
 
 import numpy as np
 
+from .checkpoints import TRAINER_STATE_FILE, checkpoint_folders, read_json
 from .posterior import posterior_mean
 from .state import SELECTOR_FILE, read_state_file
 
 
-TRAINER_STATE_FILE = "trainer_state.json"
+logger = logging.getLogger(__name__)
+
 DOMAIN_PREFIX = "bots/domain/"  # per-domain metrics: bots/domain/<name>/<metric>
 
 
-def _newest(run_dir: Path, name: str) -> Path:
-    """``run_dir/name`` if it exists, else the one in the checkpoint with the highest step."""
-    if (run_dir / name).is_file():
-        return run_dir / name
-    checkpoints = sorted(
-        (p for p in run_dir.glob("checkpoint-*") if (p / name).is_file() and p.name.split("-")[-1].isdigit()),
-        key=lambda p: int(p.name.split("-")[-1]),
-    )
-    if not checkpoints:
+def _candidates(run_dir: Path, name: str) -> list[Path]:
+    """``run_dir/name`` if it exists, then the ones in the checkpoint folders, highest step first."""
+    paths = [run_dir / name, *(folder / name for folder in reversed(checkpoint_folders(run_dir)))]
+    paths = [path for path in paths if path.is_file()]
+    if not paths:
         raise FileNotFoundError(
             f"No {name} in {run_dir} or its checkpoint-* folders. Pass the output_dir of a BOTSGRPOTrainer run that "
             "saved a checkpoint or called save_state()/save_model()."
         )
-    return checkpoints[-1] / name
+    return paths
+
+
+def _newest_log_history(run_dir: Path) -> list[dict]:
+    """The log history of the newest readable trainer state; a file cut short by a crash is skipped, with a warning."""
+    for path in _candidates(run_dir, TRAINER_STATE_FILE):
+        try:
+            return read_json(path)["log_history"]
+        except ValueError as error:
+            logger.warning("Skipping %s: %s, most likely cut short by a crash while saving.", path, error)
+    raise ValueError(f"No readable {TRAINER_STATE_FILE} in {run_dir} or its checkpoint-* folders (see the warnings).")
 
 
 def log_series(log_history: list[dict], key: str) -> tuple[np.ndarray, np.ndarray]:
@@ -65,7 +73,7 @@ def plot_run(run_dir: str | os.PathLike, output_dir: str | os.PathLike | None = 
     run_dir = Path(run_dir)
     output_dir = Path(output_dir) if output_dir is not None else run_dir / "plots"
     output_dir.mkdir(parents=True, exist_ok=True)
-    history = json.loads(_newest(run_dir, TRAINER_STATE_FILE).read_text())["log_history"]
+    history = _newest_log_history(run_dir)
     written = []
 
     figure, (etr_axis, reward_axis) = plt.subplots(2, 1, sharex=True, figsize=(7, 6))
@@ -79,7 +87,7 @@ def plot_run(run_dir: str | os.PathLike, output_dir: str | os.PathLike | None = 
     reward_axis.set(xlabel="step", ylabel="mean reward")
     written.append(_save(figure, output_dir / "training_curves.png"))
 
-    arrays, _ = read_state_file(_newest(run_dir, SELECTOR_FILE))
+    arrays, _ = read_state_file(_candidates(run_dir, SELECTOR_FILE)[0])
     means = posterior_mean(arrays["alpha"], arrays["beta"])
     figure, axis = plt.subplots(figsize=(7, 4))
     axis.hist(means, bins=np.linspace(0, 1, 21), edgecolor="white")
@@ -119,6 +127,44 @@ def domain_names(log_history: list[dict]) -> list[str]:
             if key.startswith(DOMAIN_PREFIX) and key.endswith(suffix)
         }
     )
+
+
+def plot_comparison(curves: dict[str, dict], path: str | os.PathLike, title: str) -> Path:
+    """
+    One figure, two panels: held-out accuracy over steps and the effective-task ratio over steps, a line per strategy.
+
+    ``curves[name]`` holds ``eval_steps`` and ``accuracy`` (optionally ``accuracy_low``/``accuracy_high``, drawn as a
+    band: an interval over seeds) and ``etr`` (one value per step, drawn as a moving average: the per-step ratio is a
+    noisy share of the step's tasks).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, (accuracy_axis, etr_axis) = plt.subplots(1, 2, figsize=(11, 4))
+    for name, curve in curves.items():
+        (line,) = accuracy_axis.plot(curve["eval_steps"], curve["accuracy"], marker=".", label=name)
+        if "accuracy_low" in curve:
+            accuracy_axis.fill_between(
+                curve["eval_steps"], curve["accuracy_low"], curve["accuracy_high"], color=line.get_color(), alpha=0.15
+            )
+        etr = np.asarray(curve["etr"], dtype=np.float64)
+        window = max(1, etr.size // 15)
+        smooth = np.convolve(etr, np.ones(window) / window, mode="valid")
+        etr_axis.plot(
+            np.arange(window, etr.size + 1), smooth, color=line.get_color(), label=f"{name} (mean {etr.mean():.2f})"
+        )
+    accuracy_axis.set(xlabel="GRPO step", ylabel="held-out accuracy", title="Held-out accuracy")
+    etr_axis.set(
+        xlabel="GRPO step", ylabel="effective-task ratio", ylim=(0, 1.02), title="Share of tasks with mixed outcomes"
+    )
+    accuracy_axis.legend()
+    etr_axis.legend()
+    figure.suptitle(title)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return _save(figure, path)
 
 
 def _save(figure, path: Path) -> Path:

@@ -24,20 +24,50 @@ def completion_text(completion: str | list[dict[str, str]]) -> str:
     return completion if isinstance(completion, str) else completion[-1]["content"]
 
 
-def last_boxed(text: str) -> str | None:
-    r"""The content of the last ``\boxed{...}`` in ``text`` (braces balanced), or ``None`` if there is none."""
-    start = text.rfind("\\boxed{")
-    if start < 0:
-        return None
-    depth, begin = 0, start + len("\\boxed{")
-    for position in range(begin, len(text)):
-        if text[position] == "{":
+# \boxed or \fbox as a whole command (not the start of a longer one such as \boxedfoo).
+_BOX_COMMAND = re.compile(r"\\(?:boxed|fbox)(?![A-Za-z])")
+
+
+def _braced_content(text: str, opening: int) -> str | None:
+    r"""The content of the group opened by the ``{`` at ``opening``, or ``None`` if it is never closed.
+
+    Escaped braces (``\{``, ``\}``, as in ``\left\{``) are literal characters, not group delimiters.
+    """
+    depth, position = 0, opening + 1
+    while position < len(text):
+        char = text[position]
+        if char == "\\":
+            position += 2  # a command character or an escaped brace: never a delimiter
+            continue
+        if char == "{":
             depth += 1
-        elif text[position] == "}":
+        elif char == "}":
             if depth == 0:
-                return text[begin:position]
+                return text[opening + 1 : position]
             depth -= 1
-    return None  # unbalanced: the completion was cut off inside the box
+        position += 1
+    return None
+
+
+def last_boxed(text: str) -> str | None:
+    r"""The content of the last complete ``\boxed`` or ``\fbox`` answer in ``text``, or ``None`` if there is none.
+
+    Like math-verify's extraction and the usual MATH extractors: ``\boxed{...}`` and ``\fbox{...}`` with balanced
+    braces (escaped ``\{`` and ``\}`` do not count), and the brace-less ``\boxed 5``, which boxes everything up to
+    the next ``$`` or the end of the text. A last box cut off before its closing brace (a completion truncated at the
+    length limit) is skipped in favour of the box before it.
+    """
+    for match in reversed(list(_BOX_COMMAND.finditer(text))):
+        start = match.end()
+        while start < len(text) and text[start].isspace():
+            start += 1
+        if start < len(text) and text[start] == "{":
+            content = _braced_content(text, start)
+        else:
+            content = text[start:].split("$", 1)[0].strip() or None
+        if content is not None:
+            return content
+    return None
 
 
 def final_answer(completion: str | list[dict[str, str]]) -> str:
@@ -51,9 +81,9 @@ def math_accuracy_reward(
     completions: list[str | list[dict[str, str]]], solution: list[str], **kwargs
 ) -> list[float | None]:
     r"""
-    1.0 when the completion's last ``\boxed{}`` answer is mathematically equal to the ground truth (checked with
-    ``math-verify``), 0.0 when it is not or when the completion boxes no answer, ``None`` when the ground truth itself
-    cannot be parsed.
+    1.0 when the completion's last complete ``\boxed{}`` answer (see :func:`last_boxed` for the forms read) is
+    mathematically equal to the ground truth (checked with ``math-verify``), 0.0 when it is not or when the completion
+    boxes no answer, ``None`` when the ground truth itself cannot be parsed.
     """
     try:
         from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify

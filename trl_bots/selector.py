@@ -34,7 +34,14 @@ from .selection import (
     select_top,
 )
 from .state import read_state_file, write_state_file
-from .validation import check_hyperparameters, check_reference_pass_rates, check_round, check_strategy
+from .validation import (
+    CAP_FITS,
+    check_choice,
+    check_hyperparameters,
+    check_reference_pass_rates,
+    check_round,
+    check_strategy,
+)
 
 
 logger = logging.getLogger(__name__)
@@ -86,6 +93,10 @@ class BOTSSelector:
         pseudo_count: ``m``, the weight of one plug-in prediction in rollouts. ``None`` uses the largest number of
             trials in each update, i.e. the number of rollouts per task G.
         cap_momentum: ``gamma`` in [0, 1), smoothing of the plug-in's coefficient ``mu``.
+        cap_fit: how the plug-in fits ``mu`` on a batch: ``"robust"`` (the paper's ratio over the tasks whose
+            references differ, a batch with too little information skipped, ``mu`` kept in [-2, 3]) or ``"paper"``
+            (the paper's exact ratio of batch means, which explodes when the batch's weak and strong means nearly
+            coincide). See :class:`trl_bots.implicit.InterpolationEstimator`.
         seed: seed of the selector's own random generator (Thompson draws, temperature sampling, permutations).
         strategy: ``"bots"`` (explicit + implicit evidence), ``"mopps"`` (explicit only: rho is 0),
             ``"dots"`` (implicit only: every task, the selected ones included, gets the plug-in's prediction; rho
@@ -115,6 +126,7 @@ class BOTSSelector:
         prior: tuple[float, float] = (1.0, 1.0),
         pseudo_count: float | None = None,
         cap_momentum: float = 0.9,
+        cap_fit: str = "robust",
         seed: int = 0,
         strategy: str = "bots",
         adaptive_implicit_weight: bool = False,
@@ -125,6 +137,7 @@ class BOTSSelector:
         if isinstance(num_tasks, bool) or not isinstance(num_tasks, (int, np.integer)) or num_tasks < 1:
             raise ValueError(f"num_tasks must be a positive integer, got {num_tasks!r}.")
         check_strategy("strategy", strategy)
+        check_choice("cap_fit", cap_fit, CAP_FITS)
         check_hyperparameters(
             target=target,
             forgetting=forgetting,
@@ -141,7 +154,7 @@ class BOTSSelector:
         self.thompson = bool(thompson)
         self.temperature = float(temperature)
         self.prior = (float(prior[0]), float(prior[1]))
-        self.pseudo_count = pseudo_count
+        self.pseudo_count = None if pseudo_count is None else float(pseudo_count)
         self.adaptive_implicit_weight = bool(adaptive_implicit_weight)
         self.seed = seed
 
@@ -149,7 +162,7 @@ class BOTSSelector:
         if reference_pass_rates is not None:
             reference = check_reference_pass_rates(reference_pass_rates, self.num_tasks)
         if estimator is None and reference is not None and strategy != "mopps":
-            estimator = InterpolationEstimator(reference, momentum=cap_momentum)
+            estimator = InterpolationEstimator(reference, momentum=float(cap_momentum), fit=cap_fit)
         self.estimator = estimator
         self.implicit_weight = self._strategy_implicit_weight(implicit_weight, reference is not None)
 
@@ -396,6 +409,7 @@ class BOTSSelector:
             "strategy": self.strategy,
             "round": self.round,
             "implicit_weight": self.implicit_weight,
+            "adaptive_implicit_weight": self.adaptive_implicit_weight,
             "estimator_rounds": self.estimator_rounds,
             "estimator": self.estimator.state_dict() if self.estimator is not None else {},
             "rng": self.rng.bit_generator.state,
@@ -421,7 +435,13 @@ class BOTSSelector:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore a :meth:`state_dict`; ``ValueError`` if it belongs to another task set or strategy."""
+        """Restore a :meth:`state_dict`; ``ValueError`` if it belongs to another task set or strategy, or to other
+        domains or domain weights (the quotas' rotation, ``domain_lag``, is only meaningful for the same ones).
+
+        Restores what was learned (alpha, beta, round, the plug-in's fit, the random generator, the domain lag, and the
+        implicit weight when it adapts and adapted in the saved run); the hyper-parameters stay those given to the
+        constructor.
+        """
         if state.get("num_tasks") != self.num_tasks:
             raise ValueError(
                 f"The selector state is for {state.get('num_tasks')} tasks but this selector has {self.num_tasks}: "
@@ -442,7 +462,9 @@ class BOTSSelector:
             self.order.load_state_dict({"order": state["order"], "cursor": state["order_cursor"]})
         self.alpha, self.beta = alpha.copy(), beta.copy()
         self.round = int(state["round"])
-        self.implicit_weight = float(state["implicit_weight"])
+        if self.adaptive_implicit_weight and state.get("adaptive_implicit_weight"):
+            # Learned: the weight halved so far. Otherwise rho is a setting, and the constructor's value applies.
+            self.implicit_weight = float(state["implicit_weight"])
         self.estimator_rounds = int(state["estimator_rounds"])
         if self.estimator is not None:
             self.estimator.load_state_dict(state["estimator"])

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import inspect
+import io
 import json
-import math
+import logging
 import os
 import tempfile
 import textwrap
@@ -19,22 +20,30 @@ import numpy as np
 import torch
 from datasets import Dataset, IterableDataset
 from torch.utils.data import IterableDataset as TorchIterableDataset
-from transformers.trainer import TRAINER_STATE_NAME
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint, sort_checkpoints
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
 from trl import GRPOTrainer
 from trl.trainer.utils import get_config_model_id
 
+from .checkpoints import (
+    SAMPLER_FILE,
+    latest_complete_checkpoint,  # noqa: F401  (its documented place: trl_bots.trainer)
+    read_json,
+    resume_refusal,
+)
 from .config import BOTSConfig
-from .data import column_values
+from .data import column_values, task_fingerprint
 from .domains import encode_domains, resolve_domain_weights
 from .sampler import BOTSSampler
 from .selector import BOTSSelector
 from .state import SELECTOR_FILE
 
 
+logger = logging.getLogger(__name__)
+
 TASK_ID_COLUMN = "bots_task_id"
-SAMPLER_FILE = "bots_sampler.json"
-ROUND_STATE_FORMAT = "trl-bots-round/1"
+ROUND_STATE_FORMAT = "trl-bots-round/2"
+# A checkpoint taken inside a round holds each process's buffered generation batch (GRPO's `_buffered_inputs`).
+ROUND_BUFFER_FILE = "bots_round_{rank}.pt"
 
 BOTS_CITATION = textwrap.dedent("""\
     @misc{shen2025bots,
@@ -83,34 +92,16 @@ def _domain_labels(dataset: Dataset, args: BOTSConfig) -> list[str] | None:
     return labels
 
 
-def _write_json_atomic(path: str, payload: dict[str, Any]) -> None:
+def _write_atomic(path: str, data: bytes) -> None:
+    """Write `data` to `path` through a temporary file and a rename: the file is whole whenever it exists."""
     fd, tmp = tempfile.mkstemp(prefix=f".{Path(path).name}.", suffix=".tmp", dir=os.path.dirname(path))
     try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(payload, f)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-
-
-def _missing_checkpoint_files(checkpoint: str) -> list[str]:
-    """The files a checkpoint written to the end has and `checkpoint` lacks (the Trainer writes its state file last)."""
-    return [
-        name
-        for name in (SAMPLER_FILE, SELECTOR_FILE, TRAINER_STATE_NAME)
-        if not os.path.isfile(f"{checkpoint}/{name}")
-    ]
-
-
-def latest_complete_checkpoint(output_dir: str) -> str | None:
-    """The newest `checkpoint-<step>` folder of `output_dir` that was written to the end, or None.
-
-    The Trainer writes a checkpoint folder file by file (BOTS round state, model, BOTS selector, optimizer, scheduler,
-    RNG state, `trainer_state.json` last), so a process killed while saving leaves a folder without its last files.
-    """
-    complete = [path for path in sort_checkpoints(output_dir) if not _missing_checkpoint_files(path)]
-    return complete[-1] if complete else None
 
 
 @dataclass(frozen=True)
@@ -150,6 +141,13 @@ def _read_round_state(state: dict[str, Any], tasks_per_round: int, selector: BOT
     return micro_step, tasks
 
 
+def _invalid_round_state(path: str, error: Exception) -> ValueError:
+    return ValueError(
+        f"{path} is not a valid BOTS round state ({error}). Resume from the checkpoint folder as BOTSGRPOTrainer wrote "
+        "it, or from an earlier one."
+    )
+
+
 class BOTSGRPOTrainer(GRPOTrainer):
     """
     [`trl.GRPOTrainer`] whose generation batches are chosen by Bayesian Online Task Selection
@@ -175,8 +173,9 @@ class BOTSGRPOTrainer(GRPOTrainer):
     - `_calculate_rewards`: after the inherited (already gathered) rewards, credits each task's successes, checks that
       all processes hold the same selector, and logs the `bots/*` metrics and the task id / posterior mean columns of
       the completions table.
-    - `_save_checkpoint`, `_load_optimizer_and_scheduler`: save and restore the selector, the current round's tasks and
-      GRPO's micro-step counter (`bots_selector.safetensors`, `bots_sampler.json`).
+    - `_save_checkpoint`, `_load_optimizer_and_scheduler`: save and restore the selector, GRPO's micro-step counter
+      and, inside a round, each process's buffered generation batch (`bots_selector.safetensors`, `bots_sampler.json`,
+      `bots_round_<rank>.pt`).
     - `save_model`: writes the selector state (`bots_selector.safetensors`) beside the model.
     - `create_model_card`: appends a BOTS section; the card carries the `bots` tag.
 
@@ -188,10 +187,11 @@ class BOTSGRPOTrainer(GRPOTrainer):
     rounds credited, at selection time) is 0 by construction, for every schedule and any `dataloader_num_workers`.
 
     Resuming from a checkpoint continues the selection bit-identically. A checkpoint taken in the middle of a round
-    (`num_iterations * steps_per_generation > gradient_accumulation_steps`) makes GRPO regenerate the completions it
-    had buffered; BOTS refills that round with the tasks saved in the checkpoint, without selecting or crediting it
-    again. With several processes, every round ends with a cross-process checksum of the selector: a process that
-    diverged stops training with an error naming it.
+    (`num_iterations * steps_per_generation > gradient_accumulation_steps`) holds the completions GRPO had buffered
+    for the rest of the round, and the resumed run trains on them instead of generating other ones (about 16-24 bytes
+    per prompt-plus-completion token of each process's share of the round, only in such checkpoints). With several
+    processes, a round is credited only after a cross-process checksum of the selector: a process that diverged stops
+    training with an error naming it.
     """
 
     _tag_names = ["trl", "grpo", "bots"]
@@ -224,22 +224,44 @@ class BOTSGRPOTrainer(GRPOTrainer):
             prior=(args.bots_prior_alpha, args.bots_prior_beta),
             pseudo_count=args.bots_pseudo_count if args.bots_pseudo_count is not None else args.num_generations,
             cap_momentum=args.bots_cap_momentum,
+            cap_fit=args.bots_cap_fit,
             seed=args.bots_seed if args.bots_seed is not None else args.seed,
             strategy=args.bots_strategy,
             adaptive_implicit_weight=args.bots_adaptive_implicit_weight,
             domains=_domain_labels(train_dataset, args),
             domain_weights=args.bots_domain_weights,
         )
+        # Task ids are row numbers: the rows must match across processes and on resume. The reference pass rates feed
+        # only the implicit evidence and may be added or recomputed between runs.
+        self.task_fingerprint = task_fingerprint(train_dataset.remove_columns(args.bots_reference_columns or []))
         train_dataset = train_dataset.add_column(TASK_ID_COLUMN, np.arange(len(train_dataset), dtype=np.int64))
         self._bots_rounds_selected = 0  # over the whole run, restored on resume
+        self._bots_unscored_rounds = 0  # consecutive rounds without a scored completion, restored on resume
+        self._bots_warned_unscored = False
         self._bots_tasks: np.ndarray | None = None  # the task of each slot of the round GRPO generates or trains on
         self._bots_uncredited: SelectedRound | None = None  # the round just selected, until its rewards are credited
         super().__init__(model, reward_funcs, args=args, train_dataset=train_dataset, **kwargs)
+        if self.accelerator.num_processes > 1:
+            self._check_same_tasks_on_every_process()
         self._check_environments()
         if args.bots_success_reward is not None and args.bots_success_reward not in self.reward_func_names:
             raise ValueError(
                 f"bots_success_reward={args.bots_success_reward!r} is not one of the reward functions "
                 f"{self.reward_func_names}. Use one of these names, or None for the weighted total reward."
+            )
+
+    def _check_same_tasks_on_every_process(self) -> None:
+        """Every process must hold the same rows in the same order: a task id means the same row on every rank."""
+        value = int.from_bytes(bytes.fromhex(self.task_fingerprint), "big", signed=True)
+        values = self.accelerator.gather(torch.tensor([value], device=self.accelerator.device)).cpu().tolist()
+        fingerprints = [(value % 2**64).to_bytes(8, "big").hex() for value in values]
+        differing = [rank for rank, value in enumerate(fingerprints) if value != fingerprints[0]]
+        if differing:
+            raise ValueError(
+                f"The train_dataset differs across processes: task-list fingerprints per rank {fingerprints}, ranks "
+                f"{differing} differ from rank 0. BOTS identifies a task by its row number, so every process must "
+                "build the same rows in the same order (e.g. shuffle with the same seed on every process, or not at "
+                "all)."
             )
 
     @property
@@ -256,22 +278,17 @@ class BOTSGRPOTrainer(GRPOTrainer):
         """
         return None if self._bots_tasks is None else self._bots_tasks.copy()
 
-    # Overridden to refuse an incomplete checkpoint folder up front. A process killed while saving leaves one behind
-    # (the Trainer writes the folder file by file, not atomically) and `resume_from_checkpoint=True` picks it, being
-    # the newest: the Trainer would load its model, then stop at the missing `trainer_state.json` with a bare
-    # FileNotFoundError. Name the problem and the fix instead.
+    # Overridden to refuse, up front and by name, a folder that cannot be resumed from: an incomplete checkpoint (a
+    # process killed while saving leaves one behind, and `resume_from_checkpoint=True` picks it, being the newest), a
+    # checkpoint without BOTS state, a mistyped or missing path. The Trainer would load the model first, then stop with
+    # a bare FileNotFoundError or JSONDecodeError, or resume with the selector at its prior.
     def train(self, resume_from_checkpoint: str | bool | None = None, *args, **kwargs):
         if resume_from_checkpoint is True:  # the Trainer's own choice, the newest folder; if none, it raises itself
             resume_from_checkpoint = get_last_checkpoint(self.args.output_dir) or True
-        checkpoint = resume_from_checkpoint
-        if isinstance(checkpoint, (str, os.PathLike)) and (missing := _missing_checkpoint_files(str(checkpoint))):
-            raise ValueError(
-                f"Cannot resume from {checkpoint}: it is incomplete, {' and '.join(missing)} "
-                f"{'is' if len(missing) == 1 else 'are'} missing, most likely because the process stopped while "
-                "writing it. Resume from the newest complete checkpoint, "
-                f"{latest_complete_checkpoint(os.path.dirname(os.path.abspath(checkpoint)))} "
-                "(trl_bots.trainer.latest_complete_checkpoint finds it), or delete the incomplete folder."
-            )
+        if isinstance(resume_from_checkpoint, (str, os.PathLike)) and (
+            refusal := resume_refusal(resume_from_checkpoint)
+        ):
+            raise ValueError(refusal)
         return super().train(resume_from_checkpoint, *args, **kwargs)
 
     @staticmethod
@@ -363,19 +380,21 @@ class BOTSGRPOTrainer(GRPOTrainer):
                 "DataLoader reorders or drops samples (e.g. a custom sampler, split_batches or dispatch_batches); "
                 "BOTS needs GRPO's layout."
             )
-        if self._step % (self.args.steps_per_generation * self.num_iterations) == 0:
-            self._bots_uncredited = self._select_round(tasks_per_round)
-            self._bots_tasks = self._bots_uncredited.tasks
-        elif self._bots_tasks is None:
+        if self._in_round():
             raise RuntimeError(
-                f"GRPO regenerates a round in the middle of it (micro-step {self._step}), but BOTS has no record of "
-                "that round's tasks. Resume from a checkpoint written by BOTSGRPOTrainer."
+                f"GRPO generates in the middle of a round (micro-step {self._step}), which BOTS cannot select or "
+                "credit: the round's buffered generation batch is missing. Resume from a checkpoint written by "
+                "BOTSGRPOTrainer, which holds it."
             )
-        # Otherwise GRPO regenerates the round in progress at the checkpoint it resumed from: the saved tasks, no new
-        # selection, no second credit.
+        self._bots_uncredited = self._select_round(tasks_per_round)
+        self._bots_tasks = self._bots_uncredited.tasks
         tasks = self._bots_tasks[slots].tolist()
         rows = self.train_dataset[tasks]
         return [{key: rows[key][position] for key in placeholder} for position, placeholder in enumerate(placeholders)]
+
+    def _in_round(self) -> bool:
+        """Whether GRPO's next micro-step trains on a buffered round instead of generating a new one."""
+        return self._step % (self.args.steps_per_generation * self.num_iterations) != 0
 
     def _select_round(self, tasks_per_round: int) -> SelectedRound:
         evidence_lag = self._bots_rounds_selected - self.selector.round
@@ -393,13 +412,12 @@ class BOTSGRPOTrainer(GRPOTrainer):
         return rewards_per_func
 
     def _credit_round(self, inputs: list[dict[str, Any]], rewards_per_func: torch.Tensor) -> None:
+        local_ids = [int(example[TASK_ID_COLUMN]) for example in inputs]
         if self._bots_uncredited is not None:
             selected, self._bots_uncredited = self._bots_uncredited, None
-            # The gathered rewards are in slot order (checked in `_fill_round`): row k * G + g is task selected[k].
+            self._check_round(selected, local_ids)
             successes, trials = self._count_successes(rewards_per_func)
             stats = self.selector.update(selected.tasks, successes, trials)
-            if self.accelerator.num_processes > 1:
-                self._check_rank_consistency(selected)
             metrics = self._metrics["train"]
             for name, value in stats.as_dict().items():
                 if name != "round":
@@ -409,7 +427,8 @@ class BOTSGRPOTrainer(GRPOTrainer):
             for domain, domain_stats in (self.selector.last_domain_stats or {}).items():
                 for name, value in domain_stats.items():
                     metrics[f"bots/domain/{domain}/{name}"].append(value)
-        local_ids = [int(example[TASK_ID_COLUMN]) for example in inputs]
+            metrics["bots/scored_ratio"].append(float(trials.sum()) / len(rewards_per_func))
+            self._watch_unscored_rounds(trials.sum() > 0)
         posterior_mean = self.selector.posterior_mean()
         self._log_completion_extra(TASK_ID_COLUMN, local_ids)
         self._log_completion_extra("bots_posterior_mean", posterior_mean[local_ids].tolist())
@@ -419,21 +438,64 @@ class BOTSGRPOTrainer(GRPOTrainer):
                 "bots_domain", [domains[code] for code in self.selector.domain_codes[local_ids]]
             )
 
-    def _check_rank_consistency(self, selected: SelectedRound) -> None:
-        """Stop training if any process holds another posterior or selection than process 0 (BOTS.md invariant 2)."""
-        selector = self.selector
-        checksum = zlib.crc32(selector.alpha.tobytes())
-        checksum = zlib.crc32(selector.beta.tobytes(), checksum)
-        checksum = zlib.crc32(np.array([selector.round, *selected.tasks], dtype=np.int64).tobytes(), checksum)
-        local = torch.tensor([checksum], dtype=torch.int64, device=self.accelerator.device)
-        checksums = self.accelerator.gather(local).cpu().tolist()
-        diverged = [rank for rank, value in enumerate(checksums) if value != checksums[0]]
-        if diverged:
+    def _watch_unscored_rounds(self, scored: bool) -> None:
+        """Warn at the first round without a scored completion; stop after `bots_max_unscored_rounds` in a row."""
+        self._bots_unscored_rounds = 0 if scored else self._bots_unscored_rounds + 1
+        if scored:
+            return
+        args = self.args
+        if args.bots_success_reward is not None:
+            cause = f"bots_success_reward={args.bots_success_reward!r} returned None or NaN for every completion"
+        else:
+            weights = self.reward_weights.tolist()
+            weighted = [name for name, w in zip(self.reward_func_names, weights, strict=True) if w != 0]
+            cause = (
+                f"every completion lacked a score from at least one reward function with a non-zero weight {weighted}"
+            )
+        if self._bots_unscored_rounds >= args.bots_max_unscored_rounds:
             raise RuntimeError(
-                f"BOTS selector out of sync across processes after round {selector.round}: ranks {diverged} hold a "
+                f"BOTS stops: no completion was scored in {self._bots_unscored_rounds} rounds in a row ({cause}), so "
+                "the selector has learned nothing and selects from its prior. Make the reward return numbers for "
+                "these tasks (None means unscorable), choose another bots_success_reward, or raise "
+                "bots_max_unscored_rounds."
+            )
+        if not self._bots_warned_unscored:
+            self._bots_warned_unscored = True
+            logger.warning(
+                "BOTS round %d: no completion was scored (%s), so the round taught the selector nothing. Training "
+                "stops after %d such rounds in a row (bots_max_unscored_rounds).",
+                self.selector.round,
+                cause,
+                args.bots_max_unscored_rounds,
+            )
+
+    def _check_round(self, selected: SelectedRound, local_ids: list[int]) -> None:
+        """Before crediting a round, with one gather: every process holds the same selector and selection as process 0
+        (BOTS.md invariant 2), and the rewards are for the selected tasks in slot order (row k * G + g is task k), so
+        that a TRL that scores other rows here, or in another order, stops instead of crediting the wrong tasks."""
+        selector, checksum = self.selector, 0
+        if self.accelerator.num_processes > 1:
+            checksum = zlib.crc32(selector.alpha.tobytes())
+            checksum = zlib.crc32(selector.beta.tobytes(), checksum)
+            checksum = zlib.crc32(np.array([selector.round, *selected.tasks], dtype=np.int64).tobytes(), checksum)
+        local = torch.tensor([[*local_ids, checksum]], dtype=torch.int64, device=self.accelerator.device)
+        gathered = self.accelerator.gather(local).cpu().numpy()
+        checksums, ids = gathered[:, -1].tolist(), gathered[:, :-1].ravel()
+        diverged = [rank for rank, value in enumerate(checksums) if value != checksums[0]]
+        if diverged:  # every process sees it and raises, so none is left waiting in a later collective
+            raise RuntimeError(
+                f"BOTS selector out of sync across processes in round {selector.round + 1}: ranks {diverged} hold a "
                 f"different posterior or selection than rank 0 (CRC-32 per rank: {checksums}). Every process must "
                 "build the trainer from the same dataset, BOTSConfig (seed, bots_seed) and checkpoint, and nothing "
                 "may change trainer.selector on one process only."
+            )
+        if not np.array_equal(ids, np.repeat(selected.tasks, self.num_generations)):
+            raise RuntimeError(
+                f"BOTS selected tasks {selected.tasks.tolist()} for round {selector.round + 1}, each "
+                f"{self.num_generations} times in a row, but the first rewards computed after that selection are "
+                f"for the task ids {ids.tolist()}. GRPOTrainer no longer scores a round the way BOTS expects "
+                "(an unsupported TRL version, or an override of _generate_and_score_completions or "
+                "_calculate_rewards); the round is not credited."
             )
 
     def _count_successes(self, rewards_per_func: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
@@ -441,10 +503,12 @@ class BOTSGRPOTrainer(GRPOTrainer):
         args = self.args
         rewards_per_func = rewards_per_func.detach().to("cpu", torch.float64)
         if args.bots_success_reward is None:
+            # A completion is scored only when every reward function with a non-zero weight scored it: GRPO's total
+            # would count a `None` as 0, so an unscorable answer with a scored side reward (e.g. a format bonus) would
+            # otherwise be a failure. A NaN term makes the sum NaN, i.e. unscored.
             weights = self.reward_weights.to("cpu", torch.float64)
-            rewards = (rewards_per_func * weights).nansum(dim=1)
-            # As in GRPO: a completion that no reward function scored is unscorable, not a zero reward.
-            rewards[torch.isnan(rewards_per_func).all(dim=1)] = math.nan
+            weighted = weights != 0
+            rewards = (rewards_per_func[:, weighted] * weights[weighted]).sum(dim=1)
         else:
             rewards = rewards_per_func[:, self.reward_func_names.index(args.bots_success_reward)]
         rewards = rewards.numpy().reshape(-1, self.num_generations)
@@ -462,22 +526,43 @@ class BOTSGRPOTrainer(GRPOTrainer):
             successes = (scored & (rewards >= args.bots_success_threshold)).sum(axis=1).astype(np.float64)
         return successes, scored.sum(axis=1).astype(np.float64)
 
-    # Overridden to put the current round in every checkpoint (the model and selector files are written by the
-    # inherited method through `save_model`).
+    # Overridden to put BOTS' round state in every checkpoint (the model and selector files are written by the
+    # inherited method through `save_model`). A checkpoint taken inside a round also holds each process's buffered
+    # generation batch: without it GRPO would regenerate the round on resume, with the checkpoint's model and another
+    # random state, and so train on (and credit) other completions than the uninterrupted run.
     def _save_checkpoint(self, model, trial):
+        output_dir = os.path.join(
+            self._get_output_dir(trial=trial), f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+        )
+        os.makedirs(output_dir, exist_ok=True)
+        if self._in_round():
+            buffer = io.BytesIO()
+            torch.save(self._buffered_inputs, buffer)
+            path = os.path.join(output_dir, ROUND_BUFFER_FILE.format(rank=self.args.process_index))
+            _write_atomic(path, buffer.getvalue())
         if self.args.should_save:
-            output_dir = os.path.join(
-                self._get_output_dir(trial=trial), f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
-            )
-            os.makedirs(output_dir, exist_ok=True)
             state = {
                 "format": ROUND_STATE_FORMAT,
                 "micro_step": self._step,
                 "rounds_selected": self._bots_rounds_selected,
-                "tasks": self._bots_tasks.tolist(),
+                "tasks": self._bots_tasks.tolist(),  # for `bots_round_tasks` after resuming inside a round
+                "unscored_rounds": self._bots_unscored_rounds,
+                "rank_files": self._rank_files(),
+                "schedule": self._schedule(),
+                "task_fingerprint": self.task_fingerprint,
+                "settings": self._bots_settings(),
             }
-            _write_json_atomic(os.path.join(output_dir, SAMPLER_FILE), state)
+            _write_atomic(os.path.join(output_dir, SAMPLER_FILE), json.dumps(state).encode())
         super()._save_checkpoint(model, trial)
+
+    def _rank_files(self) -> list[str]:
+        """The checkpoint files of every process: its buffered round, if any, and last its RNG state (named as
+        `Trainer._save_rng_state` names it). Process 0 writes `trainer_state.json` without waiting for them."""
+        ranks = range(self.args.world_size)
+        files = [ROUND_BUFFER_FILE.format(rank=rank) for rank in ranks] if self._in_round() else []
+        if not self.args.save_only_model:
+            files += ["rng_state.pth"] if self.args.world_size <= 1 else [f"rng_state_{rank}.pth" for rank in ranks]
+        return files
 
     # Overridden because this is the Trainer's hook for restoring non-model state on resume (GRPO uses it likewise).
     def _load_optimizer_and_scheduler(self, checkpoint):
@@ -493,21 +578,82 @@ class BOTSGRPOTrainer(GRPOTrainer):
                     f"Cannot resume BOTS from {checkpoint}: {name} is missing, so the selector would restart from the "
                     "prior. Resume from a checkpoint written by BOTSGRPOTrainer, or start a new run."
                 )
-        self.selector.load(paths[SELECTOR_FILE])
-        tasks_per_round = self.args.generation_batch_size // self.num_generations
         try:
-            with open(paths[SAMPLER_FILE]) as f:
-                micro_step, self._bots_tasks = _read_round_state(json.load(f), tasks_per_round, self.selector)
-        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError) as error:
-            raise ValueError(
-                f"{paths[SAMPLER_FILE]} is not a valid BOTS round state ({error}). Resume from the checkpoint folder "
-                "as BOTSGRPOTrainer wrote it, or from an earlier one."
-            ) from error
+            state = read_json(paths[SAMPLER_FILE])
+        except ValueError as error:
+            raise _invalid_round_state(paths[SAMPLER_FILE], error) from error
+        if state.get("format") == ROUND_STATE_FORMAT:
+            if state.get("task_fingerprint") != self.task_fingerprint:
+                raise ValueError(
+                    f"Cannot resume BOTS from {checkpoint}: it was trained on a task list with fingerprint "
+                    f"{state.get('task_fingerprint')}, and this run's train_dataset has fingerprint "
+                    f"{self.task_fingerprint} (other rows, another order or other values). The posterior is per row: "
+                    "resume with the dataset the checkpoint was trained on, in the same order, or start a new run."
+                )
+            self._check_schedule(checkpoint, state.get("schedule"))
+            self._log_changed_settings(checkpoint, state.get("settings"))
+        self.selector.load(paths[SELECTOR_FILE])
+        try:
+            tasks_per_round = self.args.generation_batch_size // self.num_generations
+            micro_step, self._bots_tasks = _read_round_state(state, tasks_per_round, self.selector)
+        except (KeyError, TypeError, ValueError) as error:
+            raise _invalid_round_state(paths[SAMPLER_FILE], error) from error
         self._bots_rounds_selected = self.selector.round  # checked equal to the saved count
+        self._bots_unscored_rounds = int(state.get("unscored_rounds", 0))
         self._bots_uncredited = None
         # A new trainer starts GRPO's micro-step counter at 0. Restoring it keeps GRPO's generation schedule that of
-        # the uninterrupted run, so a checkpoint taken mid-round regenerates that round (see `_fill_round`).
+        # the uninterrupted run; inside a round, GRPO then trains on the restored buffer instead of generating.
         self._step = micro_step
+        if self._in_round():
+            path = os.path.join(checkpoint, ROUND_BUFFER_FILE.format(rank=self.args.process_index))
+            device = self.accelerator.device  # torch.load cannot map to "cpu:0", which multi-process CPU runs use
+            device = "cpu" if device.type == "cpu" else device
+            self._buffered_inputs = torch.load(path, map_location=device, weights_only=True)
+
+    def _schedule(self) -> dict[str, int]:
+        """What decides where GRPO's rounds start in its micro-step count, and what a round holds."""
+        args = self.args
+        return {
+            "num_processes": args.world_size,
+            "gradient_accumulation_steps": args.gradient_accumulation_steps,
+            "steps_per_generation": args.steps_per_generation,
+            "num_iterations": self.num_iterations,
+            "num_generations": self.num_generations,
+            "generation_batch_size": args.generation_batch_size,
+        }
+
+    def _check_schedule(self, checkpoint: str, saved: Any) -> None:
+        saved = saved if isinstance(saved, dict) else {}
+        changed = [
+            f"{name}={saved.get(name)} in the checkpoint, {value} now"
+            for name, value in self._schedule().items()
+            if saved.get(name) != value
+        ]
+        if changed:
+            raise ValueError(
+                f"Cannot resume BOTS from {checkpoint}: the generation schedule changed ({'; '.join(changed)}). The "
+                "restored micro-step counter would put round boundaries elsewhere than in the run that saved it. "
+                "Resume with the checkpoint's settings (number of processes included), or start a new run."
+            )
+
+    def _bots_settings(self) -> dict[str, Any]:
+        return {name: getattr(self.args, name) for name in sorted(vars(self.args)) if name.startswith("bots_")}
+
+    def _log_changed_settings(self, checkpoint: str, saved: Any) -> None:
+        """On resume the settings are the config's and the learned state the checkpoint's: say which settings changed."""
+        saved = saved if isinstance(saved, dict) else {}
+        changed = [
+            f"{name} {saved.get(name)!r} -> {value!r}"
+            for name, value in self._bots_settings().items()
+            if json.loads(json.dumps(value)) != saved.get(name)  # as the checkpoint stores it: tuples are lists
+        ]
+        if changed:
+            logger.warning(
+                "Resuming BOTS from %s with settings that differ from the checkpoint's (the config's apply; alpha, "
+                "beta, mu, round and random state continue from the checkpoint): %s.",
+                checkpoint,
+                ", ".join(changed),
+            )
 
     # Overridden so that the saved model folder carries the selector state (and `push_to_hub` publishes it).
     def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
@@ -540,6 +686,7 @@ class BOTSGRPOTrainer(GRPOTrainer):
             "prior (alpha0, beta0)": (args.bots_prior_alpha, args.bots_prior_beta),
             "pseudo count": args.bots_pseudo_count if args.bots_pseudo_count is not None else args.num_generations,
             "cap momentum": args.bots_cap_momentum,
+            "cap fit": args.bots_cap_fit,
             "reference columns": args.bots_reference_columns,
             "domain column (weights)": f"{args.bots_domain_column} ({args.bots_domain_weights})",
             "success": f"reward {args.bots_success_reward or '(weighted total)'} >= {args.bots_success_threshold}"

@@ -7,30 +7,47 @@ what would be accepted, before any work is done.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
 
 STRATEGIES = ("bots", "mopps", "dots", "uniform", "easy2hard")
+# How the interpolation plug-in fits its coefficient mu on a batch (trl_bots.implicit.InterpolationEstimator).
+CAP_FITS = ("robust", "paper")
 # Rollouts of one task in one round. Far above any real group size, and low enough that float32 posteriors stay exact
 # integers in the counts' range and can never overflow.
 MAX_TRIALS = 1e6
 
 
+def is_real(value: Any) -> bool:
+    """Whether ``value`` is a real number, Python or NumPy, and not a bool."""
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+
+
 def check_in_interval(
     name: str, value: float, low: float, high: float, *, low_open: bool = False, high_open: bool = False
 ) -> None:
-    """Raise unless ``low (<|<=) value (<|<=) high``."""
-    above = value > low if low_open else value >= low
-    below = value < high if high_open else value <= high
-    if not (isinstance(value, (int, float)) and math.isfinite(value) and above and below):
+    """Raise unless ``value`` is a real number (Python or NumPy, not a bool) with ``low (<|<=) value (<|<=) high``."""
+    inside = (
+        is_real(value)
+        and math.isfinite(value)
+        and (value > low if low_open else value >= low)
+        and (value < high if high_open else value <= high)
+    )
+    if not inside:
         interval = f"{'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
         raise ValueError(f"{name} must be a number in {interval}, got {value!r}.")
 
 
+def check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    """Raise unless ``value`` is one of ``choices``."""
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}.")
+
+
 def check_strategy(name: str, strategy: str) -> None:
-    if strategy not in STRATEGIES:
-        raise ValueError(f"{name} must be one of {', '.join(map(repr, STRATEGIES))}, got {strategy!r}.")
+    check_choice(name, strategy, STRATEGIES)
 
 
 def check_hyperparameters(
@@ -53,10 +70,12 @@ def check_hyperparameters(
     check_in_interval(names.get("cap_momentum", "cap_momentum"), cap_momentum, 0.0, 1.0, high_open=True)
     if len(prior) != 2:
         raise ValueError(f"{names.get('prior', 'prior')} must be a pair (alpha0, beta0), got {prior!r}.")
+    # The prior and the pseudo count are worth rollouts, like the trials of a round, and share their bound: beyond it
+    # the float32 posterior loses whole counts, and past float32's range it overflows to inf (a NaN posterior mean).
     for part, value in zip(("alpha0", "beta0"), prior, strict=True):
-        check_in_interval(f"{names.get('prior', 'prior')} {part}", value, 0.0, math.inf, low_open=True, high_open=True)
+        check_in_interval(f"{names.get('prior', 'prior')} {part}", value, 0.0, MAX_TRIALS, low_open=True)
     if pseudo_count is not None:
-        check_in_interval(names.get("pseudo_count", "pseudo_count"), pseudo_count, 0.0, math.inf, high_open=True)
+        check_in_interval(names.get("pseudo_count", "pseudo_count"), pseudo_count, 0.0, MAX_TRIALS)
 
 
 def check_reference_pass_rates(

@@ -632,6 +632,58 @@ def plot(report: dict[str, Any], directory: str) -> list[str]:
     return paths
 
 
+# Multi-domain pool: three domains of fixed true pass rates. "near" sits around p*, "solved" is mostly solved and
+# "hard" mostly unsolved; the pool is 20% / 60% / 20%. (name, tasks, Beta shape of the pass rates)
+DOMAIN_POOL = (("near", 100, (5.0, 5.0)), ("solved", 300, (12.0, 1.0)), ("hard", 100, (1.0, 12.0)))
+DOMAIN_SETTINGS = {
+    "uniform sampling": {"strategy": "uniform"},
+    "bots, no quotas": {},
+    "bots, proportional quotas": {"domain_weights": "proportional"},
+    "bots, uniform quotas": {"domain_weights": "uniform"},
+}
+
+
+def run_domains(seeds: int, steps: int = 200, batch_size: int = 32, group_size: int = 16) -> dict[str, Any]:
+    """Per-domain shares of the selected tasks and the effective-task ratio, with and without domain quotas.
+
+    The pass rates stay fixed (no learner), so the numbers isolate what selection does: where BOTS puts the batch
+    when one domain has many tasks near p*, and what holding each domain to its quota costs in mixed groups.
+    """
+    names = [name for name, _, _ in DOMAIN_POOL]
+    results: dict[str, Any] = {}
+    for setting, extra in DOMAIN_SETTINGS.items():
+        shares, etr, etr_by_domain = [], [], []
+        for seed in range(seeds):
+            rng = np.random.default_rng([seed, 7])
+            labels = np.concatenate([[name] * size for name, size, _ in DOMAIN_POOL])
+            rates = np.concatenate([rng.beta(*shape, size) for _, size, shape in DOMAIN_POOL])
+            order = rng.permutation(labels.size)
+            labels, rates = labels[order], rates[order]
+            selector = BOTSSelector(labels.size, implicit_weight=0.0, seed=seed, domains=labels, **extra)
+            for _ in range(steps):
+                indices = selector.select(batch_size)
+                successes = rng.binomial(group_size, rates[indices]).astype(np.float64)
+                selector.update(indices, successes, np.full(batch_size, float(group_size)))
+                stats = selector.last_domain_stats
+                shares.append([stats[name]["share"] for name in names])
+                etr.append(selector.last_stats.effective_task_ratio)
+                etr_by_domain.append([stats[name]["effective_task_ratio"] for name in names])
+        shares_array = np.array(shares)
+        results[setting] = {
+            "share": dict(zip(names, shares_array.mean(axis=0).round(4).tolist(), strict=True)),
+            "share_range": {
+                n: [float(lo), float(hi)]
+                for n, lo, hi in zip(names, shares_array.min(0), shares_array.max(0), strict=True)
+            },
+            "etr": round(float(np.mean(etr)), 4),
+            "etr_by_domain": dict(
+                zip(names, np.nanmean(np.array(etr_by_domain), axis=0).round(4).tolist(), strict=True)
+            ),
+        }
+    pool = {name: size / sum(size for _, size, _ in DOMAIN_POOL) for name, size, _ in DOMAIN_POOL}
+    return {"pool_share": pool, "steps": steps, "seeds": seeds, "batch_size": batch_size, "settings": results}
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command line entry point."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -657,12 +709,20 @@ def main(argv: list[str] | None = None) -> int:
         "worlds with many reference rates at 0/0 or 1/1 and with similar references (2,048 tasks, 128 steps, 8 "
         "seeds; under a minute)",
     )
+    parser.add_argument(
+        "--domains",
+        action="store_true",
+        help="instead of the comparison of strategies: per-domain shares and ETR with and without domain quotas in a "
+        "three-domain pool (seconds)",
+    )
     parser.add_argument("--output", help="write the JSON here instead of stdout")
     parser.add_argument("--plots", help="write PNG plots into this directory")
     args = parser.parse_args(argv)
 
     if args.cap_fit_comparison and (args.quick or args.plots or args.ablation != "none"):
         parser.error("--cap-fit-comparison runs on its own: drop --quick, --plots and --ablation.")
+    if args.domains and (args.cap_fit_comparison or args.quick or args.plots or args.ablation != "none"):
+        parser.error("--domains runs on its own: drop --cap-fit-comparison, --quick, --plots and --ablation.")
 
     def log(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
@@ -671,7 +731,11 @@ def main(argv: list[str] | None = None) -> int:
     cfg = dataclasses.replace(cfg, cap_fit=args.cap_fit)
     if args.seeds is not None:
         cfg = dataclasses.replace(cfg, seeds=args.seeds)
-    if args.cap_fit_comparison:
+    if args.domains:
+        start = time.perf_counter()
+        report = {"domains": run_domains(args.seeds or 3), "wall_seconds": 0.0}
+        report["wall_seconds"] = time.perf_counter() - start
+    elif args.cap_fit_comparison:
         report = cap_fit_comparison(cfg, log)
     else:
         names = {"none": [], "all": list(ablation_settings(cfg))}.get(args.ablation, [args.ablation])

@@ -28,7 +28,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from trl import ModelConfig, ScriptArguments, TrlParser, get_peft_config, get_quantization_config
 
 from trl_bots import BOTSConfig, BOTSGRPOTrainer
-from trl_bots.data import load_tasks, prepare_tasks
+from trl_bots.data import load_guru, load_tasks, prepare_tasks
 from trl_bots.offline import (
     HeldoutEvaluation,
     OfflineDemoArguments,
@@ -72,6 +72,14 @@ class BOTSScriptArguments(ScriptArguments):
             "help": "Evaluation dataset (Hub name or local file), read at dataset_test_split; default: dataset_name."
         },
     )
+    load_guru: bool = field(
+        default=False,
+        metadata={
+            "help": "Read dataset_name (a GURU file, a folder of GURU files, or files separated by commas) and "
+            "eval_dataset_name with trl_bots.data.load_guru: GURU's columns (prompt_column and answer_column are not "
+            "used) plus each task's domain, from its file name, in a 'domain' column."
+        },
+    )
     max_prompt_tokens: int | None = field(
         default=None,
         metadata={
@@ -87,6 +95,8 @@ def offline_demo_requested(argv: list[str]) -> bool:
 
 def load_datasets(script_args: BOTSScriptArguments, training_args: BOTSConfig):
     def load(name, split):
+        if script_args.load_guru:  # evaluation files (e.g. MATH500) carry no reference pass rates
+            return load_guru(name.split(","), split, pass_rates=name == script_args.dataset_name)
         return prepare_tasks(
             load_tasks(name, script_args.dataset_config, split), script_args.prompt_column, script_args.answer_column
         )
@@ -110,6 +120,11 @@ def drop_long_prompts(dataset, tokenizer, max_tokens: int):
 
 def main(script_args: BOTSScriptArguments, training_args: BOTSConfig, model_args: ModelConfig, demo_args) -> None:
     if script_args.dataset_name is None:
+        if script_args.load_guru:
+            raise ValueError(
+                "load_guru=True reads dataset_name, which is not set (without a dataset this script runs the offline "
+                "demo). Set dataset_name to a GURU file, a folder of GURU files, or files separated by commas."
+            )
         offline_demo(script_args, training_args, demo_args)
         return
     model = model_args.model_name_or_path

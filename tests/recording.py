@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 
 import numpy as np
+import pytest
 from transformers import TrainerCallback
+
+from trl_bots.domains import apportion
 
 
 class RewardRecorder:
@@ -149,3 +153,43 @@ def replay_implicit_posterior(
         alpha = (1 - forgetting) * alpha + forgetting * prior[0] + (1 - rho) * s + rho * pseudo_s
         beta = (1 - forgetting) * beta + forgetting * prior[1] + (1 - rho) * f + rho * pseudo_f
     return alpha, beta, mu
+
+
+def expected_quotas(weights: list[float], rounds: int, batch_size: int) -> list[list[int]]:
+    """The quotas of `rounds` successive rounds (domains in sorted order), from the pure apportionment function."""
+    lag, quotas = [Fraction(0)] * len(weights), []
+    for _ in range(rounds):
+        round_quotas, lag = apportion(batch_size, np.array(weights), lag)
+        quotas.append(round_quotas.tolist())
+    return quotas
+
+
+def check_domain_metrics(log_history, calls, domains, weights, batch_size, generations=2):
+    """Every round's logged `bots/domain/*` metrics against counts computed here from the rewards seen (rho = 0).
+
+    `calls` holds one entry per round with every completion of the round (all processes) in slot order; `domains`
+    is each task's label, `weights` the resolved weight per domain in sorted order (None: no quotas to check).
+    """
+    labels, names = np.array(domains), sorted(set(domains))
+    rounds = [(call["idx"], total_rewards(call, [1.0])) for call in calls]
+    quotas = expected_quotas(weights, len(calls), batch_size) if weights is not None else None
+
+    def logged(key):
+        return [entry[key] for entry in log_history if key in entry]
+
+    for k, (idx, rewards) in enumerate(rounds):
+        tasks = np.array(idx[::generations])  # completions of a task are contiguous
+        assert np.unique(tasks).size == batch_size
+        successes = (np.array(rewards) >= 0.5).reshape(-1, generations).sum(axis=1)
+        alpha, beta = replay_posterior(len(domains), rounds[: k + 1])
+        mean = alpha / (alpha + beta)
+        for d, name in enumerate(names):
+            in_domain = labels[tasks] == name
+            if quotas is not None:
+                assert in_domain.sum() == quotas[k][d], (k, name)
+            assert logged(f"bots/domain/{name}/share")[k] == in_domain.sum() / batch_size
+            effective = logged(f"bots/domain/{name}/effective_task_ratio")[k]
+            mixed = (successes[in_domain] > 0) & (successes[in_domain] < generations)
+            assert math.isnan(effective) if not in_domain.any() else effective == pytest.approx(mixed.mean())
+            posterior = logged(f"bots/domain/{name}/posterior_mean")[k]
+            assert posterior == pytest.approx(mean[labels == name].mean(), rel=1e-5)

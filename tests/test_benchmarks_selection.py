@@ -37,3 +37,8 @@ def test_quick_benchmark_prints_complete_json(tmp_path):
     assert [entry["num_tasks"] for entry in report["save_load"]] == [10**4]
     assert all(positive(entry["seconds"]) for entry in report["save_load"])
     assert positive(report["peak_rss_mib"])
+    domains = report["domains"]  # the six-domain pool beside the single pool, in the same run
+    assert (domains["num_tasks"], domains["batch_size"], domains["num_domains"]) == (10**4, 64, 6)
+    assert positive(domains["single_pool_median_ms"]) and positive(domains["six_domains_median_ms"])
+    assert domains["ratio"] == domains["six_domains_median_ms"] / domains["single_pool_median_ms"]
+    assert "six domains" in result.stderr

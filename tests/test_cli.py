@@ -327,6 +327,10 @@ def test_cli_plot_writes_the_pngs_from_logs_and_the_last_checkpoint(tmp_path, ca
             "bots/effective_task_ratio": 0.5,
             "bots/implicit_pearson": 0.4,
             "bots/implicit_mae": 0.2,
+            "bots/domain/math/share": 0.75,
+            "bots/domain/math/effective_task_ratio": 0.5,
+            "bots/domain/logic/share": 0.25,
+            "bots/domain/logic/effective_task_ratio": math.nan,
         }
         for s in (1, 2, 3)
     ] + [{"step": 3, "train_runtime": 1.0}]
@@ -339,7 +343,7 @@ def test_cli_plot_writes_the_pngs_from_logs_and_the_last_checkpoint(tmp_path, ca
     assert cli_main(["plot", str(run)]) == 0
     written = capsys.readouterr().out.split()
     names = [os.path.basename(p) for p in written]
-    assert names == ["training_curves.png", "posterior_pass_rates.png", "implicit_estimator.png"]
+    assert names == ["training_curves.png", "posterior_pass_rates.png", "implicit_estimator.png", "domains.png"]
     for path in written:
         with open(path, "rb") as f:
             assert f.read(8) == b"\x89PNG\r\n\x1a\n"
@@ -377,3 +381,11 @@ def test_log_series_skips_nan_none_and_other_entries():
     history = [{"step": 1, "x": 0.5}, {"step": 2, "x": math.nan}, {"step": 3, "y": 1}, {"step": 4, "x": None}]
     steps, values = log_series(history, "x")
     assert steps.tolist() == [1] and values.tolist() == [0.5]
+
+
+def test_domain_names_come_from_the_share_metrics():
+    from trl_bots.plotting import domain_names
+
+    history = [{"step": 1, "bots/domain/b/share": 0.5, "bots/domain/a/share": 0.5, "bots/domain/c/posterior_mean": 1}]
+    assert domain_names(history) == ["a", "b"]
+    assert domain_names([{"step": 1, "bots/effective_task_ratio": 0.5}]) == []  # no domains: no domains.png

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from trl_bots import BOTSConfig
+from trl_bots.domains import resolve_domain_weights
 
 
 def test_implicit_weight_default_depends_on_reference_columns(tmp_path):
@@ -45,3 +46,18 @@ def test_numpy_scalars_are_accepted_as_plain_floats_and_bools_are_refused(tmp_pa
     for field, value in (("bots_forgetting", True), ("bots_target_pass_rate", np.bool_(True))):
         with pytest.raises(ValueError, match=f"{field} must be a number in .*, got {value!r}"):
             BOTSConfig(str(tmp_path), use_cpu=True, **{field: value})
+
+
+def test_numpy_domain_weights_are_plain_floats_and_bools_are_refused(tmp_path):
+    weights = {"x": np.float32(1.5), "y": np.int64(2)}
+    config = BOTSConfig(str(tmp_path), use_cpu=True, bots_domain_column="d", bots_domain_weights=weights)
+    assert config.bots_domain_weights == {"x": 1.5, "y": 2.0}
+    assert json.loads(config.to_json_string())["bots_domain_weights"] == {"x": 1.5, "y": 2.0}  # saved with checkpoints
+    sizes = np.array([3, 3])
+    np.testing.assert_array_equal(resolve_domain_weights(config.bots_domain_weights, ["x", "y"], sizes), [1.5, 2.0])
+    for flag in (True, np.bool_(True)):
+        config = BOTSConfig(
+            str(tmp_path), use_cpu=True, bots_domain_column="d", bots_domain_weights={"x": flag, "y": 1}
+        )
+        with pytest.raises(ValueError, match=r"domain_weights must be finite numbers >= 0, got \{'x': "):
+            resolve_domain_weights(config.bots_domain_weights, ["x", "y"], sizes)

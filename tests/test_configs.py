@@ -52,7 +52,12 @@ def test_accelerate_config_loads(name):
 
 def test_there_are_recipes_for_both_model_sizes_and_logic():
     names = {os.path.basename(path) for path in RECIPES}
-    assert {"guru_math_qwen2.5_1.5b.yaml", "guru_math_qwen2.5_7b.yaml", "guru_logic_qwen2.5_7b.yaml"} <= names
+    assert {
+        "guru_math_qwen2.5_1.5b.yaml",
+        "guru_math_qwen2.5_7b.yaml",
+        "guru_logic_qwen2.5_7b.yaml",
+        "guru_mixture_qwen2.5_7b.yaml",
+    } <= names
     assert "offline_demo.yaml" in names
 
 
@@ -89,6 +94,13 @@ def test_recipe_parses_with_trl_parser(path):
     assert training_args.bots_reference_columns == ["qwen2.5_7b_pass_rate", "qwen3_30b_pass_rate"]
     assert script_args.answer_column == "reward_model.ground_truth" and script_args.max_prompt_tokens == 4096
     assert model_args.model_name_or_path.startswith("Qwen/Qwen2.5-") and recipe["bf16"] is True
+    if os.path.basename(path) == "guru_mixture_qwen2.5_7b.yaml":
+        assert script_args.load_guru and script_args.reward_funcs == ["guru_reward"]
+        assert (training_args.bots_domain_column, training_args.bots_domain_weights) == ("domain", "proportional")
+        # The baseline command in the header parses too, and turns the quotas off.
+        baseline = header.split("Uniform baseline")[1].split("train_bots.py")[1].replace("\\", " ").replace("#", " ")
+        _, baseline_args, _, _ = make_parser().parse_args_and_config(baseline.split() + cpu)
+        assert baseline_args.bots_strategy == "uniform" and baseline_args.bots_domain_weights is None
 
 
 def test_multi_node_command_in_the_docs_keeps_32_tasks_per_round():

@@ -156,6 +156,32 @@ def test_cli_writes_json_and_plots(tmp_path):
         assert (tmp_path / "fig" / name).stat().st_size > 1000
 
 
+def test_domain_quotas_hold_and_what_they_cost():
+    result = simulate.run_domains(seeds=1, steps=120)
+    settings, pool = result["settings"], result["pool_share"]
+    # Without quotas BOTS crowds the batch with the domain near p*; the hard domain falls below its pool share.
+    free = settings["bots, no quotas"]["share"]
+    assert free["near"] > 1.5 * pool["near"] and free["hard"] < pool["hard"]
+    # With quotas every round holds floor or ceil of B x share (32 x 0.2 = 6.4), and the mean is the share.
+    for name, share in pool.items():
+        low, high = settings["bots, proportional quotas"]["share_range"][name]
+        assert (low, high) == (math.floor(32 * share) / 32, math.ceil(32 * share) / 32)
+        assert settings["bots, proportional quotas"]["share"][name] == pytest.approx(share, abs=1e-3)
+        assert settings["bots, uniform quotas"]["share"][name] == pytest.approx(1 / 3, abs=1e-3)
+    # The cost: fewer mixed groups than a free choice, still more than uniform sampling.
+    etr = {name: setting["etr"] for name, setting in settings.items()}
+    assert etr["bots, no quotas"] > etr["bots, proportional quotas"] > etr["uniform sampling"]
+
+
+def test_cli_domains_mode_writes_json(tmp_path):
+    output = tmp_path / "domains.json"
+    assert simulate.main(["--domains", "--seeds", "1", "--output", str(output)]) == 0
+    report = json.loads(output.read_text())
+    assert set(report["domains"]["settings"]) == set(simulate.DOMAIN_SETTINGS)
+    with pytest.raises(SystemExit):  # it has no plots: --plots is refused, not ignored
+        simulate.main(["--domains", "--plots", str(tmp_path)])
+
+
 def test_cap_fit_comparison_robust_fit_holds_where_the_paper_fit_explodes():
     cfg = dataclasses.replace(simulate.cap_fit_config(), seeds=2)
     report = simulate.cap_fit_comparison(cfg)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from launching import accelerate_launch, read_ranks
-from recording import replay_posterior, total_rewards
+from recording import check_domain_metrics, replay_posterior, total_rewards
 from tiny import task_dataset
 
 from trl_bots.data import task_fingerprint
@@ -77,3 +79,26 @@ def test_two_processes_agree_count_both_ranks_resume_exactly_and_detect_divergen
         "bots_round_0.pt",
         "bots_round_1.pt",
     ]
+
+
+@pytest.mark.slow
+def test_two_processes_hold_domain_quotas_every_round(tiny_model_path, tmp_path):
+    accelerate_launch("launched_domains.py", tiny_model_path, tmp_path)
+    ranks = read_ranks(tmp_path, 2)
+    assert ranks[0]["rounds"] == ranks[1]["rounds"] and len(ranks[0]["rounds"]) == 6
+    assert ranks[0]["lag"] == ranks[1]["lag"]
+    history = [
+        json.dumps([{k: v for k, v in entry.items() if k.startswith("bots/domain/")} for entry in rank["log_history"]])
+        for rank in ranks
+    ]
+    assert history[0] == history[1]  # the same per-domain metrics logged on both processes (NaN included)
+    # Each rank scored its own half of a round's completions; together, in rank order, they are the round's slots.
+    calls = [
+        {
+            "idx": c0["idx"] + c1["idx"],
+            "rewards": [r0 + r1 for r0, r1 in zip(c0["rewards"], c1["rewards"], strict=True)],
+        }
+        for c0, c1 in zip(ranks[0]["calls"], ranks[1]["calls"], strict=True)
+    ]
+    # Shares equal to the quotas of weights 1:2 over 4 tasks, every round; ETR and posterior means per domain.
+    check_domain_metrics(ranks[0]["log_history"], calls, ranks[0]["domains"], [1.0, 2.0], batch_size=4)

@@ -31,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     plot = commands.add_parser(
         "plot",
-        help="Write PNG plots of a BOTS run (effective-task ratio, reward, posterior, implicit estimator).",
+        help="Write PNG plots of a BOTS run (effective-task ratio, reward, posterior, implicit estimator, domains).",
     )
     plot.add_argument("run_dir", help="output_dir of a BOTSGRPOTrainer run.")
     plot.add_argument("--output_dir", default=None, help="Where to write the PNGs (default: RUN_DIR/plots).")

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from trl import GRPOConfig
 
-from .validation import CAP_FITS, check_choice, check_hyperparameters, check_in_interval, check_strategy
+from .domains import DOMAIN_WEIGHT_MODES
+from .validation import CAP_FITS, check_choice, check_hyperparameters, check_in_interval, check_strategy, is_real
 
 
 _FLOAT_FIELDS = (
@@ -81,7 +83,19 @@ class BOTSConfig(GRPOConfig):
             round logs a warning.
         bots_seed (`int` or `None`, *optional*, defaults to `None`):
             Seed of the selector's random generator, identical on every process. `None` uses `seed`.
+        bots_domain_column (`str` or `None`, *optional*, defaults to `None`):
+            Dataset column naming each task's domain (GURU: `ability` or `data_source`; nested fields with dots, e.g.
+            `extra_info.domain`). Every round then logs per domain its share of the selected tasks, effective-task
+            ratio and mean posterior pass rate (`bots/domain/<name>/...`), and the completions table gets the domain.
+        bots_domain_weights (`dict[str, float]`, `str` or `None`, *optional*, defaults to `None`):
+            With `bots_domain_column`: the share of every generation batch each domain gets, as a mapping domain ->
+            weight (JSON on the command line), `"proportional"` (to the domain's number of tasks) or `"uniform"`.
+            Every round takes each domain's quota and selects within the domain by the BOTS rule. `None` (`"none"` on
+            the command line, to override a recipe): one selection over all tasks.
     """
+
+    # Accepted as a JSON string on the command line, like GRPOConfig's other dict fields.
+    _VALID_DICT_FIELDS = [*GRPOConfig._VALID_DICT_FIELDS, "bots_domain_weights"]
 
     bots_strategy: str = field(
         default="bots",
@@ -181,6 +195,23 @@ class BOTSConfig(GRPOConfig):
         metadata={"help": "Seed of the selector's random generator, the same on every process. None uses seed."},
     )
 
+    bots_domain_column: str | None = field(
+        default=None,
+        metadata={
+            "help": "Dataset column naming each task's domain (nested fields with dots, e.g. extra_info.domain): "
+            "per-domain metrics every round, and the domain in the completions table."
+        },
+    )
+    bots_domain_weights: dict[str, float] | str | None = field(
+        default=None,
+        metadata={
+            "help": "Share of every generation batch per domain (needs bots_domain_column): a mapping domain -> "
+            "weight (JSON on the command line), 'proportional' (to the domain sizes) or 'uniform'. Each domain's "
+            "quota is selected inside the domain by the BOTS rule. None ('none' on the command line): one selection "
+            "over all tasks."
+        },
+    )
+
     def __post_init__(self):
         super().__post_init__()
         check_strategy("bots_strategy", self.bots_strategy)
@@ -231,4 +262,35 @@ class BOTSConfig(GRPOConfig):
                 f"bots_implicit_weight={self.bots_implicit_weight} needs implicit evidence from reference pass rates, "
                 "but bots_reference_columns is not set. Set bots_reference_columns=[weak_column, strong_column] (two "
                 "dataset columns of offline pass rates), or bots_implicit_weight=0 for explicit evidence only."
+            )
+        self._check_domain_settings()
+
+    def _check_domain_settings(self) -> None:
+        """What can be checked without the data; the domains themselves are checked when the trainer reads them."""
+        if isinstance(self.bots_domain_weights, str) and self.bots_domain_weights.lower() == "none":
+            self.bots_domain_weights = None  # the command line's way to unset a recipe's weights
+        if isinstance(self.bots_domain_weights, Mapping):  # NumPy weights as plain floats, like the other settings
+            self.bots_domain_weights = {
+                domain: float(value) if is_real(value) else value for domain, value in self.bots_domain_weights.items()
+            }
+        column, weights = self.bots_domain_column, self.bots_domain_weights
+        if column is not None and (not isinstance(column, str) or not column):
+            raise ValueError(f"bots_domain_column must name a dataset column, got {column!r}.")
+        if weights is None:
+            return
+        if column is None:
+            raise ValueError(
+                f"bots_domain_weights={weights!r} needs bots_domain_column, the dataset column naming each task's "
+                "domain (e.g. 'ability' for GURU). Set it, or leave bots_domain_weights out for one global selection."
+            )
+        if isinstance(weights, str) and weights not in DOMAIN_WEIGHT_MODES:
+            raise ValueError(
+                f"bots_domain_weights must be a mapping domain -> weight (JSON on the command line, e.g. "
+                f"'{{\"math\": 2, \"logic\": 1}}'), 'proportional' or 'uniform', got {weights!r}."
+            )
+        if self.bots_strategy in ("uniform", "easy2hard"):
+            raise ValueError(
+                f"bots_domain_weights applies to the adaptive strategies (bots, mopps, dots); bots_strategy="
+                f"{self.bots_strategy!r} serves a fixed order of all tasks. Leave bots_domain_weights out for this "
+                "baseline (bots_domain_column alone still logs per-domain metrics)."
             )

@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Any
 
-from datasets import Dataset, DatasetDict, load_dataset, load_from_disk
+from datasets import Dataset, DatasetDict, concatenate_datasets, load_dataset, load_from_disk
+
+
+logger = logging.getLogger(__name__)
 
 
 # Builders of `datasets` for local files, by file extension.
@@ -23,6 +27,7 @@ LOCAL_FORMATS = {".json": "json", ".jsonl": "json", ".parquet": "parquet", ".arr
 # pass rates of two reference models (the paper's weak and strong references).
 GURU_ANSWER_COLUMN = "reward_model.ground_truth"
 GURU_REFERENCE_COLUMNS = ("qwen2.5_7b_pass_rate", "qwen3_30b_pass_rate")
+GURU_DOMAIN_COLUMN = "domain"  # added by load_guru from the file names
 
 
 def load_tasks(name_or_path: str, config: str | None = None, split: str = "train") -> Dataset:
@@ -60,6 +65,28 @@ def _has_column(dataset: Dataset, dotted: str) -> bool:
     return True
 
 
+def _check_column(dataset: Dataset, field_name: str, column: str, holds: str) -> None:
+    if not _has_column(dataset, column):
+        raise ValueError(
+            f"{field_name}={column!r} is not a column of the dataset (columns: {dataset.column_names}). Set "
+            f"{field_name} to the column that holds the {holds}; nested fields are written with dots, e.g. "
+            "reward_model.ground_truth."
+        )
+
+
+def column_values(dataset: Dataset, column: str, field_name: str, holds: str) -> list[Any]:
+    """
+    Every row's value of ``column``, a column or a dotted path into a nested one (``extra_info.domain``); a missing
+    column is an error naming ``field_name`` (the setting that named it) and what it should hold.
+    """
+    _check_column(dataset, field_name, column, holds)
+    head, *rest = column.split(".")
+    values = dataset[head]
+    for key in rest:
+        values = [None if value is None else value[key] for value in values]
+    return values
+
+
 def prepare_tasks(dataset: Dataset, prompt_column: str = "prompt", answer_column: str | None = "solution") -> Dataset:
     """
     Copy ``prompt_column`` into ``prompt`` and ``answer_column`` (a column, or a dotted path into a nested one such
@@ -67,12 +94,8 @@ def prepare_tasks(dataset: Dataset, prompt_column: str = "prompt", answer_column
     rewards that need none).
     """
     for field_name, column in (("prompt_column", prompt_column), ("answer_column", answer_column)):
-        if column is not None and not _has_column(dataset, column):
-            raise ValueError(
-                f"{field_name}={column!r} is not a column of the dataset (columns: {dataset.column_names}). Set "
-                f"{field_name} to the column that holds the {field_name.split('_')[0]}; nested fields are written "
-                "with dots, e.g. reward_model.ground_truth."
-            )
+        if column is not None:
+            _check_column(dataset, field_name, column, field_name.split("_")[0])
     if prompt_column != "prompt":
         dataset = dataset.map(lambda row: {"prompt": _lookup(row, prompt_column)})
     if answer_column is not None and answer_column != "solution":
@@ -80,20 +103,84 @@ def prepare_tasks(dataset: Dataset, prompt_column: str = "prompt", answer_column
     return dataset
 
 
-def load_guru(path: str, split: str = "train") -> Dataset:
+def load_guru(
+    paths: str | os.PathLike | list[str | os.PathLike], split: str = "train", pass_rates: bool = True
+) -> Dataset:
     """
-    A GURU split (e.g. ``math__combined_54.4k.parquet``) ready for BOTS: ``prompt`` (chat messages) as it is, the
-    ground truth from ``reward_model.ground_truth`` in ``solution``, and the reference pass-rate columns
-    :data:`GURU_REFERENCE_COLUMNS` checked to be present.
+    GURU data ready for BOTS, from one file (e.g. ``math__combined_54.4k.parquet``), a folder of GURU files, or a list
+    of files and folders: ``prompt`` (chat messages) as it is, the ground truth from ``reward_model.ground_truth`` in
+    ``solution``, the reference pass-rate columns :data:`GURU_REFERENCE_COLUMNS` checked to be present, and each
+    task's domain in a ``domain`` column: the part of its file name before ``__`` (GURU names its files
+    ``<domain>__<source>.parquet``: math, codegen, logic, simulation, table, stem). Set
+    ``bots_domain_column="domain"`` for per-domain metrics and quotas, and use
+    :func:`trl_bots.rewards.guru_reward`, which scores each row by its domain.
+
+    Files whose other columns differ in type (GURU's ``extra_info`` differs between domains) or lack a column the
+    others have are aligned by storing those columns as JSON text (``null`` where a file lacks the column), with a
+    warning naming them. ``pass_rates=False`` skips the pass-rate check, for evaluation files (e.g. MATH500), which
+    have none.
     """
-    dataset = prepare_tasks(load_tasks(path, split=split), prompt_column="prompt", answer_column=GURU_ANSWER_COLUMN)
-    missing = [column for column in GURU_REFERENCE_COLUMNS if column not in dataset.column_names]
-    if missing:
-        raise ValueError(
-            f"{path} lacks the GURU pass-rate columns {missing} (columns: {dataset.column_names}). Compute them with "
-            "`trl-bots estimate-pass-rates`, or set bots_reference_columns to the columns the file has."
-        )
-    return dataset
+    files = _guru_files(paths)
+    parts = []
+    for file in files:
+        dataset = prepare_tasks(load_tasks(os.fspath(file), split=split), "prompt", GURU_ANSWER_COLUMN)
+        missing = [column for column in GURU_REFERENCE_COLUMNS if pass_rates and column not in dataset.column_names]
+        if missing:
+            raise ValueError(
+                f"{file} lacks the GURU pass-rate columns {missing} (columns: {dataset.column_names}). Compute them "
+                "with `trl-bots estimate-pass-rates`, or set bots_reference_columns to the columns the file has."
+            )
+        if GURU_DOMAIN_COLUMN in dataset.column_names:
+            raise ValueError(
+                f"{file} already has a {GURU_DOMAIN_COLUMN!r} column, where load_guru puts the domain from the file "
+                "name. Rename that column first."
+            )
+        parts.append(dataset.add_column(GURU_DOMAIN_COLUMN, [file.stem.split("__")[0]] * len(dataset)))
+    return concatenate_datasets(_align_columns(parts, files)) if len(parts) > 1 else parts[0]
+
+
+def _guru_files(paths: str | os.PathLike | list[str | os.PathLike]) -> list[Path]:
+    """The data files named by ``paths``: files as given, folders expanded to their data files (sorted by name)."""
+    files: list[Path] = []
+    for path in map(Path, [paths] if isinstance(paths, (str, os.PathLike)) else paths):
+        if path.is_dir():
+            found = sorted(file for file in path.iterdir() if file.suffix in LOCAL_FORMATS and file.is_file())
+            if not found:
+                raise FileNotFoundError(
+                    f"{path} holds no data file ({', '.join(sorted(LOCAL_FORMATS))}). Point load_guru at GURU's "
+                    "parquet files, e.g. the folder of `huggingface-cli download LLM360/guru-RL-92k`."
+                )
+            files += found
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise FileNotFoundError(f"GURU data {os.fspath(path)!r} does not exist.")
+    if not files:
+        raise ValueError("load_guru needs at least one file or folder.")
+    return files
+
+
+def _align_columns(parts: list[Dataset], files: list[Path]) -> list[Dataset]:
+    """Make the parts' features equal: columns that differ in type or are not in every part become JSON text."""
+    names = sorted({name for part in parts for name in part.column_names})
+    differing = [
+        name
+        for name in names
+        if any(name not in part.features for part in parts)
+        or any(part.features[name] != parts[0].features.get(name) for part in parts)
+    ]
+    if not differing:
+        return parts
+    logger.warning(
+        f"load_guru: the columns {differing} differ in type between {[f.name for f in files]} or are missing in some; "
+        "they are kept as JSON text (json.loads gives the value back; null where a file lacks the column)."
+    )
+
+    def as_json(part: Dataset) -> Dataset:
+        return part.map(lambda row: {name: json.dumps(row.get(name)) for name in differing})
+
+    aligned = [as_json(part) for part in parts]
+    return [part.select_columns(aligned[0].column_names) for part in aligned]
 
 
 def task_fingerprint(dataset: Dataset, batch_size: int = 1000) -> str:

@@ -21,6 +21,8 @@ from .state import SELECTOR_FILE, read_state_file
 
 logger = logging.getLogger(__name__)
 
+DOMAIN_PREFIX = "bots/domain/"  # per-domain metrics: bots/domain/<name>/<metric>
+
 
 def _candidates(run_dir: Path, name: str) -> list[Path]:
     """``run_dir/name`` if it exists, then the ones in the checkpoint folders, highest step first."""
@@ -58,9 +60,10 @@ def log_series(log_history: list[dict], key: str) -> tuple[np.ndarray, np.ndarra
 def plot_run(run_dir: str | os.PathLike, output_dir: str | os.PathLike | None = None) -> list[Path]:
     """
     Write ``training_curves.png`` (effective-task ratio and reward over steps), ``posterior_pass_rates.png``
-    (histogram of the posterior mean pass rates at the last checkpoint) and ``implicit_estimator.png`` (Pearson
-    correlation and mean absolute error of the implicit plug-in on each batch, when the run had one) into
-    ``output_dir`` (default: ``run_dir/plots``). Returns the paths written.
+    (histogram of the posterior mean pass rates at the last checkpoint), ``implicit_estimator.png`` (Pearson
+    correlation and mean absolute error of the implicit plug-in on each batch, when the run had one) and
+    ``domains.png`` (each domain's share of the selected tasks and its effective-task ratio, when the run had
+    ``bots_domain_column``) into ``output_dir`` (default: ``run_dir/plots``). Returns the paths written.
     """
     import matplotlib
 
@@ -99,7 +102,31 @@ def plot_run(run_dir: str | os.PathLike, output_dir: str | os.PathLike | None = 
         axis.set(xlabel="step", title="Implicit estimator vs observed pass rates of the selected tasks")
         axis.legend()
         written.append(_save(figure, output_dir / "implicit_estimator.png"))
+
+    domains = domain_names(history)
+    if domains:
+        figure, (share_axis, etr_axis) = plt.subplots(2, 1, sharex=True, figsize=(7, 6))
+        for name in domains:
+            share_axis.plot(*log_series(history, f"{DOMAIN_PREFIX}{name}/share"), marker=".", label=name)
+            etr_axis.plot(*log_series(history, f"{DOMAIN_PREFIX}{name}/effective_task_ratio"), marker=".", label=name)
+        share_axis.set(ylabel="share of the batch", ylim=(-0.02, 1.02), title="Selected tasks per domain")
+        etr_axis.set(xlabel="step", ylabel="effective-task ratio", ylim=(-0.02, 1.02))
+        share_axis.legend()
+        written.append(_save(figure, output_dir / "domains.png"))
     return written
+
+
+def domain_names(log_history: list[dict]) -> list[str]:
+    """The domains of a run with ``bots_domain_column``, from its ``bots/domain/<name>/share`` metrics, sorted."""
+    suffix = "/share"
+    return sorted(
+        {
+            key[len(DOMAIN_PREFIX) : -len(suffix)]
+            for entry in log_history
+            for key in entry
+            if key.startswith(DOMAIN_PREFIX) and key.endswith(suffix)
+        }
+    )
 
 
 def plot_comparison(curves: dict[str, dict], path: str | os.PathLike, title: str) -> Path:

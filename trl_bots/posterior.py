@@ -12,6 +12,8 @@ The result is again a Beta distribution. Unselected tasks have ``s_i = f_i = 0``
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 
 
@@ -63,12 +65,24 @@ def posterior_mean(alpha: np.ndarray, beta: np.ndarray, out: np.ndarray | None =
     return np.divide(alpha, total, out=total)
 
 
-def average_posterior_mean(alpha: np.ndarray, beta: np.ndarray) -> float:
-    """The average over tasks of :func:`posterior_mean`, computed chunk by chunk without an array of length N."""
+def _chunked_posterior_means(alpha: np.ndarray, beta: np.ndarray) -> Iterator[tuple[slice, np.ndarray]]:
+    """:func:`posterior_mean` chunk by chunk, in one reused buffer: no array of length N is allocated."""
     scratch = np.empty(min(CHUNK_SIZE, alpha.size), dtype=alpha.dtype)
-    total = 0.0
     for start in range(0, alpha.size, CHUNK_SIZE):
         chunk = slice(start, start + CHUNK_SIZE)
         mean = np.add(alpha[chunk], beta[chunk], out=scratch[: alpha[chunk].size])
-        total += float(np.divide(alpha[chunk], mean, out=mean).sum())  # pairwise float32 sum of <= 65536 terms
-    return total / alpha.size
+        yield chunk, np.divide(alpha[chunk], mean, out=mean)
+
+
+def average_posterior_mean(alpha: np.ndarray, beta: np.ndarray) -> float:
+    """The average over tasks of :func:`posterior_mean`."""
+    # Pairwise float32 sums of <= 65536 terms, added up in float64.
+    return sum(float(mean.sum()) for _, mean in _chunked_posterior_means(alpha, beta)) / alpha.size
+
+
+def group_posterior_means(alpha: np.ndarray, beta: np.ndarray, groups: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+    """The average of :func:`posterior_mean` over the tasks of each group (``groups``: each task's group index)."""
+    sums = np.zeros(len(sizes))
+    for chunk, mean in _chunked_posterior_means(alpha, beta):
+        sums += np.bincount(groups[chunk], weights=mean, minlength=len(sizes))
+    return sums / sizes

@@ -132,11 +132,52 @@ def format_reward(completions: list[str | list[dict[str, str]]], **kwargs) -> li
     return [float(bool(_THINK_THEN_BOXED.match(completion_text(c)))) for c in completions]
 
 
+# How `guru_reward` scores each GURU domain (the `domain` column of `trl_bots.data.load_guru`): by name of the reward
+# function, or None for a domain it cannot score (code needs a sandbox to run its tests).
+GURU_DOMAIN_REWARDS: dict[str, str | None] = {
+    "math": "math_accuracy_reward",
+    "stem": "math_accuracy_reward",  # GURU's science split: numeric and symbolic answers
+    "science": "math_accuracy_reward",
+    "logic": "exact_match_reward",
+    "simulation": "exact_match_reward",
+    "table": "exact_match_reward",  # GURU's tabular split
+    "tabular": "exact_match_reward",
+    "codegen": None,
+    "code": None,
+}
+
+
+def guru_reward(
+    completions: list[str | list[dict[str, str]]], solution: list[str], domain: list[str], **kwargs
+) -> list[float | None]:
+    r"""
+    A reward router for GURU mixtures: each completion is scored by the reward of its row's ``domain`` (see
+    :data:`GURU_DOMAIN_REWARDS`): ``math_accuracy_reward`` for math and science, ``exact_match_reward`` for logic,
+    simulation and tabular, ``None`` for code (no sandbox here), which GRPO and BOTS then leave unscored. A domain
+    not in the table is an error, not a silent ``None``. Pass a sandboxed code reward as a second reward function to
+    score code.
+    """
+    unknown = sorted(set(domain) - set(GURU_DOMAIN_REWARDS))
+    if unknown:
+        raise ValueError(
+            f"guru_reward does not know the domains {unknown}; it routes {sorted(GURU_DOMAIN_REWARDS)}. Add the domain "
+            "to trl_bots.rewards.GURU_DOMAIN_REWARDS, or pass your own reward function."
+        )
+    rewards: list[float | None] = [None] * len(completions)
+    for name in {GURU_DOMAIN_REWARDS[label] for label in domain} - {None}:
+        rows = [i for i, label in enumerate(domain) if GURU_DOMAIN_REWARDS[label] == name]
+        scores = REWARD_FUNCTIONS[name]([completions[i] for i in rows], [solution[i] for i in rows])
+        for i, score in zip(rows, scores, strict=True):
+            rewards[i] = score
+    return rewards
+
+
 REWARD_FUNCTIONS: dict[str, RewardFunction] = {
     "math_accuracy_reward": math_accuracy_reward,
     "exact_match_reward": exact_match_reward,
     "partial_match_reward": partial_match_reward,
     "format_reward": format_reward,
+    "guru_reward": guru_reward,
 }
 
 

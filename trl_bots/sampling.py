@@ -233,8 +233,12 @@ def draws_in_window(
     window: tuple[float, float],
     bound: float,
     tasks: np.ndarray | None = None,
+    pool: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Draw ``X_i ~ Beta(alpha_i, beta_i)`` for the ``tasks`` (default: all) and reveal those in ``window``.
+
+    ``tasks`` is a small set, flagged with one uniform each; ``pool`` (instead) a large one, e.g. one domain's tasks,
+    searched by geometric skips like the whole pool.
 
     Returns the tasks whose draw lies in ``window = (lo, hi)`` and their draws (float64); every other
     task's draw lies outside the window, with the exact conditional law (never materialised).
@@ -251,8 +255,10 @@ def draws_in_window(
     flag_probability = (hi - lo) * bound
     if not 0 <= flag_probability <= 1:
         raise ValueError(f"The window {window} is too wide for thinning under the density bound {bound}.")
-    if tasks is None:
+    if tasks is None and pool is None:
         flagged = bernoulli_positions(rng, alpha.size, flag_probability)
+    elif tasks is None:
+        flagged = pool[bernoulli_positions(rng, pool.size, flag_probability)]
     else:
         flagged = tasks[rng.random(tasks.size) < flag_probability]
     proposals = lo + (hi - lo) * rng.random(flagged.size)

@@ -59,9 +59,26 @@ def _window(target: float, half_width: float) -> tuple[float, float]:
     return max(0.0, target - half_width), min(1.0, target + half_width)
 
 
-def _mean_density_at(alpha: np.ndarray, beta: np.ndarray, target: float) -> float:
-    probes = np.linspace(0, alpha.size - 1, min(alpha.size, DENSITY_PROBES)).astype(np.int64)
+def _mean_density_at(alpha: np.ndarray, beta: np.ndarray, target: float, pool: np.ndarray | None) -> float:
+    size = alpha.size if pool is None else pool.size
+    probes = np.linspace(0, size - 1, min(size, DENSITY_PROBES)).astype(np.int64)
+    probes = probes if pool is None else pool[probes]
     return float(np.exp(beta_log_pdf(np.float64(target), alpha[probes], beta[probes])).mean())
+
+
+def mean_densities_by_group(
+    alpha: np.ndarray, beta: np.ndarray, target: float, groups: np.ndarray, num_groups: int
+) -> np.ndarray:
+    """Each group's mean density at ``target``, estimated on one set of evenly spaced probes over all tasks.
+
+    One evaluation serves every group (a domain's own probes would cost one per domain); NaN for a group without a
+    probe. The estimate only sizes the first window of :func:`select_thompson_top_in_pool`, never the law of the draws.
+    """
+    probes = np.linspace(0, alpha.size - 1, min(alpha.size, DENSITY_PROBES)).astype(np.int64)
+    densities = np.exp(beta_log_pdf(np.float64(target), alpha[probes], beta[probes]))
+    counts = np.bincount(groups[probes], minlength=num_groups)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.bincount(groups[probes], weights=densities, minlength=num_groups) / counts
 
 
 def _nearest(tasks: np.ndarray, draws: np.ndarray, target: float, batch_size: int) -> np.ndarray:
@@ -82,9 +99,31 @@ def select_thompson_top(
     in the old window) and revealed on the new one. When windows grow too wide for thinning to pay (or a shape is
     below 1, or the pool is small), the remaining tasks are drawn in full, again conditioned on the last window.
     """
-    num_tasks = alpha.size
-    bound = density_bound(alpha, beta)
-    density = _mean_density_at(alpha, beta, target) if bound is not None else 0.0
+    return select_thompson_top_in_pool(rng, alpha, beta, target, batch_size, None, density_bound(alpha, beta))
+
+
+def select_thompson_top_in_pool(
+    rng: np.random.Generator,
+    alpha: np.ndarray,
+    beta: np.ndarray,
+    target: float,
+    batch_size: int,
+    pool: np.ndarray | None,
+    bound: float | None,
+    density: float = math.nan,
+) -> np.ndarray:
+    """:func:`select_thompson_top` among the tasks of ``pool`` only (sorted task ids; ``None``: all tasks).
+
+    ``bound`` is :func:`trl_bots.sampling.density_bound` of a superset of the pool: a caller choosing from several
+    pools (the domains of a round) computes it once over all tasks, and may pass the pool's mean ``density`` at the
+    target (see :func:`mean_densities_by_group`; NaN: estimated here). Costs time in proportion to the draws
+    revealed, not to the size of the pool, which is never copied.
+    """
+    num_tasks = alpha.size if pool is None else pool.size
+    if bound is None:
+        density = 0.0
+    elif math.isnan(density):
+        density = _mean_density_at(alpha, beta, target, pool)
     half_width = WINDOW_MARGIN * batch_size / (2 * num_tasks * density) if density > 0 else math.inf
     tasks, draws = np.empty(0, dtype=np.int64), np.empty(0)
     previous = None  # the last window revealed: every task outside ``tasks`` has its draw outside it
@@ -92,7 +131,7 @@ def select_thompson_top(
         window = _window(target, half_width)
         if (window[1] - window[0]) * bound > MAX_FLAG_PROBABILITY:
             break
-        new_tasks, new_draws = draws_in_window(rng, alpha, beta, window, bound)
+        new_tasks, new_draws = draws_in_window(rng, alpha, beta, window, bound, pool=pool)
         if previous is not None:
             unplaced = ~np.isin(new_tasks, tasks, assume_unique=True)
             new_tasks, new_draws = _redraw_outside(
@@ -102,7 +141,7 @@ def select_thompson_top(
         if tasks.size >= batch_size:
             return _nearest(tasks, draws, target, batch_size)
         previous, half_width = window, 2 * half_width
-    return _nearest_drawing_all(rng, alpha, beta, target, batch_size, tasks, draws, previous)
+    return _nearest_drawing_all(rng, alpha, beta, target, batch_size, tasks, draws, previous, pool)
 
 
 def _inside(draws: np.ndarray, window: tuple[float, float]) -> np.ndarray:
@@ -123,8 +162,11 @@ def _redraw_outside(rng, alpha, beta, window, bound, previous, tasks, draws):
     return np.concatenate(placed_tasks), np.concatenate(placed_draws)
 
 
-def _nearest_drawing_all(rng, alpha, beta, target, batch_size, tasks, draws, previous):
+def _nearest_drawing_all(rng, alpha, beta, target, batch_size, tasks, draws, previous, pool):
     """Draw every task not placed yet, conditioned on landing outside ``previous`` (if any), and take the nearest."""
+    if pool is not None:  # positions in the pool stand for its tasks; the pool is sorted, so ties still go by task id
+        alpha, beta, tasks = alpha[pool], beta[pool], np.searchsorted(pool, tasks)
+        return pool[_nearest_drawing_all(rng, alpha, beta, target, batch_size, tasks, draws, previous, None)]
     if previous is None:
         return select_top(distance_to_target(sample_beta(rng, alpha, beta), target), batch_size)
     rest = np.ones(alpha.size, dtype=bool)

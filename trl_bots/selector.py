@@ -11,17 +11,28 @@ arXiv:2510.26374.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import os
+import zlib
+from collections.abc import Mapping, Sequence
+from fractions import Fraction
 from typing import Any
 
 import numpy as np
 
 from .baselines import CyclicOrder, easy_to_hard_order, uniform_order
+from .domains import domain_quotas, domain_round_stats, encode_domains, resolve_domain_weights
 from .implicit import ImplicitEvidence, InterpolationEstimator
-from .posterior import average_posterior_mean, posterior_mean, update_posterior
-from .sampling import sample_beta
-from .selection import distance_to_target, select_softmax, select_thompson_top, select_top
+from .posterior import average_posterior_mean, group_posterior_means, posterior_mean, update_posterior
+from .sampling import density_bound, sample_beta
+from .selection import (
+    distance_to_target,
+    mean_densities_by_group,
+    select_softmax,
+    select_thompson_top_in_pool,
+    select_top,
+)
 from .state import read_state_file, write_state_file
 from .validation import (
     CAP_FITS,
@@ -32,6 +43,8 @@ from .validation import (
     check_strategy,
 )
 
+
+logger = logging.getLogger(__name__)
 
 # Mean absolute error of the plug-in on a batch at or above which adaptive rho is halved (paper, Section 4).
 ADAPTIVE_MAE_THRESHOLD = 0.25
@@ -93,6 +106,12 @@ class BOTSSelector:
         adaptive_implicit_weight: halve rho whenever the plug-in's mean absolute error on a batch is >= 0.25.
         estimator: a custom implicit-evidence plug-in (see :class:`trl_bots.implicit.ImplicitEvidence`) used
             instead of the interpolation plug-in.
+        domains: optional domain label of every task (non-empty strings, at most 256 distinct). Each update then
+            records per-domain diagnostics in :attr:`last_domain_stats`.
+        domain_weights: with ``domains``, the share of every round each domain gets: a mapping label -> weight
+            (every domain of ``domains``, weights >= 0, not all 0), ``"proportional"`` (to the domain's number of
+            tasks) or ``"uniform"``. Each round takes each domain's quota (:meth:`domain_quotas`) and selects that many
+            tasks inside the domain by the same rule as the global selection. ``None``: one selection over all tasks.
     """
 
     def __init__(
@@ -112,6 +131,8 @@ class BOTSSelector:
         strategy: str = "bots",
         adaptive_implicit_weight: bool = False,
         estimator: ImplicitEvidence | None = None,
+        domains: Sequence[str] | np.ndarray | None = None,
+        domain_weights: Mapping[str, float] | str | None = None,
     ) -> None:
         if isinstance(num_tasks, bool) or not isinstance(num_tasks, (int, np.integer)) or num_tasks < 1:
             raise ValueError(f"num_tasks must be a positive integer, got {num_tasks!r}.")
@@ -164,6 +185,35 @@ class BOTSSelector:
         self.round = 0
         self.estimator_rounds = 0  # rounds the plug-in has been fitted on; it cannot predict before the first
         self.last_stats: RoundStats | None = None
+        self._init_domains(domains, domain_weights)
+
+    def _init_domains(
+        self, domains: Sequence[str] | np.ndarray | None, domain_weights: Mapping[str, float] | str | None
+    ) -> None:
+        self.domain_names: tuple[str, ...] | None = None
+        self.domain_codes: np.ndarray | None = None  # each task's index into domain_names
+        self.domain_sizes: np.ndarray | None = None
+        self.domain_weights: np.ndarray | None = None  # resolved, in the order of domain_names
+        self.last_domain_stats: dict[str, dict[str, float]] | None = None
+        self._reported_capped: set[str] = set()  # domains already logged as smaller than their quota
+        if domains is None:
+            if domain_weights is not None:
+                raise ValueError("domain_weights needs domains: pass the domain label of every task as domains=.")
+            return
+        self.domain_names, self.domain_codes = encode_domains(domains, self.num_tasks)
+        self.domain_sizes = np.bincount(self.domain_codes, minlength=len(self.domain_names))
+        # Each domain's task ids, sorted: views into one stable argsort, searched in place when selecting.
+        order = np.argsort(self.domain_codes, kind="stable")
+        self._domain_pools = np.split(order, np.cumsum(self.domain_sizes)[:-1])
+        if domain_weights is not None:
+            if self.order is not None:
+                raise ValueError(
+                    f"domain_weights apply to the adaptive strategies (bots, mopps, dots); strategy={self.strategy!r} "
+                    "serves a fixed order of all tasks. Leave domain_weights out for this baseline."
+                )
+            self.domain_weights = resolve_domain_weights(domain_weights, self.domain_names, self.domain_sizes)
+            # How far each domain is behind its exact shares over the rounds so far: rotates the remainder seats.
+            self.domain_lag = [Fraction(0)] * len(self.domain_names)
 
     def _strategy_implicit_weight(self, implicit_weight: float, has_reference: bool) -> float:
         has_estimator = self.estimator is not None
@@ -196,16 +246,68 @@ class BOTSSelector:
             )
         if self.order is not None:
             return self.order.take(int(batch_size), self.rng)
+        if self.domain_weights is None:
+            return self._select_by_rule(int(batch_size))
+        # Each domain's quota by the same rule, domains in the order of domain_names, each best first.
+        quotas, self.domain_lag = self._round_quotas(int(batch_size))
+        # What Thompson top-B selection needs to know of the posteriors, computed once for all domains.
+        bound = density_bound(self.alpha, self.beta) if self.thompson and self.temperature == 0 else None
+        densities = np.full(len(quotas), math.nan)
+        if bound is not None:
+            densities = mean_densities_by_group(self.alpha, self.beta, self.target, self.domain_codes, len(quotas))
+        chosen = [
+            self._select_by_rule(int(k), pool, bound, density)
+            for pool, k, density in zip(self._domain_pools, quotas, densities, strict=True)
+            if k
+        ]
+        return np.concatenate(chosen)
+
+    def _select_by_rule(
+        self, batch_size: int, pool: np.ndarray | None = None, bound: float | None = None, density: float = math.nan
+    ) -> np.ndarray:
+        """The BOTS rule among the tasks of ``pool`` (sorted ids; None: all); with a pool, ``bound`` and ``density``
+        as :func:`trl_bots.selection.select_thompson_top_in_pool` takes them."""
         if self.thompson and self.temperature == 0:
-            return select_thompson_top(self.rng, self.alpha, self.beta, self.target, int(batch_size))
+            bound = density_bound(self.alpha, self.beta) if pool is None else bound
+            return select_thompson_top_in_pool(
+                self.rng, self.alpha, self.beta, self.target, batch_size, pool, bound, density
+            )
+        alpha, beta = (self.alpha, self.beta) if pool is None else (self.alpha[pool], self.beta[pool])
         if self.thompson:
-            pass_rates = sample_beta(self.rng, self.alpha, self.beta, out=self._scratch)
+            pass_rates = sample_beta(self.rng, alpha, beta, out=self._scratch[: alpha.size])
         else:
-            pass_rates = posterior_mean(self.alpha, self.beta, out=self._scratch)
+            pass_rates = posterior_mean(alpha, beta, out=self._scratch[: alpha.size])
         distance = distance_to_target(pass_rates, self.target, out=pass_rates)
         if self.temperature > 0:
-            return select_softmax(distance, int(batch_size), self.temperature, self.rng)
-        return select_top(distance, int(batch_size))
+            chosen = select_softmax(distance, batch_size, self.temperature, self.rng)
+        else:
+            chosen = select_top(distance, batch_size)
+        return chosen if pool is None else pool[chosen]
+
+    def domain_quotas(self, batch_size: int) -> dict[str, int] | None:
+        """Tasks per domain that the next :meth:`select` of ``batch_size`` takes (``None`` without domain weights).
+
+        Largest-remainder rounding of ``batch_size * weight``, the remainder seats rotated to the domains furthest
+        behind their exact shares so far (see :func:`trl_bots.domains.apportion`); a domain smaller than its quota
+        gives all its tasks and the rest goes to the other domains in proportion to their weights.
+        """
+        if self.domain_weights is None:
+            return None
+        return dict(zip(self.domain_names, self._round_quotas(batch_size)[0].tolist(), strict=True))
+
+    def _round_quotas(self, batch_size: int) -> tuple[np.ndarray, list[Fraction]]:
+        quotas, capped, lag = domain_quotas(batch_size, self.domain_weights, self.domain_sizes, self.domain_lag)
+        newly_capped = [name for name, cap in zip(self.domain_names, capped, strict=True) if cap]
+        newly_capped = [name for name in newly_capped if name not in self._reported_capped]
+        if newly_capped:
+            self._reported_capped.update(newly_capped)
+            sizes = {name: int(self.domain_sizes[self.domain_names.index(name)]) for name in newly_capped}
+            logger.warning(
+                f"BOTS domain quotas: the domains {sizes} (name: tasks) have fewer tasks than their quota of a "
+                f"{batch_size}-task round; each gives all its tasks, and the other domains take the rest in proportion "
+                "to their weights. Reported once."
+            )
+        return quotas, lag
 
     # ------------------------------------------------------------------ evidence
     def update(self, indices: np.ndarray, successes: np.ndarray, trials: np.ndarray) -> RoundStats:
@@ -254,13 +356,25 @@ class BOTSSelector:
         )
         self.round += 1
         batch = max(idx.size, 1)
+        if self.domain_codes is None:
+            mean = average_posterior_mean(self.alpha, self.beta)
+        else:  # one pass gives both the per-domain means and the overall one
+            domain_means = group_posterior_means(self.alpha, self.beta, self.domain_codes, self.domain_sizes)
+            mean = float(domain_means @ self.domain_sizes) / self.num_tasks
+            per_domain = domain_round_stats(
+                self.domain_codes[idx], len(self.domain_names), successes, trials, domain_means
+            )
+            self.last_domain_stats = {
+                name: {key: float(values[d]) for key, values in per_domain.items()}
+                for d, name in enumerate(self.domain_names)
+            }
         self.last_stats = RoundStats(
             round=self.round,
             effective_task_ratio=float(np.sum((successes > 0) & (successes < trials))) / batch,
             all_solved_ratio=float(np.sum(scored & (successes == trials))) / batch,
             none_solved_ratio=float(np.sum(scored & (successes == 0))) / batch,
             selected_pass_rate=float(successes.sum() / trials.sum()) if trials.sum() > 0 else math.nan,
-            posterior_mean=average_posterior_mean(self.alpha, self.beta),
+            posterior_mean=mean,
             cap_coef=cap_coef,
             implicit_pearson=pearson,
             implicit_mae=mae,
@@ -304,13 +418,29 @@ class BOTSSelector:
         if self.order is not None:
             state["order"] = self.order.order.copy()
             state["order_cursor"] = self.order.cursor
+        if self.domain_names is not None:
+            state["domains"] = self._domain_signature()
+        if self.domain_weights is not None:
+            state["domain_lag"] = [str(value) for value in self.domain_lag]  # exact fractions, e.g. "-2/3"
         return state
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore a :meth:`state_dict`; ``ValueError`` if it belongs to another task set or strategy.
+    def _domain_signature(self) -> dict[str, Any] | None:
+        """What a saved state must share with this selector's domains (the quotas follow from it and the round)."""
+        if self.domain_names is None:
+            return None
+        return {
+            "names": list(self.domain_names),
+            "codes_crc32": zlib.crc32(self.domain_codes.tobytes()),
+            "weights": None if self.domain_weights is None else self.domain_weights.tolist(),
+        }
 
-        Restores what was learned (alpha, beta, round, the plug-in's fit, the random generator, and the implicit weight
-        when it adapts and adapted in the saved run); the hyper-parameters stay those given to the constructor.
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore a :meth:`state_dict`; ``ValueError`` if it belongs to another task set or strategy, or to other
+        domains or domain weights (the quotas' rotation, ``domain_lag``, is only meaningful for the same ones).
+
+        Restores what was learned (alpha, beta, round, the plug-in's fit, the random generator, the domain lag, and the
+        implicit weight when it adapts and adapted in the saved run); the hyper-parameters stay those given to the
+        constructor.
         """
         if state.get("num_tasks") != self.num_tasks:
             raise ValueError(
@@ -319,6 +449,11 @@ class BOTSSelector:
             )
         if state.get("strategy") != self.strategy:
             raise ValueError(f"The selector state is for strategy {state.get('strategy')!r}, not {self.strategy!r}.")
+        if state.get("domains") != self._domain_signature():
+            raise ValueError(
+                f"The selector state was saved with other domains or domain weights ({state.get('domains')}) than this "
+                f"selector has ({self._domain_signature()}). Resume with the same domain labels and weights."
+            )
         alpha, beta = (np.asarray(state[k], dtype=np.float32) for k in ("alpha", "beta"))
         for name, array in (("alpha", alpha), ("beta", beta)):
             if array.shape != (self.num_tasks,) or not np.isfinite(array).all() or (array <= 0).any():
@@ -334,6 +469,11 @@ class BOTSSelector:
         if self.estimator is not None:
             self.estimator.load_state_dict(state["estimator"])
         self.rng.bit_generator.state = state["rng"]
+        if self.domain_weights is not None:
+            lag = [Fraction(value) for value in state["domain_lag"]]
+            if len(lag) != len(self.domain_names):
+                raise ValueError(f"The selector state's domain_lag must have {len(self.domain_names)} entries.")
+            self.domain_lag = lag
         self.last_stats = RoundStats(**state["last_stats"]) if state.get("last_stats") else None
 
     def save(self, path: str | os.PathLike) -> None:

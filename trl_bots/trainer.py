@@ -31,7 +31,8 @@ from .checkpoints import (
     resume_refusal,
 )
 from .config import BOTSConfig
-from .data import task_fingerprint
+from .data import column_values, task_fingerprint
+from .domains import encode_domains, resolve_domain_weights
 from .sampler import BOTSSampler
 from .selector import BOTSSelector
 from .state import SELECTOR_FILE
@@ -69,6 +70,26 @@ def _reference_pass_rates(dataset: Dataset, columns: list[str] | None) -> np.nda
             f"bots_reference_columns {columns} must hold one number per row (a pass rate in [0, 1]), but they could "
             f"not be read as numbers: {error}. Fill missing values or drop those rows."
         ) from error
+
+
+def _domain_labels(dataset: Dataset, args: BOTSConfig) -> list[str] | None:
+    """Each task's domain from `bots_domain_column`, checked (with `bots_domain_weights`) under the config's names."""
+    if args.bots_domain_column is None:
+        return None
+    labels = column_values(dataset, args.bots_domain_column, "bots_domain_column", "domain of each task")
+    name = f"bots_domain_column={args.bots_domain_column!r}"
+    names, codes = encode_domains(labels, len(dataset), name=name)
+    sizes = np.bincount(codes, minlength=len(names))
+    if args.bots_domain_weights is not None:
+        weights = resolve_domain_weights(args.bots_domain_weights, names, sizes, name="bots_domain_weights")
+        tasks_per_batch = args.generation_batch_size // args.num_generations
+        if tasks_per_batch > sizes[weights > 0].sum():
+            raise ValueError(
+                f"One generation batch needs {tasks_per_batch} distinct tasks (generation_batch_size // "
+                f"num_generations), but the domains with a positive weight in bots_domain_weights hold only "
+                f"{int(sizes[weights > 0].sum())} tasks. Give weight to more domains or use a smaller batch."
+            )
+    return labels
 
 
 def _write_atomic(path: str, data: bytes) -> None:
@@ -207,6 +228,8 @@ class BOTSGRPOTrainer(GRPOTrainer):
             seed=args.bots_seed if args.bots_seed is not None else args.seed,
             strategy=args.bots_strategy,
             adaptive_implicit_weight=args.bots_adaptive_implicit_weight,
+            domains=_domain_labels(train_dataset, args),
+            domain_weights=args.bots_domain_weights,
         )
         # Task ids are row numbers: the rows must match across processes and on resume. The reference pass rates feed
         # only the implicit evidence and may be added or recomputed between runs.
@@ -401,11 +424,19 @@ class BOTSGRPOTrainer(GRPOTrainer):
                     metrics[f"bots/{name}"].append(value)
             metrics["bots/selection_ms"].append(selected.selection_ms)
             metrics["bots/evidence_lag"].append(selected.evidence_lag)
+            for domain, domain_stats in (self.selector.last_domain_stats or {}).items():
+                for name, value in domain_stats.items():
+                    metrics[f"bots/domain/{domain}/{name}"].append(value)
             metrics["bots/scored_ratio"].append(float(trials.sum()) / len(rewards_per_func))
             self._watch_unscored_rounds(trials.sum() > 0)
         posterior_mean = self.selector.posterior_mean()
         self._log_completion_extra(TASK_ID_COLUMN, local_ids)
         self._log_completion_extra("bots_posterior_mean", posterior_mean[local_ids].tolist())
+        if self.selector.domain_names is not None:
+            domains = self.selector.domain_names
+            self._log_completion_extra(
+                "bots_domain", [domains[code] for code in self.selector.domain_codes[local_ids]]
+            )
 
     def _watch_unscored_rounds(self, scored: bool) -> None:
         """Warn at the first round without a scored completion; stop after `bots_max_unscored_rounds` in a row."""
@@ -657,6 +688,7 @@ class BOTSGRPOTrainer(GRPOTrainer):
             "cap momentum": args.bots_cap_momentum,
             "cap fit": args.bots_cap_fit,
             "reference columns": args.bots_reference_columns,
+            "domain column (weights)": f"{args.bots_domain_column} ({args.bots_domain_weights})",
             "success": f"reward {args.bots_success_reward or '(weighted total)'} >= {args.bots_success_threshold}"
             + (" (fractional evidence)" if args.bots_fractional_evidence else ""),
             "tasks": selector.num_tasks,

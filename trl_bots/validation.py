@@ -7,6 +7,7 @@ what would be accepted, before any work is done.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
@@ -19,13 +20,17 @@ CAP_FITS = ("robust", "paper")
 MAX_TRIALS = 1e6
 
 
+def is_real(value: Any) -> bool:
+    """Whether ``value`` is a real number, Python or NumPy, and not a bool."""
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+
+
 def check_in_interval(
     name: str, value: float, low: float, high: float, *, low_open: bool = False, high_open: bool = False
 ) -> None:
     """Raise unless ``value`` is a real number (Python or NumPy, not a bool) with ``low (<|<=) value (<|<=) high``."""
-    is_real = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
     inside = (
-        is_real
+        is_real(value)
         and math.isfinite(value)
         and (value > low if low_open else value >= low)
         and (value < high if high_open else value <= high)

@@ -1,0 +1,157 @@
+"""GURU mixtures: load_guru over several files or a folder keeps each task's domain; guru_reward routes by domain."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+
+import numpy as np
+import pytest
+from datasets import Dataset
+from recording import RewardRecorder, replay_posterior, total_rewards
+from tiny import load_tiny, task_dataset, tiny_args
+
+from trl_bots.data import load_guru
+from trl_bots.rewards import format_reward, get_reward_function, guru_reward
+from trl_bots.trainer import BOTSGRPOTrainer
+
+
+def guru_file(folder, name, ability, answers, extra):
+    """A small file with GURU's schema: chat prompt, reward_model.ground_truth, ability, data_source, pass rates."""
+    rows = [
+        {
+            "data_source": name.split(".")[0],
+            "prompt": [{"role": "user", "content": f"{ability} task {i}"}],
+            "ability": ability,
+            "reward_model": {"ground_truth": answer, "style": "rule"},
+            "extra_info": extra(i),
+            "qwen2.5_7b_pass_rate": i / 10,
+            "qwen3_30b_pass_rate": (i + 5) / 10,
+        }
+        for i, answer in enumerate(answers)
+    ]
+    path = folder / name
+    Dataset.from_list(rows).to_parquet(str(path))
+    return path
+
+
+@pytest.fixture
+def guru_folder(tmp_path):
+    folder = tmp_path / "guru"
+    folder.mkdir()
+    guru_file(folder, "math__combined_3.parquet", "math", ["2", "\\frac{1}{2}", "4"], lambda i: {"index": i})
+    # Logic's extra_info has another structure than math's, as in GURU.
+    guru_file(folder, "logic__ordering_2.parquet", "logic", ["A,B", "C"], lambda i: {"index": i, "answer_list": ["x"]})
+    guru_file(folder, "codegen__leetcode_2.parquet", "codegen", ["def f(): pass", "x"], lambda i: {"index": i})
+    (folder / "README.md").write_text("not data")
+    return folder
+
+
+def test_folder_and_file_list_keep_the_domain(guru_folder, caplog):
+    with caplog.at_level(logging.WARNING, logger="trl_bots.data"):
+        dataset = load_guru(guru_folder)
+    # Files in name order: codegen, logic, math.
+    assert dataset["domain"] == ["codegen"] * 2 + ["logic"] * 2 + ["math"] * 3
+    assert dataset["ability"] == dataset["domain"]  # the original columns are kept
+    assert dataset["solution"] == ["def f(): pass", "x", "A,B", "C", "2", "\\frac{1}{2}", "4"]
+    assert dataset[5]["prompt"] == [{"role": "user", "content": "math task 1"}]
+    assert dataset["qwen3_30b_pass_rate"] == [0.5, 0.6, 0.5, 0.6, 0.5, 0.6, 0.7]
+    # extra_info differs in structure between the files: kept as JSON text, and said so.
+    assert [json.loads(value) for value in dataset["extra_info"][2:5]] == [
+        {"index": 0, "answer_list": ["x"]},
+        {"index": 1, "answer_list": ["x"]},
+        {"index": 0},
+    ]
+    assert any("['extra_info']" in record.getMessage() for record in caplog.records)
+
+    files = [guru_folder / "math__combined_3.parquet", guru_folder / "logic__ordering_2.parquet"]
+    mixed = load_guru([str(f) for f in files])
+    assert mixed["domain"] == ["math"] * 3 + ["logic"] * 2
+    single = load_guru(files[0])  # one file: its domain, its columns as they are
+    assert single["domain"] == ["math"] * 3 and single[0]["extra_info"] == {"index": 0}
+
+
+def test_load_guru_errors(tmp_path, guru_folder):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_guru(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="holds no data file"):
+        load_guru(tmp_path / "empty")
+    dataset = Dataset.from_parquet(str(guru_folder / "math__combined_3.parquet"))
+    dataset.add_column("domain", ["x"] * 3).to_parquet(str(tmp_path / "math__with_domain.parquet"))
+    with pytest.raises(ValueError, match="already has a 'domain' column"):
+        load_guru(tmp_path / "math__with_domain.parquet")
+
+
+def test_guru_reward_routes_by_domain(guru_folder):
+    dataset = load_guru(guru_folder)
+    completions = [
+        "```python\ndef f(): pass\n```",  # code: no sandbox, unscored
+        "x",
+        "The order is \\boxed{A,B}",  # logic: exact match of the boxed answer
+        "\\boxed{D}",
+        "\\boxed{2}",  # math: math-verify, so 0.5 equals 1/2
+        "\\boxed{0.5}",
+        "\\boxed{5}",
+    ]
+    rewards = get_reward_function("guru_reward")(completions, solution=dataset["solution"], domain=dataset["domain"])
+    assert rewards == [None, None, 1.0, 0.0, 1.0, 1.0, 0.0]
+    with pytest.raises(ValueError, match=r"does not know the domains \['poetry'\]"):
+        guru_reward(["x"], solution=["x"], domain=["poetry"])
+
+
+def test_example_script_loads_a_guru_folder_and_its_eval_file(guru_folder, tmp_path):
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples"))
+    from train_bots import load_datasets, main, make_parser
+
+    eval_file = tmp_path / "math__math_500.parquet"  # evaluation files carry no pass rates
+    Dataset.from_parquet(str(guru_folder / "math__combined_3.parquet")).remove_columns(
+        ["qwen2.5_7b_pass_rate", "qwen3_30b_pass_rate"]
+    ).to_parquet(str(eval_file))
+    argv = ["--output_dir", str(tmp_path / "run"), "--use_cpu", "true", "--report_to", "none", "--load_guru", "true"]
+    argv += ["--dataset_name", str(guru_folder), "--eval_dataset_name", str(eval_file), "--eval_strategy", "steps"]
+    argv += ["--bots_domain_column", "domain", "--bots_domain_weights", '{"codegen": 0, "logic": 1, "math": 2}']
+    script_args, training_args, _, _ = make_parser().parse_args_and_config(argv)
+    assert training_args.bots_domain_weights == {"codegen": 0, "logic": 1, "math": 2}  # JSON on the command line
+    train, evaluation = load_datasets(script_args, training_args)
+    assert train["domain"] == ["codegen"] * 2 + ["logic"] * 2 + ["math"] * 3
+    assert evaluation["domain"] == ["math"] * 3 and "qwen3_30b_pass_rate" not in evaluation.column_names
+    # Without a dataset the script runs the offline demo: --load_guru there is refused, not ignored.
+    without_dataset = make_parser().parse_args_and_config(argv[:8])
+    with pytest.raises(ValueError, match="load_guru=True reads dataset_name, which is not set"):
+        main(*without_dataset)
+
+
+def test_code_rows_stay_unscored_beside_a_format_reward(tiny_model_path, tmp_path):
+    """guru_reward's None for code rows is neither success nor failure, though format_reward (weight 0.1) scores them."""
+    domains = ["codegen" if i % 3 == 0 else "logic" for i in range(12)]
+    dataset = task_dataset(12).add_column("domain", domains).add_column("solution", [str(i) for i in range(12)])
+    model, tokenizer = load_tiny(tiny_model_path)
+    recorder = RewardRecorder()
+    weights = [1.0, 0.1]
+    args = tiny_args(
+        str(tmp_path),
+        per_device_train_batch_size=6,  # 3 tasks a round: one code task, two logic tasks
+        max_steps=4,
+        reward_weights=weights,
+        bots_domain_column="domain",
+        bots_domain_weights={"codegen": 1, "logic": 2},
+    )
+    trainer = BOTSGRPOTrainer(
+        model, recorder.wrap(guru_reward, format_reward), args=args, train_dataset=dataset, processing_class=tokenizer
+    )
+    trainer.train()
+    code = sorted({i for call in recorder.calls for i in call["idx"] if domains[i] == "codegen"})
+    assert len(recorder.calls) == 4 and code
+    assert all(r is not None for call in recorder.calls for r in call["rewards"][1])  # format scored every row
+    # Code tasks never got a trial: alpha and beta stay at the flat prior (a failure would have raised beta).
+    assert trainer.selector.alpha[code].tolist() == trainer.selector.beta[code].tolist() == [1.0] * len(code)
+    alpha, beta = replay_posterior(12, [(call["idx"], total_rewards(call, weights)) for call in recorder.calls])
+    np.testing.assert_allclose(trainer.selector.alpha, alpha, rtol=1e-6)
+    np.testing.assert_allclose(trainer.selector.beta, beta, rtol=1e-6)
+    history = trainer.state.log_history
+    assert [e["bots/scored_ratio"] for e in history if "bots/scored_ratio" in e] == [4 / 6] * 4
+    code_etr = [e["bots/domain/codegen/effective_task_ratio"] for e in history if "bots/domain/codegen/share" in e]
+    assert code_etr == [0.0] * 4

@@ -1,0 +1,161 @@
+"""Multi-domain task pools: domain labels, domain weights, per-round quotas and per-domain diagnostics.
+
+A pool may mix sources (GURU has math, code, science, logic, simulation and tabular tasks). With domain weights,
+every round takes each domain's quota of the batch and selects that many tasks inside the domain by the BOTS rule,
+so one domain with many tasks near the target cannot crowd out the others. Everything here is a pure function of
+its arguments: the quotas of a round depend only on the batch size, the weights, the domain sizes and each domain's
+lag behind its exact share (exact fractions, kept in the selector state), so every process computes the same quotas
+and a resumed run continues with the same ones.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from fractions import Fraction
+
+import numpy as np
+
+from .validation import is_real
+
+
+MAX_DOMAINS = 256  # far above any real mixture; keeps per-domain metrics and the quota arithmetic small
+DOMAIN_WEIGHT_MODES = ("proportional", "uniform")
+
+
+def encode_domains(
+    labels: Sequence[str] | np.ndarray, num_tasks: int, name: str = "domains"
+) -> tuple[tuple[str, ...], np.ndarray]:
+    """Validate one label per task; return the sorted distinct names and each task's code (index into the names)."""
+    labels = list(labels)
+    if len(labels) != num_tasks:
+        raise ValueError(f"{name} must hold one label per task ({num_tasks}), got {len(labels)} labels.")
+    bad = [(i, label) for i, label in enumerate(labels) if not isinstance(label, str) or not label.strip()]
+    if bad:
+        examples = ", ".join(f"task {i}: {label!r}" for i, label in bad[:5])
+        raise ValueError(
+            f"{name} must be non-empty strings; {len(bad)} tasks have another value ({examples}"
+            f"{', ...' if len(bad) > 5 else ''}). Fill in the domain of these tasks or drop them."
+        )
+    names, codes = np.unique(np.asarray(labels, dtype=object).astype(str), return_inverse=True)
+    if names.size > MAX_DOMAINS:
+        raise ValueError(
+            f"{name} has {names.size} distinct labels, more than {MAX_DOMAINS}: it looks like a per-task field (an id "
+            f"or a prompt), not a domain. First labels: {names[:5].tolist()}. Name a column with a few domain labels."
+        )
+    return tuple(names.tolist()), codes.astype(np.uint8)  # MAX_DOMAINS labels fit in a byte
+
+
+def resolve_domain_weights(
+    weights: Mapping[str, float] | str, names: Sequence[str], sizes: np.ndarray, name: str = "domain_weights"
+) -> np.ndarray:
+    """The weight of every domain (in the order of ``names``) from a mapping, ``"proportional"`` or ``"uniform"``."""
+    if isinstance(weights, str):
+        if weights == "proportional":
+            return np.asarray(sizes, dtype=np.float64)
+        if weights == "uniform":
+            return np.ones(len(names))
+        raise ValueError(f"{name} must be a mapping domain -> weight, 'proportional' or 'uniform', got {weights!r}.")
+    if not isinstance(weights, Mapping):
+        raise ValueError(
+            f"{name} must be a mapping domain -> weight, 'proportional' or 'uniform', got {type(weights).__name__}."
+        )
+    unknown = sorted(set(weights) - set(names), key=str)
+    missing = [domain for domain in names if domain not in weights]
+    if unknown or missing:
+        raise ValueError(
+            f"{name} must give a weight to exactly the domains of the data {list(names)}; "
+            + (f"the data has no domain {unknown}" if unknown else "")
+            + ("; " if unknown and missing else "")
+            + (f"no weight for {missing} (give 0 to leave a domain out)" if missing else "")
+            + "."
+        )
+    values = [weights[domain] for domain in names]
+    bad = {
+        domain: value
+        for domain, value in zip(names, values, strict=True)
+        if not is_real(value) or not math.isfinite(value) or value < 0
+    }
+    if bad:
+        raise ValueError(f"{name} must be finite numbers >= 0, got {bad}.")
+    array = np.asarray(values, dtype=np.float64)
+    if array.sum() <= 0:
+        raise ValueError(f"{name} are all zero ({dict(weights)}): at least one domain needs a positive weight.")
+    return array
+
+
+def apportion(seats: int, weights: np.ndarray, lag: list[Fraction]) -> tuple[np.ndarray, list[Fraction]]:
+    """Split ``seats`` among domains in proportion to ``weights`` (>= 0, positive sum) for one round, exactly.
+
+    Largest-remainder rounding: each domain gets the whole part of its exact share ``seats * weight / sum``, and the
+    ``r`` seats left go one each to ``r`` domains with a fractional part. Which ones rotates: ``lag`` holds how far
+    each domain is behind its exact shares summed over past rounds, and the seats go to the domains furthest behind
+    once this round's whole parts are given (ties to the first in order). Every round a quota is thus the whole part
+    or one more, and over rounds each domain keeps within about a seat of its exact total: with equal weights the
+    extra seat goes round the domains. Fractions keep this exact, so every process gets the same quotas.
+
+    Returns the quotas and the new lag.
+    """
+    shares = [Fraction(float(w)) for w in weights]
+    total = sum(shares)
+    exact = [seats * share / total for share in shares]
+    quotas = [math.floor(value) for value in exact]
+    behind = [lag[d] + exact[d] - quotas[d] for d in range(len(exact))]
+    with_fraction = [d for d in range(len(exact)) if exact[d] != quotas[d]]
+    for d in sorted(with_fraction, key=lambda d: -behind[d])[: seats - sum(quotas)]:  # sorted() is stable
+        quotas[d] += 1
+    return np.asarray(quotas, dtype=np.int64), [lag[d] + exact[d] - quotas[d] for d in range(len(exact))]
+
+
+def domain_quotas(
+    batch_size: int, weights: np.ndarray, sizes: np.ndarray, lag: list[Fraction]
+) -> tuple[np.ndarray, np.ndarray, list[Fraction]]:
+    """Each domain's number of tasks in a round of ``batch_size``, which domains were capped, and the new lag.
+
+    :func:`apportion` among the domains with a positive weight. A domain with fewer tasks than its quota gives all its
+    tasks, and the seats it cannot fill are apportioned again among the other domains in proportion to their weights
+    (repeated until every quota fits); a capped domain's lag stays as it was.
+    """
+    sizes = np.asarray(sizes, dtype=np.int64)
+    weights = np.asarray(weights, dtype=np.float64)
+    positive = weights > 0
+    available = int(sizes[positive].sum())
+    if batch_size > available:
+        raise ValueError(
+            f"batch_size={batch_size} distinct tasks cannot be drawn from the domains with a positive weight, which "
+            f"hold {available} tasks. Use a smaller batch, or give weight to more domains."
+        )
+    quotas = np.zeros(len(sizes), dtype=np.int64)
+    capped = np.zeros(len(sizes), dtype=bool)
+    while True:
+        active = np.flatnonzero(positive & ~capped)
+        seats = batch_size - int(quotas[capped].sum())
+        active_quotas, active_lag = apportion(seats, weights[active], [lag[d] for d in active])
+        quotas[active] = active_quotas
+        over = np.zeros(len(sizes), dtype=bool)
+        over[active] = active_quotas > sizes[active]
+        if not over.any():
+            new_lag = list(lag)
+            for d, value in zip(active, active_lag, strict=True):
+                new_lag[d] = value
+            return quotas, capped, new_lag
+        quotas[over] = sizes[over]
+        capped |= over
+
+
+def domain_round_stats(
+    codes: np.ndarray, num_domains: int, successes: np.ndarray, trials: np.ndarray, posterior_means: np.ndarray
+) -> dict[str, np.ndarray]:
+    """Per-domain diagnostics of one round, each an array over the domains (NaN where a domain had no task).
+
+    ``codes`` are the domains of the selected tasks (aligned with ``successes`` and ``trials``); ``posterior_means``
+    is the mean posterior pass rate of every domain over all its tasks.
+    """
+    selected = np.bincount(codes, minlength=num_domains).astype(np.float64)
+    effective = np.bincount(codes, weights=(successes > 0) & (successes < trials), minlength=num_domains)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return {
+            "share": selected / max(codes.size, 1),
+            "effective_task_ratio": np.where(selected > 0, effective / selected, math.nan),
+            "posterior_mean": np.asarray(posterior_means, dtype=np.float64),
+        }

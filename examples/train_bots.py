@@ -228,13 +228,13 @@ def report(runs: dict, before: float, start: dict, training_args: BOTSConfig, de
         f"Real GRPO from the same warm start, seed {training_args.seed}",
     )
     print(
-        f"\nOffline demonstration: {len(setup_tasks := runs[names[0]]['trainer'].train_dataset)} tasks, "
+        f"\nOffline demonstration: {len(runs[names[0]]['trainer'].train_dataset)} tasks, "
         f"{training_args.max_steps} GRPO steps per run; pool at the start: always {start['always']:.2f} / mixed "
-        f"{start['mixed']:.2f} / never {start['never']:.2f} solved (8 samples per task).\n"
+        f"{start['mixed']:.2f} / never {start['never']:.2f} solved ({demo_args.demo_reference_samples} samples per "
+        "task).\n"
         + "\n".join(lines)
         + f"\n  figure: {figure}\n{range_verdict(runs, before, training_args, demo_args)}"
     )
-    del setup_tasks
 
 
 def range_verdict(runs: dict, before: float, training_args: BOTSConfig, demo_args: OfflineDemoArguments) -> str:

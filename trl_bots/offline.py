@@ -275,8 +275,10 @@ class _StartCriterionMonitor(TrainerCallback):
                 # The strong reference trains half as long again: a model better than the warm start, as a larger
                 # reference model is better than the policy in the paper's GURU data.
                 self.start_step = step
-                checks = -(-step // (2 * self.args.demo_check_every))
-                self.strong_step = step + checks * self.args.demo_check_every
+                every = self.args.demo_check_every
+                checks = -(-step // (2 * every))
+                # ... but not past the last checkpoint the warm start saves (demo_sft_max_steps ends the training).
+                self.strong_step = min(step + checks * every, self.args.demo_sft_max_steps // every * every)
         if step == self.strong_step:
             control.should_training_stop = True
 

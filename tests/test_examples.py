@@ -455,7 +455,6 @@ def check_report(stdout: str, output_dir, flags: list[str], setup_folder: str, t
     return strategies
 
 
-@pytest.mark.slow
 def test_offline_demo_trains_bots_and_the_uniform_reference_side_by_side(small_setup, tmp_path):
     setup, _, _ = small_setup
     output_dir = tmp_path / "demo"
@@ -470,7 +469,6 @@ def test_offline_demo_trains_bots_and_the_uniform_reference_side_by_side(small_s
     assert (output_dir / "bots_selector.safetensors").is_file()
 
 
-@pytest.mark.slow
 def test_offline_demo_without_the_reference_run_trains_only_bots(tiny_setup, tmp_path):
     setup, _, _ = tiny_setup
     output_dir = tmp_path / "demo"

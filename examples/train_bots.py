@@ -17,12 +17,16 @@ using `examples/configs/offline_demo.yaml` for its defaults (flags still overrid
 
 import copy
 import json
+import logging
 import os
 import sys
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import datasets
 import numpy as np
+import transformers
 from accelerate import PartialState
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from trl import ModelConfig, ScriptArguments, TrlParser, get_peft_config, get_quantization_config
@@ -78,6 +82,19 @@ class BOTSScriptArguments(ScriptArguments):
             "help": "Drop training and evaluation prompts longer than this many tokens (after the chat template)."
         },
     )
+
+
+def quiet_third_party_noise() -> None:
+    """
+    Silence, in this process only, what the libraries say that a user of this script cannot act on: transformers'
+    FutureWarnings about the deprecated ``gradient_checkpointing`` names (TRL's configs default to the old name and its
+    trainers call the old methods, at every step) and DeepSpeed's notice that it found no GPU (accelerate imports
+    DeepSpeed when it is installed; on a CPU run, no GPU is the plan).
+    """
+    warnings.filterwarnings(
+        "ignore", message=r"`(is_)?gradient_checkpointing\w*` is deprecated", category=FutureWarning
+    )
+    logging.getLogger("DeepSpeed").addFilter(lambda record: not record.getMessage().startswith("Setting accelerator"))
 
 
 def offline_demo_requested(argv: list[str]) -> bool:
@@ -164,6 +181,10 @@ def offline_demo(script_args: BOTSScriptArguments, training_args: BOTSConfig, de
     The offline demonstration: BOTS, then (unless --demo_reference_run false) a uniform-sampling reference with the
     same settings, both from the same warm start; side by side, in numbers and in one figure.
     """
+    # One progress bar per phase (the Trainer's, the pass-rate measurements'): not one per small dataset conversion or
+    # per model load and save, of which the demo makes dozens, each done in a blink.
+    datasets.disable_progress_bars()
+    transformers.utils.logging.disable_progress_bar()
     state = PartialState()
     setup = build_offline_setup(demo_args, training_args)
     start_rates = check_start(setup, demo_args)  # stops here if the warm start is not what the demo needs
@@ -268,6 +289,7 @@ def make_parser() -> TrlParser:
 
 
 if __name__ == "__main__":
+    quiet_third_party_noise()
     argv = sys.argv[1:]
     if offline_demo_requested(argv):
         argv = ["--config", OFFLINE_DEMO_CONFIG, *argv]

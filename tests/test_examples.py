@@ -375,6 +375,21 @@ def run_demo(command: list[str], output_dir, *flags: str) -> str:
         cwd=ROOT,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+    # What a person reads: no third-party warnings they cannot act on, no log line per step, no bar per model load or
+    # dataset conversion; one bar per phase.
+    output = result.stdout + result.stderr
+    noise = [
+        "Warning",
+        "deprecated",
+        "Setting accelerator",
+        "{'loss'",
+        "Loading weights",
+        "Writing model",
+        "examples/s",
+    ]
+    for text in noise:
+        assert text not in output, output[-5000:]
+    assert result.stderr.count("warm start on the pool: 100%") == 1
     return result.stdout
 
 

@@ -31,9 +31,6 @@ TINY_WORLD = [
     *("--demo_sft_examples", "200", "--demo_sft_batch_size", "16", "--demo_reference_samples", "2"),
     *("--demo_hidden_size", "16", "--demo_num_layers", "1"),
 ]
-PNG = b"\x89PNG\r\n\x1a\n"
-
-
 # A small but real world: the criterion holds only once the model has learnt to add (the untrained model solves
 # nothing, so "always solved >= 0.2" needs learning); it builds in about 10 s.
 SMALL_WORLD = [
@@ -43,6 +40,7 @@ SMALL_WORLD = [
     *("--demo_min_never_solved", "0", "--demo_max_mixed", "1", "--demo_reference_samples", "4"),
     *("--demo_hidden_size", "64", "--demo_num_layers", "1"),
 ]
+PNG = b"\x89PNG\r\n\x1a\n"
 
 
 def demo_arguments(output_dir, *flags: str):
@@ -106,6 +104,35 @@ def test_script_defaults_are_the_offline_demo_config():
     assert training_args.max_completion_length >= demo_args.demo_digits + 2
     assert len(demo_args.demo_pool_level_weights) == demo_args.demo_digits + 1
     assert demo_args.demo_reference_run and demo_args.demo_check_every <= demo_args.demo_sft_max_steps
+
+
+def test_only_the_known_third_party_noise_is_silenced(monkeypatch):
+    import logging
+    import warnings
+
+    from train_bots import quiet_third_party_noise
+
+    deepspeed = logging.getLogger("DeepSpeed")
+    monkeypatch.setattr(deepspeed, "filters", [])  # restored afterwards: the filter stays in this test
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        quiet_third_party_noise()
+        for name in ("gradient_checkpointing", "is_gradient_checkpointing", "gradient_checkpointing_enable"):
+            warnings.warn(
+                f"`{name}` is deprecated and will be removed in v6. Use `x` instead.", FutureWarning, stacklevel=1
+            )
+        warnings.warn("`other_option` is deprecated and will be removed in v6.", FutureWarning, stacklevel=1)
+        warnings.warn("`gradient_checkpointing` is deprecated", UserWarning, stacklevel=1)
+    assert [(w.category, str(w.message)) for w in caught] == [
+        (FutureWarning, "`other_option` is deprecated and will be removed in v6."),
+        (UserWarning, "`gradient_checkpointing` is deprecated"),
+    ]
+
+    def record(message: str) -> logging.LogRecord:
+        return logging.LogRecord("DeepSpeed", logging.WARNING, __file__, 1, message, None, None)
+
+    assert not deepspeed.filter(record("Setting accelerator to CPU. If you have GPU or other accelerator, ..."))
+    assert deepspeed.filter(record("ZeRO stage 3 needs more memory"))
 
 
 @pytest.mark.parametrize(
@@ -475,7 +502,8 @@ def test_offline_demo_trains_bots_and_the_uniform_reference_side_by_side(small_s
     stdout = run_demo([sys.executable, SCRIPT], output_dir, *flags)
     finished = FINISHED.search(stdout)
     assert finished and finished["processes"] == "1"
-    assert not (output_dir / "offline_setup").exists()  # the matching setup was loaded, not built again
+    # the matching setup was loaded, not built again
+    assert "[setup] building" not in stdout and not (output_dir / "offline_setup").exists()
     assert check_report(stdout, str(output_dir), flags, setup.folder, tasks_per_round=4) == ["bots", "uniform"]
     for run_dir in (output_dir, output_dir / "uniform-reference"):
         assert sorted(p.name for p in run_dir.glob("checkpoint-*")) == ["checkpoint-1", "checkpoint-2"]
@@ -502,7 +530,7 @@ def test_offline_demo_builds_its_setup_under_two_processes(tmp_path):
     stdout = run_demo(launch, output_dir, *TINY_WORLD)
     finished = FINISHED.search(stdout)
     assert finished and (finished["processes"], finished["type"]) == ("2", "MULTI_CPU")
-    assert stdout.count("Offline demonstration:") == 1  # the main process reports
+    assert stdout.count("[setup] building") == stdout.count("Offline demonstration:") == 1  # the main process says
     # 2 processes x 16 completions / 4 generations = 8 distinct tasks per round
     setup_folder = str(output_dir / "offline_setup")
     assert check_report(stdout, str(output_dir), TINY_WORLD, setup_folder, tasks_per_round=8) == ["bots", "uniform"]

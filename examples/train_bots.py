@@ -17,12 +17,16 @@ using `examples/configs/offline_demo.yaml` for its defaults (flags still overrid
 
 import copy
 import json
+import logging
 import os
 import sys
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import datasets
 import numpy as np
+import transformers
 from accelerate import PartialState
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from trl import ModelConfig, ScriptArguments, TrlParser, get_peft_config, get_quantization_config
@@ -86,6 +90,19 @@ class BOTSScriptArguments(ScriptArguments):
             "help": "Drop training and evaluation prompts longer than this many tokens (after the chat template)."
         },
     )
+
+
+def quiet_third_party_noise() -> None:
+    """
+    Silence, in this process only, what the libraries say that a user of this script cannot act on: transformers'
+    FutureWarnings about the deprecated ``gradient_checkpointing`` names (TRL's configs default to the old name and its
+    trainers call the old methods, at every step) and DeepSpeed's notice that it found no GPU (accelerate imports
+    DeepSpeed when it is installed; on a CPU run, no GPU is the plan).
+    """
+    warnings.filterwarnings(
+        "ignore", message=r"`(is_)?gradient_checkpointing\w*` is deprecated", category=FutureWarning
+    )
+    logging.getLogger("DeepSpeed").addFilter(lambda record: not record.getMessage().startswith("Setting accelerator"))
 
 
 def offline_demo_requested(argv: list[str]) -> bool:
@@ -179,6 +196,10 @@ def offline_demo(script_args: BOTSScriptArguments, training_args: BOTSConfig, de
     The offline demonstration: BOTS, then (unless --demo_reference_run false) a uniform-sampling reference with the
     same settings, both from the same warm start; side by side, in numbers and in one figure.
     """
+    # One progress bar per phase (the Trainer's, the pass-rate measurements'): not one per small dataset conversion or
+    # per model load and save, of which the demo makes dozens, each done in a blink.
+    datasets.disable_progress_bars()
+    transformers.utils.logging.disable_progress_bar()
     state = PartialState()
     setup = build_offline_setup(demo_args, training_args)
     start_rates = check_start(setup, demo_args)  # stops here if the warm start is not what the demo needs
@@ -243,13 +264,13 @@ def report(runs: dict, before: float, start: dict, training_args: BOTSConfig, de
         f"Real GRPO from the same warm start, seed {training_args.seed}",
     )
     print(
-        f"\nOffline demonstration: {len(setup_tasks := runs[names[0]]['trainer'].train_dataset)} tasks, "
+        f"\nOffline demonstration: {len(runs[names[0]]['trainer'].train_dataset)} tasks, "
         f"{training_args.max_steps} GRPO steps per run; pool at the start: always {start['always']:.2f} / mixed "
-        f"{start['mixed']:.2f} / never {start['never']:.2f} solved (8 samples per task).\n"
+        f"{start['mixed']:.2f} / never {start['never']:.2f} solved ({demo_args.demo_reference_samples} samples per "
+        "task).\n"
         + "\n".join(lines)
         + f"\n  figure: {figure}\n{range_verdict(runs, before, training_args, demo_args)}"
     )
-    del setup_tasks
 
 
 def range_verdict(runs: dict, before: float, training_args: BOTSConfig, demo_args: OfflineDemoArguments) -> str:
@@ -283,6 +304,7 @@ def make_parser() -> TrlParser:
 
 
 if __name__ == "__main__":
+    quiet_third_party_noise()
     argv = sys.argv[1:]
     if offline_demo_requested(argv):
         argv = ["--config", OFFLINE_DEMO_CONFIG, *argv]

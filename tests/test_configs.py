@@ -131,3 +131,25 @@ def test_multi_node_command_in_the_docs_keeps_32_tasks_per_round():
         )
         assert launcher_config.num_processes == 16
         assert completions // training_args.num_generations == 32
+
+
+def test_the_demo_range_is_for_the_offline_demo_defaults():
+    """The demo's last line compares a run with offline_demo_range.json: the range's settings must be the defaults'."""
+    import json
+
+    from train_bots import DEMO_RANGE, OFFLINE_DEMO_CONFIG, make_parser
+
+    with open(DEMO_RANGE) as f:
+        expected = json.load(f)
+    _, training_args, _, demo_args = make_parser().parse_args_and_config(["--config", OFFLINE_DEMO_CONFIG])
+    for name, value in expected["settings"].items():
+        assert getattr(demo_args if name.startswith("demo_") else training_args, name) == value, name
+    assert set(expected["range"]) == {
+        "bots_etr",
+        "uniform_etr",
+        "accuracy_before",
+        "bots_accuracy_after",
+        "uniform_accuracy_after",
+    }
+    for low, high in expected["range"].values():
+        assert 0.0 <= low <= high <= 1.0

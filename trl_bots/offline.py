@@ -32,7 +32,9 @@ import numpy as np
 from accelerate import PartialState
 from accelerate.utils import broadcast_object_list
 from datasets import Dataset
+from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerFast, TrainerCallback, TrainingArguments
+from transformers.trainer_callback import ProgressCallback
 
 from .arithmetic import build_model, build_tokenizer, make_additions
 from .pass_rates import GenerationSettings, estimate_pass_rates
@@ -186,7 +188,7 @@ def sampled_pass_rates(
         exact_match_reward,
         settings,
         description=description,
-        show_progress=description is not None,
+        show_progress=description is not None and PartialState().is_local_main_process,  # one bar, not one per process
     )
 
 
@@ -255,6 +257,19 @@ class HeldoutEvaluation(TrainerCallback):
             self.accuracy.append(self.evaluate(model))
 
 
+class _ProgressBar(ProgressCallback):
+    """The Trainer's progress bar without a printed line per log: the logs (some 35 metrics at every GRPO step) are in
+    trainer_state.json and the plots, and on the console they would bury the bar and the demo's report."""
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        pass
+
+
+def _bar_without_log_lines(trainer) -> None:
+    if trainer.pop_callback(ProgressCallback) is not None:  # absent with disable_tqdm: then the user asked for lines
+        trainer.add_callback(_ProgressBar)
+
+
 # ------------------------------------------------------------------ the warm start
 class _StartCriterionMonitor(TrainerCallback):
     """Measures the start criterion every ``check_every`` steps; saves the warm start and the stronger reference."""
@@ -281,16 +296,19 @@ class _StartCriterionMonitor(TrainerCallback):
             # so that all of them stop at the same step.
             shape = broadcast_object_list([start_shape(rates)])[0]
             self.history.append({"step": step, **{k: round(v, 4) for k, v in shape.items()}})
-            state_.print(
-                f"[warm start] step {step}: probe solved always {shape['always']:.2f}, never {shape['never']:.2f}, "
-                f"mixed {shape['mixed']:.2f}"
-            )
+            if state_.is_main_process:  # through tqdm: the progress bar stays whole below the line
+                tqdm.write(
+                    f"[warm start] step {step}: probe solved always {shape['always']:.2f}, never "
+                    f"{shape['never']:.2f}, mixed {shape['mixed']:.2f}"
+                )
             if not criterion_failures(shape, self.args):
                 # The strong reference trains half as long again: a model better than the warm start, as a larger
                 # reference model is better than the policy in the paper's GURU data.
                 self.start_step = step
-                checks = -(-step // (2 * self.args.demo_check_every))
-                self.strong_step = step + checks * self.args.demo_check_every
+                every = self.args.demo_check_every
+                checks = -(-step // (2 * every))
+                # ... but not past the last checkpoint the warm start saves (demo_sft_max_steps ends the training).
+                self.strong_step = min(step + checks * every, self.args.demo_sft_max_steps // every * every)
         if step == self.strong_step:
             control.should_training_stop = True
 
@@ -323,6 +341,7 @@ def _warm_start(args: OfflineDemoArguments, tokenizer, folder: Path, training_ar
     monitor = _StartCriterionMonitor(args, tokenizer, probe, folder, training_args.temperature)
     trainer = SFTTrainer(model=model, args=config, train_dataset=sft_data, processing_class=tokenizer)
     trainer.add_callback(monitor)
+    _bar_without_log_lines(trainer)
     trainer.train()
     if monitor.start_step is None:
         raise RuntimeError(
@@ -405,6 +424,7 @@ def build_offline_setup(args: OfflineDemoArguments, training_args: TrainingArgum
 
 def _build(args: OfflineDemoArguments, settings: dict, folder: Path, training_args: TrainingArguments) -> None:
     started, state = time.perf_counter(), PartialState()
+    state.print(f"[setup] building the offline setup in {folder}: a warm start until the start criterion holds")
     if state.is_main_process:
         shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir(parents=True)
@@ -511,6 +531,7 @@ def train_from_setup(
         processing_class=setup.tokenizer,
     )
     trainer.add_callback(evaluation)
+    _bar_without_log_lines(trainer)
     start = time.perf_counter()
     trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
     seconds = time.perf_counter() - start - evaluation.seconds

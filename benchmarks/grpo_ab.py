@@ -98,8 +98,9 @@ QUICK_SEEDS, QUICK_STEPS, QUICK_EVAL_EVERY = [0, 1], 4, 2
 QUICK_DEMO = [
     "--demo_digits", "2", "--demo_pool_level_weights", "1", "1", "1", "--demo_num_tasks", "48",
     "--demo_num_eval", "60", "--demo_sft_examples", "1000", "--demo_sft_batch_size", "64",
-    "--demo_sft_learning_rate", "3e-3", "--demo_check_every", "400", "--demo_sft_max_steps", "800",
-    "--demo_probe_tasks", "30", "--demo_min_always_solved", "0", "--demo_min_never_solved", "0",
+    "--demo_sft_learning_rate", "3e-3", "--demo_check_every", "400", "--demo_reference_offset", "400",
+    "--demo_sft_max_steps", "800",
+    "--demo_criterion_margin", "0", "--demo_min_always_solved", "0", "--demo_min_never_solved", "0",
     "--demo_max_mixed", "1", "--demo_reference_samples", "4", "--demo_hidden_size", "64", "--demo_num_layers", "1",
     "--per_device_train_batch_size", "32", "--disable_tqdm", "true",
 ]  # fmt: skip

@@ -6,7 +6,7 @@ machines. Each build runs in a fresh Python process (``torch.set_num_threads`` a
 work, so the thread count takes effect cleanly) and records:
 
 * ``start_step``, ``weak_step``, ``strong_step``: where the warm start stopped and the two reference checkpoints;
-* ``criterion_history``: the start criterion (always / never / mixed shares on the probe) at every check;
+* ``criterion_history``: the start criterion (always / never / mixed shares on the pool) at every check;
 * ``pool``: the same shares measured on the whole task pool with ``check_start``'s measurement, and
   ``pool_criterion_failures`` (empty when the criterion holds there too, as the demonstration requires);
 * ``weak_mean`` and ``strong_mean``: the mean reference pass rates over the pool;
@@ -46,7 +46,7 @@ from grpo_ab import demo_arguments, load_example  # noqa: E402
 QUICK_DEMO = [
     "--demo_digits", "2", "--demo_num_tasks", "32", "--demo_num_eval", "20", "--demo_pool_level_weights", "2", "1",
     "1", "--demo_sft_examples", "160", "--demo_sft_batch_size", "16", "--demo_sft_max_steps", "20",
-    "--demo_check_every", "10", "--demo_probe_tasks", "20", "--demo_min_always_solved", "0",
+    "--demo_check_every", "10", "--demo_criterion_margin", "0", "--demo_min_always_solved", "0",
     "--demo_min_never_solved", "0", "--demo_max_mixed", "1", "--demo_reference_samples", "2",
     "--demo_hidden_size", "16", "--demo_num_layers", "1",
 ]  # fmt: skip

@@ -278,6 +278,7 @@ def range_verdict(runs: dict, before: float, training_args: BOTSConfig, demo_arg
     expected = json.loads(Path(DEMO_RANGE).read_text())
     settings = {name: getattr(training_args, name, None) for name in expected["settings"]}
     settings.update({name: getattr(demo_args, name) for name in expected["settings"] if hasattr(demo_args, name)})
+    settings["num_processes"] = PartialState().num_processes
     changed = [name for name, value in expected["settings"].items() if settings[name] != value]
     if changed or list(runs) != ["bots", "uniform"]:
         return f"(The README's range is for the default settings; this run changed {changed or 'the strategies'}.)"

@@ -9,7 +9,7 @@ start (TRL's ``SFTTrainer``) and the two BOTS reference columns, measured with
 **Why it reproduces on any machine.** The warm start does not train for a fixed number of steps: a supervised run on
 additions sits on a loss plateau and then learns suddenly, and *when* depends on the CPU's floating-point paths. It
 trains until a measured criterion holds (:func:`start_shape`: the share of pool tasks a model always, never and
-sometimes solves, measured on a probe drawn like the pool) and stops there, whenever that happens. The result is
+sometimes solves, measured on the pool with a margin) and stops there, whenever that happens. The result is
 shipped in the repository (``examples/offline_setup``, ~2 MB, with the settings, the criterion measured at every check
 and a SHA-256 of every file in ``setup.json``), so the demonstration starts from the same weights everywhere;
 ``--demo_rebuild`` remakes it. Whatever its origin, :func:`check_start` measures the criterion again on the pool before
@@ -102,9 +102,13 @@ class OfflineDemoArguments:
     demo_check_every: int = field(
         default=50, metadata={"help": "Warm-start steps between two measurements of the start criterion."}
     )
-    demo_probe_tasks: int = field(
-        default=450,
-        metadata={"help": "Tasks (drawn like the pool) on which the criterion is measured while training."},
+    demo_criterion_margin: float = field(
+        default=0.03,
+        metadata={
+            "help": "The warm start stops at the first check where the start criterion holds on the pool by this "
+            "margin (two standard errors of a share over 1,000 tasks), so that the check before GRPO, which measures "
+            "it again with other random numbers, does not fall just short of it."
+        },
     )
     demo_min_always_solved: float = field(
         default=0.25, metadata={"help": "Start criterion: at least this share of pool tasks solved by all samples."}
@@ -116,6 +120,14 @@ class OfflineDemoArguments:
         default=0.45,
         metadata={"help": "Start criterion: at most this share of pool tasks with mixed outcomes (what GRPO learns)."},
     )
+    demo_reference_offset: int = field(
+        default=100,
+        metadata={
+            "help": "The weak reference is the warm start's checkpoint this many steps before the start, the strong "
+            "one this many steps after (a multiple of demo_check_every): close enough to the policy that their pass "
+            "rates tell the tasks apart, as GURU's 7B and 30B columns do."
+        },
+    )
     demo_reference_samples: int = field(
         default=8, metadata={"help": "Completions per task when measuring pass rates (references and criterion)."}
     )
@@ -123,7 +135,7 @@ class OfflineDemoArguments:
     demo_num_layers: int = field(default=2, metadata={"help": "Layers of the small Qwen2 model."})
 
     def __post_init__(self):
-        for name in ("demo_min_always_solved", "demo_min_never_solved", "demo_max_mixed"):
+        for name in ("demo_min_always_solved", "demo_min_never_solved", "demo_max_mixed", "demo_criterion_margin"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name}={getattr(self, name)} must be a share in [0, 1].")
         if len(self.demo_pool_level_weights) != self.demo_digits + 1:
@@ -137,6 +149,11 @@ class OfflineDemoArguments:
             raise ValueError(
                 f"demo_check_every={self.demo_check_every} must be >= 1 and at most demo_sft_max_steps="
                 f"{self.demo_sft_max_steps}."
+            )
+        if self.demo_reference_offset < 1 or self.demo_reference_offset % self.demo_check_every:
+            raise ValueError(
+                f"demo_reference_offset={self.demo_reference_offset} must be a positive multiple of demo_check_every="
+                f"{self.demo_check_every}: the references are warm-start checkpoints, saved at every check."
             )
 
     def world_settings(self) -> dict[str, Any]:
@@ -203,8 +220,9 @@ def start_shape(pass_rates: np.ndarray) -> dict[str, float]:
     return {"always": always, "never": never, "mixed": 1.0 - always - never}
 
 
-def criterion_failures(shape: dict[str, float], args: OfflineDemoArguments) -> list[str]:
-    """The parts of the start criterion ``shape`` misses, in words (empty when it holds)."""
+def criterion_failures(shape: dict[str, float], args: OfflineDemoArguments, margin: float = 0.0) -> list[str]:
+    """The parts of the start criterion ``shape`` misses (by ``margin``), in words (empty when it holds)."""
+    shape = {"always": shape["always"] - margin, "never": shape["never"] - margin, "mixed": shape["mixed"] + margin}
     checks = [
         (
             "always",
@@ -272,10 +290,10 @@ def _bar_without_log_lines(trainer) -> None:
 
 # ------------------------------------------------------------------ the warm start
 class _StartCriterionMonitor(TrainerCallback):
-    """Measures the start criterion every ``check_every`` steps; saves the warm start and the stronger reference."""
+    """Measures the start criterion on the pool every ``check_every`` steps; saves the warm start and the references."""
 
-    def __init__(self, args: OfflineDemoArguments, tokenizer, probe: Dataset, folder: Path, temperature: float):
-        self.args, self.tokenizer, self.probe, self.folder = args, tokenizer, probe, folder
+    def __init__(self, args: OfflineDemoArguments, tokenizer, pool: Dataset, folder: Path, temperature: float):
+        self.args, self.tokenizer, self.pool, self.folder = args, tokenizer, pool, folder
         self.temperature = temperature
         self.history: list[dict[str, Any]] = []
         self.start_step: int | None = None
@@ -290,7 +308,7 @@ class _StartCriterionMonitor(TrainerCallback):
             model.save_pretrained(self.folder / "sft" / f"step-{step}")
         if self.start_step is None:
             samples = self.args.demo_reference_samples
-            rates = sampled_pass_rates(model, self.tokenizer, self.probe, samples, self.temperature, seed=step)
+            rates = sampled_pass_rates(model, self.tokenizer, self.pool, samples, self.temperature, seed=step)
             model.train()
             # Every process measures the same weights with the same seed; the main process's shares decide for all,
             # so that all of them stop at the same step.
@@ -298,29 +316,31 @@ class _StartCriterionMonitor(TrainerCallback):
             self.history.append({"step": step, **{k: round(v, 4) for k, v in shape.items()}})
             if state_.is_main_process:  # through tqdm: the progress bar stays whole below the line
                 tqdm.write(
-                    f"[warm start] step {step}: probe solved always {shape['always']:.2f}, never "
+                    f"[warm start] step {step}: pool solved always {shape['always']:.2f}, never "
                     f"{shape['never']:.2f}, mixed {shape['mixed']:.2f}"
                 )
-            if not criterion_failures(shape, self.args):
-                # The strong reference trains half as long again: a model better than the warm start, as a larger
-                # reference model is better than the policy in the paper's GURU data.
+            if not criterion_failures(shape, self.args, self.args.demo_criterion_margin):
+                # The strong reference trains demo_reference_offset steps longer: a model better than the warm start,
+                # as the larger reference model is better than the policy in the paper's GURU data; but not past the
+                # last checkpoint the warm start saves (demo_sft_max_steps ends the training).
                 self.start_step = step
                 every = self.args.demo_check_every
-                checks = -(-step // (2 * every))
-                # ... but not past the last checkpoint the warm start saves (demo_sft_max_steps ends the training).
-                self.strong_step = min(step + checks * every, self.args.demo_sft_max_steps // every * every)
+                self.strong_step = min(
+                    step + self.args.demo_reference_offset, self.args.demo_sft_max_steps // every * every
+                )
         if step == self.strong_step:
             control.should_training_stop = True
 
 
-def _warm_start(args: OfflineDemoArguments, tokenizer, folder: Path, training_args: TrainingArguments) -> dict:
+def _warm_start(
+    args: OfflineDemoArguments, tokenizer, pool: Dataset, folder: Path, training_args: TrainingArguments
+) -> dict:
     from trl import SFTConfig, SFTTrainer
 
     seed = training_args.seed
     weights = [args.demo_sft_carry_decay**k for k in range(args.demo_digits + 1)]
     sft_data = make_additions(args.demo_sft_examples, args.demo_digits, seed + 3, weights)
     sft_data = sft_data.rename_column("solution", "completion").remove_columns(LEVEL_COLUMN)
-    probe = make_additions(args.demo_probe_tasks, args.demo_digits, seed + 4, args.demo_pool_level_weights)
     config = SFTConfig(
         output_dir=os.fspath(folder / "sft"),
         max_steps=args.demo_sft_max_steps,
@@ -338,7 +358,7 @@ def _warm_start(args: OfflineDemoArguments, tokenizer, folder: Path, training_ar
         disable_tqdm=training_args.disable_tqdm,
     )
     model = build_model(tokenizer, args.demo_hidden_size, args.demo_num_layers, seed=seed)
-    monitor = _StartCriterionMonitor(args, tokenizer, probe, folder, training_args.temperature)
+    monitor = _StartCriterionMonitor(args, tokenizer, pool, folder, training_args.temperature)
     trainer = SFTTrainer(model=model, args=config, train_dataset=sft_data, processing_class=tokenizer)
     trainer.add_callback(monitor)
     _bar_without_log_lines(trainer)
@@ -351,7 +371,7 @@ def _warm_start(args: OfflineDemoArguments, tokenizer, folder: Path, training_ar
             "demo_max_mixed) against the history in the log."
         )
     step = monitor.start_step
-    weak_step = max(args.demo_check_every, (step // 2) // args.demo_check_every * args.demo_check_every)
+    weak_step = max(args.demo_check_every, step - args.demo_reference_offset)
     return {
         "start_step": step,
         "weak_step": weak_step,
@@ -438,7 +458,7 @@ def _build(args: OfflineDemoArguments, settings: dict, folder: Path, training_ar
         args.demo_pool_level_weights,
         exclude=set(eval_dataset["prompt"]),
     )
-    warm = _warm_start(args, tokenizer, folder, training_args)
+    warm = _warm_start(args, tokenizer, train_dataset, folder, training_args)
     with state.main_process_first():
         if state.is_main_process:
             _finish_build(args, settings, folder, tokenizer, train_dataset, eval_dataset, warm, started)

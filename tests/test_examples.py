@@ -268,7 +268,7 @@ def test_setup_holds_its_files_with_checksums_and_disjoint_data(tiny_setup):
     setup, demo_args, training_args = tiny_setup
     manifest = assert_files_match_manifest(setup.folder)
     assert setup.folder == os.path.join(training_args.output_dir, "offline_setup")
-    assert manifest["settings"] == {**demo_args.world_settings(), "seed": 0}
+    assert manifest["settings"] == {**demo_args.world_settings(), "seed": 0, "temperature": training_args.temperature}
     assert {"warm_start/model.safetensors", "train.jsonl", "eval.jsonl"} <= set(manifest["sha256"])
     train, held_out = setup.train_dataset, setup.eval_dataset
     assert (len(train), len(held_out)) == (40, 30)
@@ -468,7 +468,7 @@ def check_report(stdout: str, output_dir, flags: list[str], setup_folder: str, t
     assert [report[name] for name in ("always", "mixed", "never")] == [
         f"{start[name]:.2f}" for name in ("always", "mixed", "never")
     ]
-    evaluation = HeldoutEvaluation(setup.tokenizer, setup.eval_dataset, every=1)
+    evaluation = HeldoutEvaluation(setup.tokenizer, setup.eval_dataset, every=1, temperature=setup.temperature)
     before = evaluation.evaluate(AutoModelForCausalLM.from_pretrained(setup.model_path))["all"]
     run_dirs = {"bots": str(output_dir), "uniform": os.path.join(output_dir, "uniform-reference", "checkpoint-2")}
     for column, strategy in enumerate(strategies):
@@ -480,7 +480,9 @@ def check_report(stdout: str, output_dir, flags: list[str], setup_folder: str, t
         after = evaluation.evaluate(model)["all"]
         assert rows["held-out accuracy, start -> end"][column] == f"{before:.3f} -> {after:.3f}"
         end = start_shape(
-            sampled_pass_rates(model, setup.tokenizer, setup.train_dataset, demo_args.demo_reference_samples)
+            sampled_pass_rates(
+                model, setup.tokenizer, setup.train_dataset, demo_args.demo_reference_samples, setup.temperature
+            )
         )
         assert rows["pool always / mixed / never solved"][column] == " / ".join(
             f"{end[name]:.2f}" for name in ("always", "mixed", "never")

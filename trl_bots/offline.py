@@ -95,7 +95,7 @@ class OfflineDemoArguments:
         default=20000, metadata={"help": "Distinct additions the warm start cycles through."}
     )
     demo_sft_batch_size: int = field(default=128, metadata={"help": "Batch size of the supervised warm start."})
-    demo_sft_learning_rate: float = field(default=3e-3, metadata={"help": "Learning rate of the warm start."})
+    demo_sft_learning_rate: float = field(default=1e-3, metadata={"help": "Learning rate of the warm start."})
     demo_sft_max_steps: int = field(
         default=4000, metadata={"help": "Most warm-start steps; not reaching the start criterion by then is an error."}
     )

@@ -394,10 +394,10 @@ def run_benchmark(options: argparse.Namespace) -> dict[str, Any]:
     started = time.perf_counter()
     example, training_args, demo_args = options.example, options.training_args, options.demo_args
     setup = build_offline_setup(demo_args, training_args)  # the demo's seed: one setup for every run
-    start_rates = check_start(setup, demo_args)  # stops here if the warm start is not what the A/B needs
-    at_start = HeldoutEvaluation(setup.tokenizer, setup.eval_dataset, options.eval_every, setup.temperature).evaluate(
-        AutoModelForCausalLM.from_pretrained(setup.model_path)
-    )
+    warm_start = AutoModelForCausalLM.from_pretrained(setup.model_path)
+    start_rates = check_start(setup, demo_args, warm_start)  # stops here if the warm start is not what the A/B needs
+    evaluation = HeldoutEvaluation(setup.tokenizer, setup.eval_dataset, options.eval_every, setup.temperature)
+    at_start = evaluation.evaluate(warm_start)
     start = {
         "accuracy": at_start.pop("all"),
         "accuracy_by_level": at_start,

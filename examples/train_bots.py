@@ -202,10 +202,11 @@ def offline_demo(script_args: BOTSScriptArguments, training_args: BOTSConfig, de
     transformers.utils.logging.disable_progress_bar()
     state = PartialState()
     setup = build_offline_setup(demo_args, training_args)
-    start_rates = check_start(setup, demo_args)  # stops here if the warm start is not what the demo needs
+    warm_start = AutoModelForCausalLM.from_pretrained(setup.model_path)
+    start_rates = check_start(setup, demo_args, warm_start)  # stops here if the warm start is not what the demo needs
     reward_funcs = [get_reward_function(name) for name in script_args.reward_funcs]
     evaluation = HeldoutEvaluation(setup.tokenizer, setup.eval_dataset, demo_args.demo_eval_every, setup.temperature)
-    before = evaluation.evaluate(AutoModelForCausalLM.from_pretrained(setup.model_path))["all"]
+    before = evaluation.evaluate(warm_start)["all"]
     runs = {}
     for strategy in demo_strategies(training_args.bots_strategy, demo_args.demo_reference_run):
         args = training_args

@@ -297,6 +297,7 @@ class _StartCriterionMonitor(TrainerCallback):
         self.temperature = temperature
         self.history: list[dict[str, Any]] = []
         self.start_step: int | None = None
+        self.weak_step: int | None = None
         self.strong_step: int | None = None
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
@@ -320,11 +321,12 @@ class _StartCriterionMonitor(TrainerCallback):
                     f"{shape['never']:.2f}, mixed {shape['mixed']:.2f}"
                 )
             if not criterion_failures(shape, self.args, self.args.demo_criterion_margin):
-                # The strong reference trains demo_reference_offset steps longer: a model better than the warm start,
-                # as the larger reference model is better than the policy in the paper's GURU data; but not past the
-                # last checkpoint the warm start saves (demo_sft_max_steps ends the training).
+                # The references are the checkpoints demo_reference_offset steps before and after: a weaker and a
+                # stronger model than the warm start, as the paper's GURU columns come from a smaller and a larger
+                # model; the strong one not past the last checkpoint saved (demo_sft_max_steps ends the training).
                 self.start_step = step
                 every = self.args.demo_check_every
+                self.weak_step = max(every, step - self.args.demo_reference_offset)
                 self.strong_step = min(
                     step + self.args.demo_reference_offset, self.args.demo_sft_max_steps // every * every
                 )
@@ -370,11 +372,9 @@ def _warm_start(
             "demo_sft_max_steps, or check the criterion's thresholds (demo_min_always_solved, demo_min_never_solved, "
             "demo_max_mixed) against the history in the log."
         )
-    step = monitor.start_step
-    weak_step = max(args.demo_check_every, step - args.demo_reference_offset)
     return {
-        "start_step": step,
-        "weak_step": weak_step,
+        "start_step": monitor.start_step,
+        "weak_step": monitor.weak_step,
         "strong_step": monitor.strong_step,
         "criterion_history": monitor.history,
     }

@@ -12,6 +12,7 @@ import pytest
 
 from trl_bots import BOTSSelector
 from trl_bots.domains import MAX_DOMAINS, apportion, domain_quotas
+from trl_bots.posterior import CHUNK_SIZE
 
 
 def labelled_pool(sizes: dict[str, int], seed: int = 0) -> np.ndarray:
@@ -162,6 +163,30 @@ def test_per_domain_stats_against_counts():
         assert stats[name]["posterior_mean"] == pytest.approx(mean[labels == name].mean(), rel=1e-6)
     assert selector.last_stats.posterior_mean == pytest.approx(mean.mean(), rel=1e-6)
     assert selector.domain_quotas(4) is None  # labels without weights: metrics only, one global selection
+
+
+def test_per_domain_posterior_means_across_chunks():
+    """Pools larger than the posterior's chunk: chunks holding only the largest domain, chunks missing a domain."""
+    chunk = CHUNK_SIZE
+    rng = np.random.default_rng(7)
+    codes = rng.choice(3, size=3 * chunk + 123, p=[0.6, 0.3, 0.1])
+    codes[:chunk] = 0  # the first chunk holds only the largest domain
+    codes[chunk : 2 * chunk][codes[chunk : 2 * chunk] == 2] = 1  # the second has no task of the smallest
+    labels = np.array(["a", "b", "c"])[codes]
+    selector = BOTSSelector(labels.size, implicit_weight=0.0, domains=labels)
+    selector.alpha = rng.uniform(1, 30, labels.size).astype(np.float32)
+    selector.beta = rng.uniform(1, 30, labels.size).astype(np.float32)
+    tasks = rng.choice(labels.size, 64, replace=False)
+    selector.update(tasks, np.zeros(64), np.full(64, 8))
+    mean = selector.alpha.astype(np.float64) / (selector.alpha.astype(np.float64) + selector.beta)
+    for name in "abc":
+        assert selector.last_domain_stats[name]["posterior_mean"] == pytest.approx(
+            mean[labels == name].mean(), rel=1e-6
+        )
+    assert selector.last_stats.posterior_mean == pytest.approx(mean.mean(), rel=1e-6)
+    np.testing.assert_allclose(selector.posterior_mean(tasks), mean[tasks], rtol=1e-6)
+    with pytest.raises(ValueError, match=r"task ids in \[0, "):
+        selector.posterior_mean([labels.size])
 
 
 def test_small_domain_is_logged_once(caplog):

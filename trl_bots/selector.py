@@ -24,7 +24,7 @@ import numpy as np
 from .baselines import CyclicOrder, easy_to_hard_order, uniform_order
 from .domains import domain_quotas, domain_round_stats, encode_domains, resolve_domain_weights
 from .implicit import ImplicitEvidence, InterpolationEstimator
-from .posterior import average_posterior_mean, group_posterior_means, posterior_mean, update_posterior
+from .posterior import ChunkedGroups, average_posterior_mean, group_posterior_means, posterior_mean, update_posterior
 from .sampling import density_bound, sample_beta
 from .selection import (
     distance_to_target,
@@ -201,7 +201,8 @@ class BOTSSelector:
                 raise ValueError("domain_weights needs domains: pass the domain label of every task as domains=.")
             return
         self.domain_names, self.domain_codes = encode_domains(domains, self.num_tasks)
-        self.domain_sizes = np.bincount(self.domain_codes, minlength=len(self.domain_names))
+        self._domain_groups = ChunkedGroups(self.domain_codes, len(self.domain_names))
+        self.domain_sizes = self._domain_groups.sizes
         # Each domain's task ids, sorted: views into one stable argsort, searched in place when selecting.
         order = np.argsort(self.domain_codes, kind="stable")
         self._domain_pools = np.split(order, np.cumsum(self.domain_sizes)[:-1])
@@ -359,7 +360,7 @@ class BOTSSelector:
         if self.domain_codes is None:
             mean = average_posterior_mean(self.alpha, self.beta)
         else:  # one pass gives both the per-domain means and the overall one
-            domain_means = group_posterior_means(self.alpha, self.beta, self.domain_codes, self.domain_sizes)
+            domain_means = group_posterior_means(self.alpha, self.beta, self._domain_groups)
             mean = float(domain_means @ self.domain_sizes) / self.num_tasks
             per_domain = domain_round_stats(
                 self.domain_codes[idx], len(self.domain_names), successes, trials, domain_means
@@ -395,9 +396,14 @@ class BOTSSelector:
             pseudo_failures[idx] = failures
         return pseudo_successes, pseudo_failures
 
-    def posterior_mean(self) -> np.ndarray:
-        """Posterior mean pass rate of every task."""
-        return posterior_mean(self.alpha, self.beta)
+    def posterior_mean(self, tasks: np.ndarray | Sequence[int] | None = None) -> np.ndarray:
+        """Posterior mean pass rate of every task, or of the ``tasks`` given (ids), without touching the others."""
+        if tasks is None:
+            return posterior_mean(self.alpha, self.beta)
+        tasks = np.asarray(tasks, dtype=np.intp)
+        if tasks.size and not 0 <= tasks.min() <= tasks.max() < self.num_tasks:
+            raise ValueError(f"tasks must be task ids in [0, {self.num_tasks}), got {tasks.min()}..{tasks.max()}.")
+        return posterior_mean(self.alpha[tasks], self.beta[tasks])
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:

@@ -429,9 +429,8 @@ class BOTSGRPOTrainer(GRPOTrainer):
                     metrics[f"bots/domain/{domain}/{name}"].append(value)
             metrics["bots/scored_ratio"].append(float(trials.sum()) / len(rewards_per_func))
             self._watch_unscored_rounds(trials.sum() > 0)
-        posterior_mean = self.selector.posterior_mean()
         self._log_completion_extra(TASK_ID_COLUMN, local_ids)
-        self._log_completion_extra("bots_posterior_mean", posterior_mean[local_ids].tolist())
+        self._log_completion_extra("bots_posterior_mean", self.selector.posterior_mean(local_ids).tolist())
         if self.selector.domain_names is not None:
             domains = self.selector.domain_names
             self._log_completion_extra(

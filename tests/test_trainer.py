@@ -361,7 +361,14 @@ def first_letter_reward(completions, idx, **kwargs):  # depends on what the mode
     return [float(c[:1] < "n") for c in completions]
 
 
-def test_exact_resume_and_saved_folder(tiny_model_path, tmp_path):
+@pytest.fixture
+def umask_022():
+    previous = os.umask(0o022)
+    yield
+    os.umask(previous)
+
+
+def test_exact_resume_and_saved_folder(tiny_model_path, tmp_path, umask_022):
     """2k steps in one go == k steps, checkpoint, resume; the saved folder has the selector and the BOTS card."""
 
     common = {"reward_funcs": (first_letter_reward,), "max_steps": 6, "save_strategy": "steps", "save_steps": 3}
@@ -376,6 +383,9 @@ def test_exact_resume_and_saved_folder(tiny_model_path, tmp_path):
 
     checkpoint = tmp_path / "full" / "checkpoint-3"
     assert (checkpoint / SELECTOR_FILE).is_file() and (checkpoint / SAMPLER_FILE).is_file()
+    # BOTS's files get the permissions of the Trainer's own (0o666 less the umask), not a temporary file's 0o600.
+    for name in ("trainer_state.json", SELECTOR_FILE, SAMPLER_FILE):
+        assert (checkpoint / name).stat().st_mode & 0o777 == 0o644
     out = tmp_path / "saved"
     full.save_model(str(out))
     reloaded = BOTSSelector(10, implicit_weight=0.0)

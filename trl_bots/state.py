@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
+import secrets
 import zlib
 from pathlib import Path
 from typing import Any
@@ -33,22 +33,31 @@ def _checksums(arrays: dict[str, np.ndarray], scalars: dict[str, Any]) -> dict[s
     return sums
 
 
+def write_atomic(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder, flushed, then renamed over ``path``:
+    the file is whole whenever it exists. It gets the permissions of any new file (``0o666`` less the umask)."""
+    path = Path(path)
+    tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    # os.open applies the umask, as open() does for the Trainer's files (tempfile.mkstemp would make it 0o600).
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 def write_state_file(path: str | os.PathLike, arrays: dict[str, np.ndarray], scalars: dict[str, Any]) -> None:
     """Write ``arrays`` and the JSON-serialisable ``scalars`` to ``path`` atomically."""
     path = Path(path)
     arrays = {name: np.ascontiguousarray(array) for name, array in arrays.items()}
     header = {"format": STATE_FORMAT, "scalars": scalars, "crc32": _checksums(arrays, scalars)}
     payload = save(arrays, metadata={"trl_bots": json.dumps(header)})
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(payload)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, payload)
 
 
 def read_state_file(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str, Any]]:

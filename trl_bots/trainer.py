@@ -7,13 +7,11 @@ import io
 import json
 import logging
 import os
-import tempfile
 import textwrap
 import time
 import warnings
 import zlib
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -35,7 +33,7 @@ from .data import column_values, task_fingerprint
 from .domains import encode_domains, resolve_domain_weights
 from .sampler import BOTSSampler
 from .selector import BOTSSelector
-from .state import SELECTOR_FILE
+from .state import SELECTOR_FILE, write_atomic
 
 
 logger = logging.getLogger(__name__)
@@ -90,18 +88,6 @@ def _domain_labels(dataset: Dataset, args: BOTSConfig) -> list[str] | None:
                 f"{int(sizes[weights > 0].sum())} tasks. Give weight to more domains or use a smaller batch."
             )
     return labels
-
-
-def _write_atomic(path: str, data: bytes) -> None:
-    """Write `data` to `path` through a temporary file and a rename: the file is whole whenever it exists."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{Path(path).name}.", suffix=".tmp", dir=os.path.dirname(path))
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 @dataclass(frozen=True)
@@ -538,7 +524,7 @@ class BOTSGRPOTrainer(GRPOTrainer):
             buffer = io.BytesIO()
             torch.save(self._buffered_inputs, buffer)
             path = os.path.join(output_dir, ROUND_BUFFER_FILE.format(rank=self.args.process_index))
-            _write_atomic(path, buffer.getvalue())
+            write_atomic(path, buffer.getvalue())
         if self.args.should_save:
             state = {
                 "format": ROUND_STATE_FORMAT,
@@ -551,7 +537,7 @@ class BOTSGRPOTrainer(GRPOTrainer):
                 "task_fingerprint": self.task_fingerprint,
                 "settings": self._bots_settings(),
             }
-            _write_atomic(os.path.join(output_dir, SAMPLER_FILE), json.dumps(state).encode())
+            write_atomic(os.path.join(output_dir, SAMPLER_FILE), json.dumps(state).encode())
         super()._save_checkpoint(model, trial)
 
     def _rank_files(self) -> list[str]:

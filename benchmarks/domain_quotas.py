@@ -32,11 +32,10 @@ import json
 import sys
 import time
 from fractions import Fraction
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-from grpo_ab import QUICK_DEMO, demo_arguments, load_example, mean_interval
+from grpo_ab import QUICK_DEMO, attach_demo, mean_interval, print_report, run_arguments
 from transformers import AutoModelForCausalLM
 
 from trl_bots.domains import domain_quotas, resolve_domain_weights
@@ -101,17 +100,7 @@ def train_one(example, setup, options, name: str, seed: int) -> dict[str, Any]:
     settings = dict(RUNS[name], bots_domain_column=DOMAIN_COLUMN)
     if name == "bots-quotas":
         settings["bots_domain_weights"] = options.weights
-    script_args, args, _, demo_args = demo_arguments(
-        example,
-        options.overrides,
-        output_dir=Path(options.workdir) / "runs" / f"{name}-seed{seed}",
-        seed=seed,
-        max_steps=options.steps,
-        logging_steps=1,
-        save_strategy="no",
-        report_to="none",
-        **settings,
-    )
+    script_args, args, _, _ = run_arguments(example, options, name, seed, **settings)
     evaluation = HeldoutEvaluation(setup.tokenizer, setup.eval_dataset, options.steps, setup.temperature)
     record = train_from_setup(
         setup, args, [example.get_reward_function(n) for n in script_args.reward_funcs], evaluation, 1
@@ -245,16 +234,13 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         except json.JSONDecodeError as error:
             parser.error(f"--weights must be uniform, proportional or a JSON object such as "
                          f'\'{{"easy": 1, "hard": 3}}\', got {options.weights!r} ({error})')  # fmt: skip
-    example = load_example()
-    _, training_args, _, demo_args = demo_arguments(example, overrides, output_dir=options.workdir, report_to="none")
+    training_args, demo_args = attach_demo(options, overrides)
     options.steps = options.steps or training_args.max_steps
     options.split = options.split if options.split is not None else (demo_args.demo_digits + 1) // 2
     if not 1 <= options.split <= demo_args.demo_digits:
         parser.error(f"--split must lie in [1, {demo_args.demo_digits}] (demo_digits), got {options.split}")
     if options.steps < 1:
         parser.error(f"--steps must be >= 1, got {options.steps}")
-    options.overrides, options.example = overrides, example
-    options.training_args, options.demo_args = training_args, demo_args
     return options
 
 
@@ -262,10 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     options = parse(argv)
     with contextlib.redirect_stdout(sys.stderr):  # the Trainer prints its logs; stdout carries only the JSON
         report = run_benchmark(options)
-    text = json.dumps(report, indent=2, allow_nan=False)
-    if options.output:
-        Path(options.output).write_text(text + "\n")
-    print(text)
+    print_report(report, options.output)
     print(f"\n{render(report)}", file=sys.stderr)
     return 0
 

@@ -364,19 +364,25 @@ def demo_arguments(example, overrides: list[str], **settings: Any):
     return example.make_parser().parse_args_and_config(["--config", example.OFFLINE_DEMO_CONFIG, *overrides, *flags])
 
 
-def train_one(example, setup, options: argparse.Namespace, strategy: str, seed: int) -> dict[str, Any]:
-    """One GRPO run from the setup's warm start: its record without the trainer, plus mean ETR and seconds per step."""
-    script_args, args, _, demo_args = demo_arguments(
+def run_arguments(example, options: argparse.Namespace, name: str, seed: int, **settings: Any):
+    """The demo's arguments for one run named ``name`` (its folder under ``--workdir``): ``options.steps`` steps, a log
+    line per step, no checkpoints, plus ``settings``."""
+    return demo_arguments(
         example,
         options.overrides,
-        output_dir=Path(options.workdir) / "runs" / f"{strategy}-seed{seed}",
+        output_dir=Path(options.workdir) / "runs" / f"{name}-seed{seed}",
         seed=seed,
         max_steps=options.steps,
         logging_steps=1,
         save_strategy="no",
         report_to="none",
-        **STRATEGIES[strategy],
+        **settings,
     )
+
+
+def train_one(example, setup, options: argparse.Namespace, strategy: str, seed: int) -> dict[str, Any]:
+    """One GRPO run from the setup's warm start: its record without the trainer, plus mean ETR and seconds per step."""
+    script_args, args, _, demo_args = run_arguments(example, options, strategy, seed, **STRATEGIES[strategy])
     record = train_from_setup(
         setup,
         args,
@@ -496,16 +502,31 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         parser.error(f"--strategies must include {REFERENCE} (the reference) and at least one other strategy")
     if len(set(options.strategies)) != len(options.strategies):
         parser.error(f"--strategies must not repeat a strategy, got {options.strategies}")
-    example = load_example()
-    _, training_args, _, demo_args = demo_arguments(example, overrides, output_dir=options.workdir, report_to="none")
+    training_args, demo_args = attach_demo(options, overrides)
     options.steps = options.steps if options.steps is not None else training_args.max_steps
     options.eval_every = options.eval_every if options.eval_every is not None else demo_args.demo_eval_every
     for name in ("steps", "eval_every"):
         if getattr(options, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(options, name)}")
+    return options
+
+
+def attach_demo(options: argparse.Namespace, overrides: list[str]):
+    """Parse the demo's settings with ``overrides`` (the flags the script does not define) into ``options``
+    (``example``, ``overrides``, ``training_args``, ``demo_args``); returns the BOTSConfig and the demo arguments."""
+    example = load_example()
+    _, training_args, _, demo_args = demo_arguments(example, overrides, output_dir=options.workdir, report_to="none")
     options.overrides, options.example = overrides, example
     options.training_args, options.demo_args = training_args, demo_args
-    return options
+    return training_args, demo_args
+
+
+def print_report(report: dict[str, Any], output: str | None) -> None:
+    """The JSON report to stdout, and to ``output`` if given."""
+    text = json.dumps(report, indent=2, allow_nan=False)
+    if output:
+        Path(output).write_text(text + "\n")
+    print(text)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -513,10 +534,7 @@ def main(argv: list[str] | None = None) -> int:
     with contextlib.redirect_stdout(sys.stderr):  # the Trainer prints its logs; stdout carries only the JSON
         report = run_benchmark(options)
         figure = plot(report, options.plots) if options.plots else None
-    text = json.dumps(report, indent=2, allow_nan=False)
-    if options.output:
-        Path(options.output).write_text(text + "\n")
-    print(text)
+    print_report(report, options.output)
     print(f"\n{render(report, options.markdown)}", file=sys.stderr)
     if figure is not None:
         print(f"[grpo_ab] wrote {figure}", file=sys.stderr)

@@ -243,6 +243,12 @@ def test_resume_with_quotas_is_exact(tmp_path, rule):
         ([3, "b"], "uniform", r"task 0: 3"),
         (["a"], None, r"one label per task \(2\), got 1"),
         ([f"d{i}" for i in range(MAX_DOMAINS + 1)], None, "257 distinct labels, more than 256"),
+        # Spellings of one domain that differ only in case or surrounding spaces: refused, not two domains.
+        (
+            ["math", "Math", "logic", "logic "],
+            None,
+            r"differ only in case or surrounding spaces: \[\['Math', 'math'\], \['logic', 'logic '\]\]",
+        ),
         (None, "uniform", "domain_weights needs domains"),
     ],
 )

@@ -43,6 +43,17 @@ def encode_domains(
             f"{name} has {names.size} distinct labels, more than {MAX_DOMAINS}: it looks like a per-task field (an id "
             f"or a prompt), not a domain. First labels: {names[:5].tolist()}. Name a column with a few domain labels."
         )
+    # "Math" beside "math" (or "logic " beside "logic") is one domain spelled twice: as two, it would split the
+    # domain's metrics and quotas without a word.
+    spellings: dict[str, list[str]] = {}
+    for label in names.tolist():
+        spellings.setdefault(label.strip().casefold(), []).append(label)
+    clashes = [group for group in spellings.values() if len(group) > 1]
+    if clashes:
+        raise ValueError(
+            f"{name} has labels that differ only in case or surrounding spaces: {clashes}. Each would be a domain of "
+            "its own; write every domain one way (e.g. strip and lower-case the labels)."
+        )
     return tuple(names.tolist()), codes.astype(np.uint8)  # MAX_DOMAINS labels fit in a byte
 
 

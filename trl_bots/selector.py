@@ -400,7 +400,12 @@ class BOTSSelector:
         """Posterior mean pass rate of every task, or of the ``tasks`` given (ids), without touching the others."""
         if tasks is None:
             return posterior_mean(self.alpha, self.beta)
-        tasks = np.asarray(tasks, dtype=np.intp)
+        tasks = np.asarray(tasks)
+        if tasks.size and not np.issubdtype(tasks.dtype, np.integer):  # a bool mask would read as the ids 0 and 1
+            raise ValueError(
+                f"tasks must be integer task ids, got dtype {tasks.dtype}: pass ids, not a mask or floats."
+            )
+        tasks = tasks.astype(np.intp)
         if tasks.size and not 0 <= tasks.min() <= tasks.max() < self.num_tasks:
             raise ValueError(f"tasks must be task ids in [0, {self.num_tasks}), got {tasks.min()}..{tasks.max()}.")
         return posterior_mean(self.alpha[tasks], self.beta[tasks])

@@ -127,6 +127,11 @@ def test_guru_reward_routes_by_domain(guru_folder):
     assert rewards == [None, None, 1.0, 0.0, 1.0, 1.0, 0.0]
     with pytest.raises(ValueError, match=r"does not know the domains \['poetry'\]"):
         guru_reward(["x"], solution=["x"], domain=["poetry"])
+    with pytest.raises(ValueError, match=r"does not know the domains \['poetry', None\]"):
+        guru_reward(["x", "y"], solution=["x", "y"], domain=["poetry", None])
+    # One domain per completion: a shorter list would leave the last completions unscored without a word.
+    with pytest.raises(ValueError, match=r"one domain per completion \(2\), got 1"):
+        guru_reward(["x", "y"], solution=["x", "y"], domain=["logic"])
 
 
 def test_example_script_loads_a_guru_folder_and_its_eval_file(guru_folder, tmp_path):

@@ -240,7 +240,11 @@ def test_resume_with_quotas_is_exact(tmp_path, rule):
         (["a", "b"], [1, 1], "got list"),
         (["a", ""], None, r"non-empty strings; 1 tasks have another value \(task 1: ''\)"),
         (["a", None], None, r"task 1: None"),
-        ([3, "b"], "uniform", r"task 0: 3"),
+        (
+            [3, "b"],
+            "uniform",
+            r"task 0: 3\)\. .* write numbers \(e\.g\. the ids of a ClassLabel column\) as their names",
+        ),
         (["a"], None, r"one label per task \(2\), got 1"),
         ([f"d{i}" for i in range(MAX_DOMAINS + 1)], None, "257 distinct labels, more than 256"),
         # Spellings of one domain that differ only in case or surrounding spaces: refused, not two domains.

@@ -35,7 +35,8 @@ def encode_domains(
         examples = ", ".join(f"task {i}: {label!r}" for i, label in bad[:5])
         raise ValueError(
             f"{name} must be non-empty strings; {len(bad)} tasks have another value ({examples}"
-            f"{', ...' if len(bad) > 5 else ''}). Fill in the domain of these tasks or drop them."
+            f"{', ...' if len(bad) > 5 else ''}). Fill in the domain of these tasks or drop them; write numbers (e.g. "
+            "the ids of a ClassLabel column) as their names."
         )
     names, codes = np.unique(np.asarray(labels, dtype=object).astype(str), return_inverse=True)
     if names.size > MAX_DOMAINS:

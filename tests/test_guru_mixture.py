@@ -8,6 +8,8 @@ import os
 import sys
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from datasets import Dataset
 from recording import RewardRecorder, replay_posterior, total_rewards
@@ -98,6 +100,16 @@ def test_load_guru_aligns_numbers_and_refuses_two_prompt_forms(tmp_path, guru_fo
     assert dataset["qwen2.5_7b_pass_rate"] == [0.0, 0.1, 0.2, 0.0, 1.0]
     assert dataset["difficulty"] == ["null"] * 3 + ["0.5"] * 2  # JSON text, null where a file lacks the column
     assert any("['qwen2.5_7b_pass_rate'] differ in numeric type" in record.getMessage() for record in caplog.records)
+
+    # The same messages stored as Arrow large_string (as some writers do): cast to the first file's type.
+    messages = pa.struct([("role", pa.large_string()), ("content", pa.large_string())])
+    table = Dataset.from_list(rows).data.table
+    table = table.set_column(
+        table.schema.get_field_index("prompt"), "prompt", table["prompt"].cast(pa.list_(messages))
+    )
+    pq.write_table(table, tmp_path / "logic__large.parquet")
+    dataset = load_guru([math_file, tmp_path / "logic__large.parquet"])
+    assert dataset["prompt"][3:] == [row["prompt"] for row in rows]
 
     # Plain-text prompts beside chat prompts: as JSON text they would be trained on verbatim, so they are refused.
     plain = [{**row, "prompt": row["prompt"][0]["content"]} for row in rows]

@@ -118,8 +118,8 @@ def load_guru(
     Files whose other columns differ in type (GURU's ``extra_info`` differs between domains) or lack a column the
     others have are aligned by storing those columns as JSON text (``null`` where a file lacks the column), with a
     warning naming them; numbers that differ only in type (integer pass rates beside float ones) are read as float64.
-    Prompts of different types (plain text beside chat messages) and a file named twice (also inside a named folder)
-    are errors. ``pass_rates=False`` skips the pass-rate check, for evaluation files (e.g. MATH500), which
+    Prompts of different types (plain text beside chat messages; the same messages stored as ``large_string`` are
+    cast) and a file named twice (also inside a named folder) are errors. ``pass_rates=False`` skips the pass-rate check, for evaluation files (e.g. MATH500), which
     have none.
     """
     files = _guru_files(paths)
@@ -185,15 +185,19 @@ def _align_columns(parts: list[Dataset], files: list[Path]) -> list[Dataset]:
         if any(name not in part.features for part in parts)
         or any(part.features[name] != parts[0].features.get(name) for part in parts)
     ]
+    if "prompt" in differing:  # the same messages stored with other Arrow types (large_string) cast; others do not
+        try:
+            parts = [part.cast_column("prompt", parts[0].features["prompt"]) for part in parts]
+        except TypeError as error:
+            forms = {file.name: str(part.features["prompt"]) for part, file in zip(parts, files, strict=True)}
+            raise ValueError(
+                f"load_guru: the prompt column differs in type between the files {forms}; joined as JSON text, the "
+                "prompts would be trained on verbatim. Bring the prompts of every file to one form first (chat "
+                "messages with the same fields)."
+            ) from error
+        differing.remove("prompt")
     if not differing:
         return parts
-    if "prompt" in differing:
-        forms = {file.name: str(part.features["prompt"]) for part, file in zip(parts, files, strict=True)}
-        raise ValueError(
-            f"load_guru: the prompt column differs in type between the files {forms}; joined as JSON text, the "
-            "prompts would be trained on verbatim. Bring the prompts of every file to one form first (chat messages "
-            "with the same fields)."
-        )
     numbers = [name for name in differing if all(_is_number(part.features.get(name)) for part in parts)]
     texts = [name for name in differing if name not in numbers]
     if numbers:

@@ -240,9 +240,19 @@ def test_resume_with_quotas_is_exact(tmp_path, rule):
         (["a", "b"], [1, 1], "got list"),
         (["a", ""], None, r"non-empty strings; 1 tasks have another value \(task 1: ''\)"),
         (["a", None], None, r"task 1: None"),
-        ([3, "b"], "uniform", r"task 0: 3"),
+        (
+            [3, "b"],
+            "uniform",
+            r"task 0: 3\)\. .* write numbers \(e\.g\. the ids of a ClassLabel column\) as their names",
+        ),
         (["a"], None, r"one label per task \(2\), got 1"),
         ([f"d{i}" for i in range(MAX_DOMAINS + 1)], None, "257 distinct labels, more than 256"),
+        # Spellings of one domain that differ only in case or surrounding spaces: refused, not two domains.
+        (
+            ["math", "Math", "logic", "logic "],
+            None,
+            r"differ only in case or surrounding spaces: \[\['Math', 'math'\], \['logic', 'logic '\]\]",
+        ),
         (None, "uniform", "domain_weights needs domains"),
     ],
 )
@@ -259,3 +269,15 @@ def test_domain_weights_refused_for_fixed_orders_and_oversized_batches():
     selector = BOTSSelector(4, implicit_weight=0.0, domains=["a", "a", "b", "b"], domain_weights={"a": 1, "b": 0})
     with pytest.raises(ValueError, match="batch_size=3 distinct tasks cannot be drawn"):
         selector.select(3)
+
+
+def test_domain_quotas_checks_the_batch_size_as_select_does():
+    selector = BOTSSelector(6, implicit_weight=0.0, domains=list("aabbcc"), domain_weights="uniform")
+    for batch_size in (0, -1, True, 2.0):
+        with pytest.raises(ValueError, match=rf"batch_size must be a positive integer, got {batch_size!r}"):
+            selector.domain_quotas(batch_size)
+    with pytest.raises(ValueError, match="batch_size=7 is larger than the number of tasks"):
+        selector.domain_quotas(7)
+    assert selector.domain_quotas(np.int64(4)) == {"a": 2, "b": 1, "c": 1}
+    assert selector.domain_lag == [0, 0, 0]  # asking changes nothing: select takes the same quotas
+    assert sorted(np.asarray(list("aabbcc"))[selector.select(4)].tolist()) == ["a", "a", "b", "c"]

@@ -8,6 +8,8 @@ import os
 import sys
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from datasets import Dataset
 from recording import RewardRecorder, replay_posterior, total_rewards
@@ -85,6 +87,43 @@ def test_load_guru_errors(tmp_path, guru_folder):
         load_guru(tmp_path / "math__with_domain.parquet")
 
 
+def test_load_guru_aligns_numbers_and_refuses_two_prompt_forms(tmp_path, guru_folder, caplog):
+    """Columns the training reads stay what they are: numbers stay numbers, a prompt never becomes JSON text."""
+    math_file = guru_folder / "math__combined_3.parquet"
+    rows = Dataset.from_parquet(str(guru_folder / "logic__ordering_2.parquet")).to_list()
+    # Integer pass rates in one file (float in the others), and a numeric column only this file has.
+    integers = [{**row, "qwen2.5_7b_pass_rate": i, "difficulty": 0.5} for i, row in enumerate(rows)]
+    Dataset.from_list(integers).to_parquet(str(tmp_path / "logic__int_rates.parquet"))
+    with caplog.at_level(logging.WARNING, logger="trl_bots.data"):
+        dataset = load_guru([math_file, tmp_path / "logic__int_rates.parquet"])
+    assert dataset.features["qwen2.5_7b_pass_rate"].dtype == "float64"
+    assert dataset["qwen2.5_7b_pass_rate"] == [0.0, 0.1, 0.2, 0.0, 1.0]
+    assert dataset["difficulty"] == ["null"] * 3 + ["0.5"] * 2  # JSON text, null where a file lacks the column
+    assert any("['qwen2.5_7b_pass_rate'] differ in numeric type" in record.getMessage() for record in caplog.records)
+
+    # The same messages stored as Arrow large_string (as some writers do): cast to the first file's type.
+    messages = pa.struct([("role", pa.large_string()), ("content", pa.large_string())])
+    table = Dataset.from_list(rows).data.table
+    table = table.set_column(
+        table.schema.get_field_index("prompt"), "prompt", table["prompt"].cast(pa.list_(messages))
+    )
+    pq.write_table(table, tmp_path / "logic__large.parquet")
+    dataset = load_guru([math_file, tmp_path / "logic__large.parquet"])
+    assert dataset["prompt"][3:] == [row["prompt"] for row in rows]
+
+    # Plain-text prompts beside chat prompts: as JSON text they would be trained on verbatim, so they are refused.
+    plain = [{**row, "prompt": row["prompt"][0]["content"]} for row in rows]
+    Dataset.from_list(plain).to_parquet(str(tmp_path / "logic__plain.parquet"))
+    with pytest.raises(
+        ValueError, match=r"the prompt column differs in type between the files .*logic__plain.parquet"
+    ):
+        load_guru([math_file, tmp_path / "logic__plain.parquet"])
+
+    # A file named twice (here: in its folder and by name) would put its tasks in the pool twice.
+    with pytest.raises(ValueError, match=r"name files more than once .*math__combined_3.parquet'\]"):
+        load_guru([guru_folder, math_file])
+
+
 def test_guru_reward_routes_by_domain(guru_folder):
     dataset = load_guru(guru_folder)
     completions = [
@@ -100,6 +139,11 @@ def test_guru_reward_routes_by_domain(guru_folder):
     assert rewards == [None, None, 1.0, 0.0, 1.0, 1.0, 0.0]
     with pytest.raises(ValueError, match=r"does not know the domains \['poetry'\]"):
         guru_reward(["x"], solution=["x"], domain=["poetry"])
+    with pytest.raises(ValueError, match=r"does not know the domains \['poetry', None\]"):
+        guru_reward(["x", "y"], solution=["x", "y"], domain=["poetry", None])
+    # One domain per completion: a shorter list would leave the last completions unscored without a word.
+    with pytest.raises(ValueError, match=r"one domain per completion \(2\), got 1"):
+        guru_reward(["x", "y"], solution=["x", "y"], domain=["logic"])
 
 
 def test_example_script_loads_a_guru_folder_and_its_eval_file(guru_folder, tmp_path):

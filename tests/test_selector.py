@@ -131,6 +131,17 @@ def test_explicit_only_update_by_hand():
     np.testing.assert_allclose(selector.posterior_mean(), [0.25, 0.5, 2.5 / 4.0])
 
 
+def test_posterior_mean_of_some_tasks_takes_task_ids_only():
+    selector = BOTSSelector(3, forgetting=0.5, implicit_weight=0.0)
+    selector.update(np.array([2, 0]), np.array([3, 0]), np.array([4, 4]))
+    np.testing.assert_allclose(selector.posterior_mean([2, 0, 2]), [4 / 6, 1 / 6, 4 / 6])
+    np.testing.assert_allclose(selector.posterior_mean(np.array([], dtype=np.int64)), [])
+    # A boolean mask would read as the ids 0 and 1, fractional ids would be truncated: refused, not misread.
+    for tasks, shown in (([True, False, True], "bool"), ([1.7, 0.2], "float64"), (["1"], "<U1")):
+        with pytest.raises(ValueError, match=f"tasks must be integer task ids, got dtype {shown}"):
+            selector.posterior_mean(tasks)
+
+
 def test_interpolation_plugin_hand_worked_example():
     reference = np.array([[0.2, 0.6], [0.4, 0.8], [0.0, 0.5], [0.9, 1.0]])
     estimator = InterpolationEstimator(reference, momentum=0.9, fit="paper")

@@ -88,6 +88,7 @@ def test_resume_with_quotas_continues_exactly(tiny_model_path, tmp_path):
             r"bots_domain_column='meta.domain' must be non-empty strings.*task 11",
         ),
         ({}, domain_dataset(["x"] * 11 + [None]), r"task 11: None"),
+        ({}, domain_dataset(["x"] * 11 + ["X "]), r"meta.domain' has labels that differ only in case .*\['X ', 'x'\]"),
         ({"bots_domain_weights": {"x": 1, "z": 1}}, None, r"the data has no domain \['z'\]"),
         ({"bots_domain_weights": {"x": 1, "y": -1}}, None, r"bots_domain_weights must be finite numbers >= 0"),
         ({"bots_domain_weights": {"x": 0, "y": 0}}, None, "bots_domain_weights are all zero"),

@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from datasets import Dataset, DatasetDict, concatenate_datasets, load_dataset, load_from_disk
+from datasets import Dataset, DatasetDict, Features, Value, concatenate_datasets, load_dataset, load_from_disk
 
 
 logger = logging.getLogger(__name__)
@@ -117,7 +117,9 @@ def load_guru(
 
     Files whose other columns differ in type (GURU's ``extra_info`` differs between domains) or lack a column the
     others have are aligned by storing those columns as JSON text (``null`` where a file lacks the column), with a
-    warning naming them. ``pass_rates=False`` skips the pass-rate check, for evaluation files (e.g. MATH500), which
+    warning naming them; numbers that differ only in type (integer pass rates beside float ones) are read as float64.
+    Prompts of different types (plain text beside chat messages; the same messages stored as ``large_string`` are
+    cast) and a file named twice (also inside a named folder) are errors. ``pass_rates=False`` skips the pass-rate check, for evaluation files (e.g. MATH500), which
     have none.
     """
     files = _guru_files(paths)
@@ -157,11 +159,25 @@ def _guru_files(paths: str | os.PathLike | list[str | os.PathLike]) -> list[Path
             raise FileNotFoundError(f"GURU data {os.fspath(path)!r} does not exist.")
     if not files:
         raise ValueError("load_guru needs at least one file or folder.")
+    resolved = [file.resolve() for file in files]
+    repeated = sorted(
+        {os.fspath(file) for file, real in zip(files, resolved, strict=True) if resolved.count(real) > 1}
+    )
+    if repeated:
+        raise ValueError(
+            f"load_guru's paths name files more than once (as a file and inside a folder, or twice over): {repeated}. "
+            "Their tasks would be in the pool twice; name every file once."
+        )
     return files
 
 
+def _is_number(feature: Any) -> bool:
+    return isinstance(feature, Value) and feature.dtype.startswith(("int", "uint", "float"))
+
+
 def _align_columns(parts: list[Dataset], files: list[Path]) -> list[Dataset]:
-    """Make the parts' features equal: columns that differ in type or are not in every part become JSON text."""
+    """Make the parts' features equal: numbers of different types become float64; other columns that differ in type
+    or are not in every part become JSON text. The prompt is never turned into text: GRPO would train on it verbatim."""
     names = sorted({name for part in parts for name in part.column_names})
     differing = [
         name
@@ -169,17 +185,42 @@ def _align_columns(parts: list[Dataset], files: list[Path]) -> list[Dataset]:
         if any(name not in part.features for part in parts)
         or any(part.features[name] != parts[0].features.get(name) for part in parts)
     ]
+    if "prompt" in differing:  # the same messages stored with other Arrow types (large_string) cast; others do not
+        try:
+            parts = [part.cast_column("prompt", parts[0].features["prompt"]) for part in parts]
+        except TypeError as error:
+            forms = {file.name: str(part.features["prompt"]) for part, file in zip(parts, files, strict=True)}
+            raise ValueError(
+                f"load_guru: the prompt column differs in type between the files {forms}; joined as JSON text, the "
+                "prompts would be trained on verbatim. Bring the prompts of every file to one form first (chat "
+                "messages with the same fields)."
+            ) from error
+        differing.remove("prompt")
     if not differing:
         return parts
-    logger.warning(
-        f"load_guru: the columns {differing} differ in type between {[f.name for f in files]} or are missing in some; "
-        "they are kept as JSON text (json.loads gives the value back; null where a file lacks the column)."
-    )
+    numbers = [name for name in differing if all(_is_number(part.features.get(name)) for part in parts)]
+    texts = [name for name in differing if name not in numbers]
+    if numbers:
+        logger.warning(
+            f"load_guru: the columns {numbers} differ in numeric type between {[f.name for f in files]}; "
+            "they are read as float64."
+        )
+    if texts:
+        logger.warning(
+            f"load_guru: the columns {texts} differ in type between {[f.name for f in files]} or are missing in some; "
+            "they are kept as JSON text (json.loads gives the value back; null where a file lacks the column)."
+        )
 
-    def as_json(part: Dataset) -> Dataset:
-        return part.map(lambda row: {name: json.dumps(row.get(name)) for name in differing})
+    def align(part: Dataset) -> Dataset:
+        # Explicit types: left to itself, map would keep a number column's type for its JSON text ("0.5" -> 0.5).
+        features = Features({**part.features, **dict.fromkeys(numbers, Value("float64"))})
+        part = part.cast(features) if numbers else part
+        if not texts:
+            return part
+        features = Features({**features, **dict.fromkeys(texts, Value("string"))})
+        return part.map(lambda row: {name: json.dumps(row.get(name)) for name in texts}, features=features)
 
-    aligned = [as_json(part) for part in parts]
+    aligned = [align(part) for part in parts]
     return [part.select_columns(aligned[0].column_names) for part in aligned]
 
 

@@ -35,13 +35,25 @@ def encode_domains(
         examples = ", ".join(f"task {i}: {label!r}" for i, label in bad[:5])
         raise ValueError(
             f"{name} must be non-empty strings; {len(bad)} tasks have another value ({examples}"
-            f"{', ...' if len(bad) > 5 else ''}). Fill in the domain of these tasks or drop them."
+            f"{', ...' if len(bad) > 5 else ''}). Fill in the domain of these tasks or drop them; write numbers (e.g. "
+            "the ids of a ClassLabel column) as their names."
         )
     names, codes = np.unique(np.asarray(labels, dtype=object).astype(str), return_inverse=True)
     if names.size > MAX_DOMAINS:
         raise ValueError(
             f"{name} has {names.size} distinct labels, more than {MAX_DOMAINS}: it looks like a per-task field (an id "
             f"or a prompt), not a domain. First labels: {names[:5].tolist()}. Name a column with a few domain labels."
+        )
+    # "Math" beside "math" (or "logic " beside "logic") is one domain spelled twice: as two, it would split the
+    # domain's metrics and quotas without a word.
+    spellings: dict[str, list[str]] = {}
+    for label in names.tolist():
+        spellings.setdefault(label.strip().casefold(), []).append(label)
+    clashes = [group for group in spellings.values() if len(group) > 1]
+    if clashes:
+        raise ValueError(
+            f"{name} has labels that differ only in case or surrounding spaces: {clashes}. Each would be a domain of "
+            "its own; write every domain one way (e.g. strip and lower-case the labels)."
         )
     return tuple(names.tolist()), codes.astype(np.uint8)  # MAX_DOMAINS labels fit in a byte
 

@@ -157,7 +157,9 @@ def guru_reward(
     not in the table is an error, not a silent ``None``. Pass a sandboxed code reward as a second reward function to
     score code.
     """
-    unknown = sorted(set(domain) - set(GURU_DOMAIN_REWARDS))
+    if len(domain) != len(completions):
+        raise ValueError(f"guru_reward needs one domain per completion ({len(completions)}), got {len(domain)}.")
+    unknown = sorted(set(domain) - set(GURU_DOMAIN_REWARDS), key=repr)  # repr: a missing domain (None) sorts too
     if unknown:
         raise ValueError(
             f"guru_reward does not know the domains {unknown}; it routes {sorted(GURU_DOMAIN_REWARDS)}. Add the domain "

@@ -238,13 +238,7 @@ class BOTSSelector:
     # ------------------------------------------------------------------ selection
     def select(self, batch_size: int) -> np.ndarray:
         """Return ``batch_size`` distinct task ids for the next round, best first."""
-        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
-        if batch_size > self.num_tasks:
-            raise ValueError(
-                f"batch_size={batch_size} is larger than the number of tasks ({self.num_tasks}); a batch holds "
-                "distinct tasks. Use a smaller batch or more tasks."
-            )
+        self._check_batch_size(batch_size)
         if self.order is not None:
             return self.order.take(int(batch_size), self.rng)
         if self.domain_weights is None:
@@ -262,6 +256,15 @@ class BOTSSelector:
             if k
         ]
         return np.concatenate(chosen)
+
+    def _check_batch_size(self, batch_size: int) -> None:
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
+        if batch_size > self.num_tasks:
+            raise ValueError(
+                f"batch_size={batch_size} is larger than the number of tasks ({self.num_tasks}); a batch holds "
+                "distinct tasks. Use a smaller batch or more tasks."
+            )
 
     def _select_by_rule(
         self, batch_size: int, pool: np.ndarray | None = None, bound: float | None = None, density: float = math.nan
@@ -294,7 +297,8 @@ class BOTSSelector:
         """
         if self.domain_weights is None:
             return None
-        return dict(zip(self.domain_names, self._round_quotas(batch_size)[0].tolist(), strict=True))
+        self._check_batch_size(batch_size)
+        return dict(zip(self.domain_names, self._round_quotas(int(batch_size))[0].tolist(), strict=True))
 
     def _round_quotas(self, batch_size: int) -> tuple[np.ndarray, list[Fraction]]:
         quotas, capped, lag = domain_quotas(batch_size, self.domain_weights, self.domain_sizes, self.domain_lag)
@@ -400,7 +404,12 @@ class BOTSSelector:
         """Posterior mean pass rate of every task, or of the ``tasks`` given (ids), without touching the others."""
         if tasks is None:
             return posterior_mean(self.alpha, self.beta)
-        tasks = np.asarray(tasks, dtype=np.intp)
+        tasks = np.asarray(tasks)
+        if tasks.size and not np.issubdtype(tasks.dtype, np.integer):  # a bool mask would read as the ids 0 and 1
+            raise ValueError(
+                f"tasks must be integer task ids, got dtype {tasks.dtype}: pass ids, not a mask or floats."
+            )
+        tasks = tasks.astype(np.intp)
         if tasks.size and not 0 <= tasks.min() <= tasks.max() < self.num_tasks:
             raise ValueError(f"tasks must be task ids in [0, {self.num_tasks}), got {tasks.min()}..{tasks.max()}.")
         return posterior_mean(self.alpha[tasks], self.beta[tasks])

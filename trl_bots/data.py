@@ -119,8 +119,8 @@ def load_guru(
     others have are aligned by storing those columns as JSON text (``null`` where a file lacks the column), with a
     warning naming them; numbers that differ only in type (integer pass rates beside float ones) are read as float64.
     Prompts of different types (plain text beside chat messages; the same messages stored as ``large_string`` are
-    cast) and a file named twice (also inside a named folder) are errors. ``pass_rates=False`` skips the pass-rate check, for evaluation files (e.g. MATH500), which
-    have none.
+    cast) and a file named twice (also inside a named folder) are errors. ``pass_rates=False`` skips the pass-rate
+    check, for evaluation files (e.g. MATH500), which have none.
     """
     files = _guru_files(paths)
     parts = []

@@ -55,20 +55,25 @@ def step_times(kind: str, model_path: str, output_dir: str, steps: int, tasks: i
     )
     timer = StepTimer()
     trainer.add_callback(timer)
-    with contextlib.redirect_stdout(sys.stderr):  # the Trainer prints its logs; stdout carries only the JSON
-        trainer.train()
+    trainer.train()
     return timer.times[1:]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repetitions", type=int, default=5)
-    parser.add_argument("--steps", type=int, default=12)
-    parser.add_argument("--tasks", type=int, default=2000)
+    parser.add_argument("--repetitions", type=int, default=5, help="runs of each trainer, alternating")
+    parser.add_argument("--steps", type=int, default=12, help="optimizer steps per run (the first is dropped)")
+    parser.add_argument("--tasks", type=int, default=2000, help="tasks in the training dataset")
     options = parser.parse_args()
+    # The first step of every run is dropped as warm-up; a round holds 2 distinct tasks (tests/tiny.py's settings).
+    for name, least in (("repetitions", 1), ("steps", 2), ("tasks", 2)):
+        if getattr(options, name) < least:
+            parser.error(f"--{name} must be >= {least}, got {getattr(options, name)}")
     # One intra-op thread: on a small shared CPU, thread contention is the largest source of noise in step times.
     torch.set_num_threads(1)
-    with tempfile.TemporaryDirectory() as tmp:
+    # Everything that may print goes to stderr, stdout carries only the JSON: the Trainer's logs, and DeepSpeed's
+    # notice that it found no GPU, whose logger keeps the stdout it sees when TRL first imports it (in step_times).
+    with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(sys.stderr):
         model_path = build_tiny_model(os.path.join(tmp, "model"))
         times = {"stock": [], "bots": []}
         for repetition in range(options.repetitions):

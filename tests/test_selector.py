@@ -373,6 +373,31 @@ def test_state_dict_roundtrip_in_memory():
     np.testing.assert_array_equal(a.select(8), b.select(8))
 
 
+@pytest.mark.parametrize(
+    "corrupt",
+    [
+        {"domain_lag": ["1/2"]},  # one entry for two domains: found after alpha, beta, round and the rng are read
+        {"last_stats": {"round": 3}},  # the last thing read, incomplete
+        {"estimator": {"mu": "not a number"}},
+    ],
+)
+def test_a_state_that_fails_part_way_leaves_the_selector_as_it_was(corrupt):
+    reference = make_reference(60)
+    labels = np.array(["a", "b"] * 30)
+    settings = {"domains": labels, "domain_weights": "uniform", "seed": 3}
+    target, twin = BOTSSelector(60, reference, **settings), BOTSSelector(60, reference, **settings)
+    run_rounds(target, 4, 8, seed=1)
+    run_rounds(twin, 4, 8, seed=1)
+    other = BOTSSelector(60, reference, **{**settings, "seed": 5})
+    run_rounds(other, 9, 8, seed=2)
+    with pytest.raises((ValueError, TypeError, KeyError)):
+        target.load_state_dict({**other.state_dict(), **corrupt})
+    assert target.round == twin.round == 4
+    np.testing.assert_array_equal(target.alpha, twin.alpha)
+    assert target.domain_lag == twin.domain_lag and target.last_stats == twin.last_stats
+    np.testing.assert_array_equal(target.select(8), twin.select(8))  # same rng, same plug-in fit
+
+
 def test_load_keeps_the_constructor_implicit_weight_unless_it_adapts():
     """rho is a setting, restored only as learned state when it adapts (and adapted in the saved run)."""
     reference = make_reference(50)

@@ -8,11 +8,12 @@ counts ``m * q_i`` and ``m * (1 - q_i)``. Any object with the methods of
 
 from __future__ import annotations
 
+import math
 from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from .validation import CAP_FITS, check_choice
+from .validation import CAP_FITS, check_choice, is_real
 
 
 # The robust fit keeps mu in this range: the policy may sit up to two reference gaps below the weak model or above
@@ -129,4 +130,9 @@ class InterpolationEstimator:
         return {} if self.mu is None else {"mu": self.mu}
 
     def load_state_dict(self, state: dict[str, float]) -> None:
-        self.mu = state.get("mu")
+        mu = state.get("mu")
+        if mu is not None and not (is_real(mu) and math.isfinite(mu)):
+            raise ValueError(
+                f"The plug-in state's mu must be a finite number (or absent before the first fit), got {mu!r}."
+            )
+        self.mu = None if mu is None else float(mu)

@@ -455,8 +455,16 @@ class BOTSSelector:
 
         Restores what was learned (alpha, beta, round, the plug-in's fit, the random generator, the domain lag, and the
         implicit weight when it adapts and adapted in the saved run); the hyper-parameters stay those given to the
-        constructor.
+        constructor. A state that fails part-way leaves the selector as it was, never half loaded.
         """
+        kept = self.state_dict()
+        try:
+            self._load_state_dict(state)
+        except BaseException:
+            self._load_state_dict(kept)
+            raise
+
+    def _load_state_dict(self, state: dict[str, Any]) -> None:
         if state.get("num_tasks") != self.num_tasks:
             raise ValueError(
                 f"The selector state is for {state.get('num_tasks')} tasks but this selector has {self.num_tasks}: "

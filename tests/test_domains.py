@@ -227,6 +227,18 @@ def test_resume_with_quotas_is_exact(tmp_path, rule):
         with pytest.raises(ValueError, match="other domains or domain weights"):
             BOTSSelector(labels.size, reference, **rule, **other).load(path)
 
+    # The same shares at another scale give the same quotas every round: accepted, and the run continues exactly.
+    rescaled = BOTSSelector(
+        labels.size, reference, seed=999, **{**kwargs, "domain_weights": {"a": 0.5, "b": 0.25, "c": 0.25}}
+    )
+    rescaled.load(path)
+    uninterrupted.load(path)
+    for (quotas_a, tasks_a, _), (quotas_b, tasks_b, _) in zip(
+        play(uninterrupted, 5, 25), play(rescaled, 5, 25), strict=True
+    ):
+        assert quotas_a == quotas_b
+        np.testing.assert_array_equal(tasks_a, tasks_b)
+
 
 @pytest.mark.parametrize(
     ("domains", "weights", "message"),

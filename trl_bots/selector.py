@@ -75,6 +75,21 @@ def _pearson(x: np.ndarray, y: np.ndarray) -> float:
     return float(np.corrcoef(x, y)[0, 1])
 
 
+def _same_domains(saved: dict[str, Any] | None, own: dict[str, Any] | None) -> bool:
+    """Whether a saved domain signature matches this selector's: the same labels, and weights with the same shares
+    (``{a: 2, b: 1}`` and ``{a: 4, b: 2}`` give the same quotas every round), compared exactly as fractions."""
+    if saved is None or own is None or saved.get("weights") is None or own["weights"] is None:
+        return saved == own
+
+    def shares(weights: list[float]) -> list[Fraction]:
+        exact = [Fraction(weight) for weight in weights]
+        return [weight / sum(exact) for weight in exact]
+
+    return {**saved, "weights": None} == {**own, "weights": None} and shares(saved["weights"]) == shares(
+        own["weights"]
+    )
+
+
 class BOTSSelector:
     """Keeps a Beta belief about every task's pass rate and picks batches of tasks near a target pass rate.
 
@@ -472,7 +487,7 @@ class BOTSSelector:
             )
         if state.get("strategy") != self.strategy:
             raise ValueError(f"The selector state is for strategy {state.get('strategy')!r}, not {self.strategy!r}.")
-        if state.get("domains") != self._domain_signature():
+        if not _same_domains(state.get("domains"), self._domain_signature()):
             raise ValueError(
                 f"The selector state was saved with other domains or domain weights ({state.get('domains')}) than this "
                 f"selector has ({self._domain_signature()}). Resume with the same domain labels and weights."

@@ -398,6 +398,37 @@ def test_a_state_that_fails_part_way_leaves_the_selector_as_it_was(corrupt):
     np.testing.assert_array_equal(target.select(8), twin.select(8))  # same rng, same plug-in fit
 
 
+class LiveStateEstimator:
+    """A custom plug-in whose state_dict returns its live state, and whose load_state_dict updates it in place."""
+
+    def __init__(self, num_tasks: int) -> None:
+        self.num_tasks, self.state = num_tasks, {"fits": 0.0}
+
+    def fit(self, indices, observed_rates) -> None:
+        self.state["fits"] += 1
+
+    def predict(self, indices=None):
+        return np.full(self.num_tasks if indices is None else len(indices), 0.5, dtype=np.float32)
+
+    def state_dict(self) -> dict[str, float]:
+        return self.state
+
+    def load_state_dict(self, state) -> None:
+        self.state.update(state)
+
+
+def test_state_dict_is_a_snapshot_of_a_custom_plug_in_too():
+    """A plug-in returning its live state must not change a state taken earlier, nor survive a failed load."""
+    selector = BOTSSelector(40, estimator=LiveStateEstimator(40), seed=1)
+    run_rounds(selector, 3, 8)
+    saved = selector.state_dict()
+    run_rounds(selector, 2, 8)
+    assert saved["estimator"] == {"fits": 3.0}  # taken after 3 fits, not the 5 of now
+    with pytest.raises(ValueError, match="PCG64"):  # fails after the plug-in's state is read
+        selector.load_state_dict({**saved, "estimator": {"fits": 99.0}, "rng": {"bit_generator": "MT19937"}})
+    assert selector.estimator.state == {"fits": 5.0}
+
+
 def test_load_keeps_the_constructor_implicit_weight_unless_it_adapts():
     """rho is a setting, restored only as learned state when it adapts (and adapted in the saved run)."""
     reference = make_reference(50)

@@ -10,6 +10,7 @@ arXiv:2510.26374.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import logging
 import math
@@ -441,7 +442,8 @@ class BOTSSelector:
             "implicit_weight": self.implicit_weight,
             "adaptive_implicit_weight": self.adaptive_implicit_weight,
             "estimator_rounds": self.estimator_rounds,
-            "estimator": self.estimator.state_dict() if self.estimator is not None else {},
+            # A snapshot: a custom plug-in may return (and load into) its live state.
+            "estimator": copy.deepcopy(self.estimator.state_dict()) if self.estimator is not None else {},
             "rng": self.rng.bit_generator.state,
             "last_stats": self.last_stats.as_dict() if self.last_stats is not None else None,
         }

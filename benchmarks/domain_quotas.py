@@ -96,6 +96,11 @@ def mean_over_rounds(values: np.ndarray) -> float | None:
     return float(values.mean()) if values.size else None
 
 
+def tasks_per_round(args) -> int:
+    """Tasks of one round (one generation batch): the batch the quotas split, and each logged share's denominator."""
+    return args.generation_batch_size // args.num_generations
+
+
 def train_one(example, setup, options, name: str, seed: int) -> dict[str, Any]:
     settings = dict(RUNS[name], bots_domain_column=DOMAIN_COLUMN)
     if name == "bots-quotas":
@@ -106,7 +111,7 @@ def train_one(example, setup, options, name: str, seed: int) -> dict[str, Any]:
         setup, args, [example.get_reward_function(n) for n in script_args.reward_funcs], evaluation, 1
     )
     history = record["trainer"].state.log_history
-    batch_size = args.per_device_train_batch_size // args.num_generations
+    batch_size = tasks_per_round(args)
 
     def series(key: str) -> np.ndarray:
         return np.array([entry[key] for entry in history if key in entry], dtype=np.float64)
@@ -174,8 +179,7 @@ def run_benchmark(options) -> dict[str, Any]:
             "split": options.split,
             "weights": options.weights,
             "pool_share": {d: float(np.mean(pool == d)) for d in DOMAINS},
-            "tasks_per_step": options.training_args.per_device_train_batch_size
-            // options.training_args.num_generations,
+            "tasks_per_step": tasks_per_round(options.training_args),
             "overrides": options.overrides,
         },
         "start_accuracy": start_accuracy,
@@ -224,7 +228,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     if options.quick:
         overrides = [*QUICK_DEMO, *overrides]
         options.seeds = options.seeds or QUICK_SEEDS
-        options.steps = options.steps or QUICK_STEPS
+        options.steps = options.steps if options.steps is not None else QUICK_STEPS
     options.seeds = options.seeds or DEFAULT_SEEDS
     if len(set(options.seeds)) != len(options.seeds) or min(options.seeds) < 0:
         parser.error(f"--seeds must be distinct non-negative integers, got {options.seeds}")
@@ -235,12 +239,21 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
             parser.error(f"--weights must be uniform, proportional or a JSON object such as "
                          f'\'{{"easy": 1, "hard": 3}}\', got {options.weights!r} ({error})')  # fmt: skip
     training_args, demo_args = attach_demo(options, overrides)
-    options.steps = options.steps or training_args.max_steps
+    options.steps = options.steps if options.steps is not None else training_args.max_steps
     options.split = options.split if options.split is not None else (demo_args.demo_digits + 1) // 2
     if not 1 <= options.split <= demo_args.demo_digits:
         parser.error(f"--split must lie in [1, {demo_args.demo_digits}] (demo_digits), got {options.split}")
     if options.steps < 1:
         parser.error(f"--steps must be >= 1, got {options.steps}")
+    # The shares are read from the log, a line per optimizer step: a line must not average several rounds.
+    micro_steps_per_round = training_args.steps_per_generation * training_args.num_iterations
+    if micro_steps_per_round < training_args.gradient_accumulation_steps:
+        parser.error(
+            "the shares are read per round from a log line per optimizer step, so the run needs one generation batch "
+            f"per optimizer step at most: steps_per_generation ({training_args.steps_per_generation}) x num_iterations "
+            f"({training_args.num_iterations}) must be >= gradient_accumulation_steps "
+            f"({training_args.gradient_accumulation_steps})"
+        )
     return options
 
 

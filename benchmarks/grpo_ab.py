@@ -360,7 +360,12 @@ def load_example():
 
 def demo_arguments(example, overrides: list[str], **settings: Any):
     """(script, BOTSConfig, model, demo) arguments of the offline demonstration, with ``overrides`` and ``settings``."""
-    flags = [item for name, value in settings.items() for item in (f"--{name}", str(value))]
+    # A mapping (e.g. bots_domain_weights) goes as JSON, which BOTSConfig reads; its str() has single quotes.
+    flags = [
+        item
+        for name, value in settings.items()
+        for item in (f"--{name}", json.dumps(value) if isinstance(value, dict) else str(value))
+    ]
     return example.make_parser().parse_args_and_config(["--config", example.OFFLINE_DEMO_CONFIG, *overrides, *flags])
 
 

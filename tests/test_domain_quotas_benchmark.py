@@ -55,12 +55,38 @@ def test_quotas_held_compares_every_round():
         (["--split", "0"], "--split must lie in"),
         (["--weights", "{easy: 1}"], "--weights must be uniform, proportional or a JSON object"),
         (["--seeds", "1", "1"], "--seeds must be distinct"),
+        (["--steps", "0"], "--steps must be >= 1, got 0"),  # refused, not read as "the demo's max_steps"
+        (["--quick", "--steps", "0"], "--steps must be >= 1, got 0"),
+        # Two rounds per optimizer step: one log line would average them, and the shares could not be checked.
+        (
+            ["--gradient_accumulation_steps", "2", "--steps_per_generation", "1"],
+            "one generation batch per optimizer step at most",
+        ),
     ],
 )
 def test_bad_arguments_stop_before_any_work(argv, message, capsys):
     with pytest.raises(SystemExit):
         domain_quotas.parse(argv)
     assert message in capsys.readouterr().err
+
+
+def test_json_weights_and_rounds_of_several_micro_steps(tmp_path):
+    options = domain_quotas.parse(
+        ["--weights", '{"easy": 1, "hard": 3}', "--gradient_accumulation_steps", "2", "--workdir", str(tmp_path)]
+    )
+    assert options.weights == {"easy": 1, "hard": 3}
+    # A mapping reaches BOTSConfig as JSON (its repr, with single quotes, is not JSON and was refused).
+    _, args, _, _ = domain_quotas.run_arguments(
+        options.example,
+        options,
+        "bots-quotas",
+        0,
+        bots_domain_column="difficulty",
+        bots_domain_weights=options.weights,
+    )
+    assert args.bots_domain_weights == {"easy": 1.0, "hard": 3.0}
+    # One round is a generation batch: 128 completions x 2 accumulation steps / 8 per task, not 128 / 8.
+    assert domain_quotas.tasks_per_round(args) == 32
 
 
 @pytest.mark.slow

@@ -443,7 +443,7 @@ def run_benchmark(options: argparse.Namespace) -> dict[str, Any]:
             "heldout_tasks": tasks,
             "heldout_standard_error": 0.5 / math.sqrt(tasks),  # the largest, at accuracy 0.5
             "train_tasks": len(setup.train_dataset),
-            "tasks_per_step": training_args.per_device_train_batch_size // training_args.num_generations,
+            "tasks_per_step": training_args.generation_batch_size // training_args.num_generations,
             "num_generations": training_args.num_generations,
             "learning_rate": training_args.learning_rate,
             "overrides": options.overrides,

@@ -429,6 +429,24 @@ def test_state_dict_is_a_snapshot_of_a_custom_plug_in_too():
     assert selector.estimator.state == {"fits": 5.0}
 
 
+@pytest.mark.parametrize(
+    ("corrupt", "message"),
+    [
+        ({"order": np.array([0, 1, 2, 3, 3, 5, 6, 7, 8, 9])}, "permutation of the 10 tasks"),  # 3 twice, 4 never
+        ({"order": np.arange(9)}, "must hold 10 task ids"),
+        ({"order_cursor": 11}, r"cursor must be an integer in \[0, 10\], got 11"),
+        ({"order_cursor": -1}, "got -1"),
+    ],
+)
+def test_a_baseline_refuses_a_task_order_that_is_not_a_permutation(corrupt, message):
+    saved = BOTSSelector(10, strategy="uniform", seed=0)
+    saved.select(4)
+    selector = BOTSSelector(10, strategy="uniform", seed=0)
+    with pytest.raises(ValueError, match=message):
+        selector.load_state_dict({**saved.state_dict(), **corrupt})
+    assert selector.order.cursor == 0  # left as it was
+
+
 def test_load_keeps_the_constructor_implicit_weight_unless_it_adapts():
     """rho is a setting, restored only as learned state when it adapts (and adapted in the saved run)."""
     reference = make_reference(50)

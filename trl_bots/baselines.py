@@ -38,8 +38,16 @@ class CyclicOrder:
         return {"order": self.order, "cursor": self.cursor}
 
     def load_state_dict(self, state: dict) -> None:
-        self.order = np.asarray(state["order"], dtype=np.int64)
-        self.cursor = int(state["cursor"])
+        order, cursor = np.asarray(state["order"]), state["cursor"]
+        num_tasks = self.order.size
+        # Anything but a permutation of every task would serve some tasks twice and others never, without an error.
+        if order.shape != (num_tasks,) or not np.issubdtype(order.dtype, np.integer):
+            raise ValueError(f"The saved task order must hold {num_tasks} task ids, got {order.dtype} {order.shape}.")
+        if not np.array_equal(np.sort(order), np.arange(num_tasks)):
+            raise ValueError(f"The saved task order must be a permutation of the {num_tasks} tasks: each once.")
+        if isinstance(cursor, bool) or not isinstance(cursor, (int, np.integer)) or not 0 <= cursor <= num_tasks:
+            raise ValueError(f"The saved order cursor must be an integer in [0, {num_tasks}], got {cursor!r}.")
+        self.order, self.cursor = order.astype(np.int64), int(cursor)
 
 
 def uniform_order(num_tasks: int, rng: np.random.Generator) -> CyclicOrder:

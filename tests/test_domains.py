@@ -293,3 +293,12 @@ def test_domain_quotas_checks_the_batch_size_as_select_does():
     assert selector.domain_quotas(np.int64(4)) == {"a": 2, "b": 1, "c": 1}
     assert selector.domain_lag == [0, 0, 0]  # asking changes nothing: select takes the same quotas
     assert sorted(np.asarray(list("aabbcc"))[selector.select(4)].tolist()) == ["a", "a", "b", "c"]
+
+
+@pytest.mark.parametrize("weights", [[0, 0], [math.nan, 1], [-2, -1], "2,1", [2]])
+def test_a_state_with_weights_no_selector_saves_is_refused(weights):
+    labels = np.array(["a", "b"] * 5)
+    settings = {"domains": labels, "domain_weights": {"a": 2, "b": 1}, "implicit_weight": 0.0}
+    state = BOTSSelector(10, **settings).state_dict()
+    with pytest.raises(ValueError, match="other domains or domain weights"):
+        BOTSSelector(10, **settings).load_state_dict({**state, "domains": {**state["domains"], "weights": weights}})

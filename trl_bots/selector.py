@@ -42,6 +42,7 @@ from .validation import (
     check_reference_pass_rates,
     check_round,
     check_strategy,
+    is_real,
 )
 
 
@@ -76,19 +77,25 @@ def _pearson(x: np.ndarray, y: np.ndarray) -> float:
     return float(np.corrcoef(x, y)[0, 1])
 
 
-def _same_domains(saved: dict[str, Any] | None, own: dict[str, Any] | None) -> bool:
+def _same_domains(saved: Any, own: dict[str, Any] | None) -> bool:
     """Whether a saved domain signature matches this selector's: the same labels, and weights with the same shares
     (``{a: 2, b: 1}`` and ``{a: 4, b: 2}`` give the same quotas every round), compared exactly as fractions."""
-    if saved is None or own is None or saved.get("weights") is None or own["weights"] is None:
+    if not isinstance(saved, dict) or own is None or saved.get("weights") is None or own["weights"] is None:
         return saved == own
-
-    def shares(weights: list[float]) -> list[Fraction]:
-        exact = [Fraction(weight) for weight in weights]
-        return [weight / sum(exact) for weight in exact]
-
-    return {**saved, "weights": None} == {**own, "weights": None} and shares(saved["weights"]) == shares(
-        own["weights"]
+    saved_weights = saved["weights"]
+    return (
+        {**saved, "weights": None} == {**own, "weights": None}
+        and isinstance(saved_weights, list)
+        and _shares(saved_weights) == _shares(own["weights"])
     )
+
+
+def _shares(weights: list[Any]) -> list[Fraction] | None:
+    """Each weight's exact share of the total; None for what no selector saves (a negative, non-finite or zero sum)."""
+    if not all(is_real(weight) and math.isfinite(weight) and weight >= 0 for weight in weights):
+        return None
+    exact = [Fraction(weight) for weight in weights]
+    return [weight / sum(exact) for weight in exact] if sum(exact) > 0 else None
 
 
 class BOTSSelector:

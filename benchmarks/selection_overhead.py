@@ -17,6 +17,8 @@ domains (labels interleaved at random, GURU's domain proportions, ``domain_weigh
 round, per-domain diagnostics every update), side by side at N = 1e6, B = 256 (``--quick``: N = 1e4, B = 64). The two
 are timed in alternation, twice each, and each keeps its better median, so a load spike on a shared machine does not
 land on one side only.
+Then uniform quotas over 6, 32 and 256 equal domains (``--quick``: 2 and 8) against the single pool: one thinned
+selection per domain, so the fixed cost of a round grows with the number of domains.
 """
 
 from __future__ import annotations
@@ -45,8 +47,15 @@ FULL = {
     "batches": [256, 1024],
     "save_load_sizes": [10**6, 10**7],
     "domains": (10**6, 256),
+    "domain_counts": [6, 32, 256],
 }
-QUICK = {"sizes": [10**3, 10**4], "batches": [16, 64], "save_load_sizes": [10**4], "domains": (10**4, 64)}
+QUICK = {
+    "sizes": [10**3, 10**4],
+    "batches": [16, 64],
+    "save_load_sizes": [10**4],
+    "domains": (10**4, 64),
+    "domain_counts": [2, 8],
+}
 # GURU's six domains and their share of its 92k tasks (math 54.4k, code 18.1k, science 3.6k, logic 6.3k, simulation
 # 3.7k, tabular 6.1k).
 GURU_DOMAINS = {"math": 54.4, "code": 18.1, "science": 3.6, "logic": 6.3, "simulation": 3.7, "tabular": 6.1}
@@ -184,6 +193,33 @@ def compare_domains(num_tasks: int, batch_size: int, warmup: int, budget_s: floa
     return row
 
 
+def domain_count_sweep(
+    num_tasks: int, batch_size: int, counts: list[int], warmup: int, budget_s: float, max_rounds: int
+) -> list[dict]:
+    """Round time with uniform quotas over ``counts`` equal domains (labels at random), against the single pool.
+
+    Each domain with a quota is one thinned selection of its own, so the round's fixed cost grows with the number
+    of domains; the metrics alone (labels without weights) cost about the same at any count.
+    """
+    reference, true_rates = make_task_pool(num_tasks)
+    single = BOTSSelector(num_tasks, reference_pass_rates=reference, seed=0)
+    single_ms = statistics.median(time_rounds(single, true_rates, batch_size, warmup, budget_s, max_rounds)) * 1e3
+    rows = []
+    for count in counts:
+        labels = np.random.default_rng(3).integers(0, count, num_tasks).astype(str)
+        selector = BOTSSelector(
+            num_tasks, reference_pass_rates=reference, seed=0, domains=labels, domain_weights="uniform"
+        )
+        ms = statistics.median(time_rounds(selector, true_rates, batch_size, warmup, budget_s, max_rounds)) * 1e3
+        rows.append(
+            {"num_domains": count, "median_ms": ms, "single_pool_median_ms": single_ms, "ratio": ms / single_ms}
+        )
+        log(
+            f"N={num_tasks:>9} B={batch_size:>5}: {count:>3} domains with uniform quotas {ms:.2f} ms, {ms / single_ms:.2f}x"
+        )
+    return rows
+
+
 def check_targets(results: list[dict], save_load: list[dict], domains: dict) -> dict:
     """The targets of the selection-overhead work item: each measured value, its limit and whether it is met."""
     by_size = {(row["num_tasks"], row["batch_size"]): row for row in results}
@@ -236,6 +272,7 @@ def run(config: dict, quick: bool) -> dict:
             save_load.append({"num_tasks": num_tasks, "seconds": seconds})
             log(f"N={num_tasks:>9} save + load {seconds:.3f} s")
     domains = compare_domains(*config["domains"], warmup, budget_s, max_rounds)
+    sweep = domain_count_sweep(*config["domains"], config["domain_counts"], warmup, budget_s, max_rounds)
     return {
         "targets": check_targets(results, save_load, domains) if not quick else {},
         "cpu_count": os.cpu_count(),
@@ -243,6 +280,7 @@ def run(config: dict, quick: bool) -> dict:
         "rounds": results,
         "save_load": save_load,
         "domains": domains,
+        "domain_counts": sweep,
         "peak_rss_mib": peak_rss_mib(),
     }
 

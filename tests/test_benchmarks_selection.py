@@ -42,3 +42,9 @@ def test_quick_benchmark_prints_complete_json(tmp_path):
     assert positive(domains["single_pool_median_ms"]) and positive(domains["six_domains_median_ms"])
     assert domains["ratio"] == domains["six_domains_median_ms"] / domains["single_pool_median_ms"]
     assert "six domains" in result.stderr
+    sweep = report["domain_counts"]  # uniform quotas over more and more domains, against the single pool
+    assert [row["num_domains"] for row in sweep] == [2, 8]
+    for row in sweep:
+        assert positive(row["median_ms"]) and positive(row["single_pool_median_ms"])
+        assert row["ratio"] == row["median_ms"] / row["single_pool_median_ms"]
+    assert "8 domains with uniform quotas" in result.stderr

@@ -165,9 +165,10 @@ def log_beta_function(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     total = a + b
-    ratio = a * b / total  # (prod a)(prod b) / (prod a + b), term by term so that it cannot overflow
-    for k in range(1, 8):
-        ratio *= (a + k) * (b + k) / (total + k)
+    # (prod a)(prod b) / (prod a + b), term by term so that it cannot overflow: row k holds (a + k)(b + k) / (a + b + k),
+    # and the product over the rows runs in row order, exactly as a loop over k would multiply (few calls, not 35).
+    k = np.arange(8.0).reshape(-1, *[1] * total.ndim)
+    ratio = np.prod((a + k) * (b + k) / (total + k), axis=0)
     ya, yb, yt = a + 8.0, b + 8.0, total + 8.0
     main = (ya - 0.5) * np.log(ya) + (yb - 0.5) * np.log(yb) - (yt - 0.5) * np.log(yt) - 8.0 + _HALF_LOG_2PI
     return main + _stirling(ya) + _stirling(yb) - _stirling(yt) - np.log(ratio)

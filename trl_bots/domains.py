@@ -96,6 +96,14 @@ def resolve_domain_weights(
     return array
 
 
+def exact_shares(weights: Sequence[float] | np.ndarray) -> list[Fraction]:
+    """Each weight's share of their sum, as exact fractions (weights >= 0 with a positive sum): all the quotas depend
+    on, so weights at another scale (``{a: 2, b: 1}``, ``{a: 4, b: 2}``) give the same quotas."""
+    fractions = [Fraction(float(weight)) for weight in weights]
+    total = sum(fractions)
+    return [weight / total for weight in fractions]
+
+
 def apportion(seats: int, weights: np.ndarray, lag: list[Fraction]) -> tuple[np.ndarray, list[Fraction]]:
     """Split ``seats`` among domains in proportion to ``weights`` (>= 0, positive sum) for one round, exactly.
 
@@ -108,9 +116,7 @@ def apportion(seats: int, weights: np.ndarray, lag: list[Fraction]) -> tuple[np.
 
     Returns the quotas and the new lag.
     """
-    shares = [Fraction(float(w)) for w in weights]
-    total = sum(shares)
-    exact = [seats * share / total for share in shares]
+    exact = [seats * share for share in exact_shares(weights)]
     quotas = [math.floor(value) for value in exact]
     behind = [lag[d] + exact[d] - quotas[d] for d in range(len(exact))]
     with_fraction = [d for d in range(len(exact)) if exact[d] != quotas[d]]

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from .baselines import CyclicOrder, easy_to_hard_order, uniform_order
-from .domains import domain_quotas, domain_round_stats, encode_domains, resolve_domain_weights
+from .domains import domain_quotas, domain_round_stats, encode_domains, exact_shares, resolve_domain_weights
 from .implicit import ImplicitEvidence, InterpolationEstimator
 from .posterior import ChunkedGroups, average_posterior_mean, group_posterior_means, posterior_mean, update_posterior
 from .sampling import density_bound, sample_beta
@@ -42,6 +42,7 @@ from .validation import (
     check_reference_pass_rates,
     check_round,
     check_strategy,
+    check_task_ids,
     is_real,
 )
 
@@ -91,11 +92,10 @@ def _same_domains(saved: Any, own: dict[str, Any] | None) -> bool:
 
 
 def _shares(weights: list[Any]) -> list[Fraction] | None:
-    """Each weight's exact share of the total; None for what no selector saves (a negative, non-finite or zero sum)."""
-    if not all(is_real(weight) and math.isfinite(weight) and weight >= 0 for weight in weights):
+    """:func:`~trl_bots.domains.exact_shares`; None for what no selector saves (a negative, non-finite or zero sum)."""
+    if not all(is_real(weight) and math.isfinite(weight) and weight >= 0 for weight in weights) or sum(weights) <= 0:
         return None
-    exact = [Fraction(weight) for weight in weights]
-    return [weight / sum(exact) for weight in exact] if sum(exact) > 0 else None
+    return exact_shares(weights)
 
 
 class BOTSSelector:
@@ -427,14 +427,7 @@ class BOTSSelector:
         """Posterior mean pass rate of every task, or of the ``tasks`` given (ids), without touching the others."""
         if tasks is None:
             return posterior_mean(self.alpha, self.beta)
-        tasks = np.asarray(tasks)
-        if tasks.size and not np.issubdtype(tasks.dtype, np.integer):  # a bool mask would read as the ids 0 and 1
-            raise ValueError(
-                f"tasks must be integer task ids, got dtype {tasks.dtype}: pass ids, not a mask or floats."
-            )
-        tasks = tasks.astype(np.intp)
-        if tasks.size and not 0 <= tasks.min() <= tasks.max() < self.num_tasks:
-            raise ValueError(f"tasks must be task ids in [0, {self.num_tasks}), got {tasks.min()}..{tasks.max()}.")
+        tasks = check_task_ids("tasks", tasks, self.num_tasks)
         return posterior_mean(self.alpha[tasks], self.beta[tasks])
 
     # ------------------------------------------------------------------ state

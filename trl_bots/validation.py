@@ -102,23 +102,31 @@ def check_reference_pass_rates(
     return array.astype(np.float32)
 
 
+def check_task_ids(name: str, ids: Any, num_tasks: int) -> np.ndarray:
+    """``ids`` as int64 task ids in ``[0, num_tasks)``; ``ValueError`` naming ``name`` for anything else."""
+    array = np.asarray(ids)
+    # A boolean mask would read as the ids 0 and 1, floats would be truncated: refused, not misread.
+    if array.size and not np.issubdtype(array.dtype, np.integer):
+        raise ValueError(f"{name} must be integer task ids, got dtype {array.dtype}: pass ids, not a mask or floats.")
+    array = array.astype(np.int64)
+    if array.size and (array.min() < 0 or array.max() >= num_tasks):
+        bad = array[(array < 0) | (array >= num_tasks)]
+        raise ValueError(f"{name} must be task ids in [0, {num_tasks}), got {bad[:5].tolist()}.")
+    return array
+
+
 def check_round(
     num_tasks: int, indices: np.ndarray, successes: np.ndarray, trials: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Validate one round's explicit evidence; return it as (int64, float64, float64) arrays."""
     idx = np.asarray(indices)
-    if idx.ndim != 1 or not (np.issubdtype(idx.dtype, np.integer) or idx.size == 0):
-        raise ValueError(
-            f"indices must be a 1-D array of integer task ids, got dtype {idx.dtype} and shape {idx.shape}."
-        )
-    idx = idx.astype(np.int64)
+    if idx.ndim != 1:
+        raise ValueError(f"indices must be a 1-D array of integer task ids, got shape {idx.shape}.")
+    idx = check_task_ids("indices", idx, num_tasks)
     s = np.asarray(successes, dtype=np.float64)
     n = np.asarray(trials, dtype=np.float64)
     if s.shape != idx.shape or n.shape != idx.shape:
         raise ValueError(f"successes {s.shape} and trials {n.shape} must have the same shape as indices {idx.shape}.")
-    if idx.size and (idx.min() < 0 or idx.max() >= num_tasks):
-        bad = idx[(idx < 0) | (idx >= num_tasks)]
-        raise ValueError(f"indices must be task ids in [0, {num_tasks}), got {bad[:5].tolist()}.")
     unique, counts = np.unique(idx, return_counts=True)
     if unique.size != idx.size:
         raise ValueError(

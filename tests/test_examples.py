@@ -419,7 +419,8 @@ def run_demo(command: list[str], output_dir, *flags: str) -> str:
     ]
     for text in noise:
         assert text not in output, output[-5000:]
-    assert result.stderr.count("warm start on the pool: 100%") == 1
+    # One bar for the pool measurement: it starts once (a slow machine may redraw its last state when it closes).
+    assert result.stderr.count("warm start on the pool:   0%") == 1 and "warm start on the pool: 100%" in result.stderr
     return result.stdout
 
 

@@ -166,7 +166,7 @@ def test_placeholder_rows_become_the_selected_tasks(tiny_model_path, tmp_path, r
 
 @pytest.mark.parametrize("cap_fit", ["robust", "paper"])
 def test_implicit_evidence_posterior_matches_formulas(tiny_model_path, tmp_path, cap_fit):
-    """rho > 0 with reference columns: the posterior is BOTS.md's update with the interpolation plug-in."""
+    """rho > 0 with reference columns: the posterior is docs/algorithm.md's update with the interpolation plug-in."""
     dataset = task_dataset(10, references=True)
     trainer, recorder, _ = make_trainer(
         tiny_model_path,

@@ -5,7 +5,7 @@ every round takes each domain's quota of the batch and selects that many tasks i
 so one domain with many tasks near the target cannot crowd out the others. Everything here is a pure function of
 its arguments: the quotas of a round depend only on the batch size, the weights, the domain sizes and each domain's
 lag behind its exact share (exact fractions, kept in the selector state), so every process computes the same quotas
-and a resumed run continues with the same ones.
+and a resumed run continues with the same ones. See docs/algorithm.md (Domain quotas).
 """
 
 from __future__ import annotations

@@ -78,6 +78,15 @@ STRATEGIES: dict[str, dict[str, Any]] = {
     "mopps": {"bots_strategy": "mopps"},
     "dots": {"bots_strategy": "dots"},
     "bots-no-thompson": {"bots_strategy": "bots", "bots_thompson": False},
+    # A plain dataset: the pool's reference columns are not given to BOTS.
+    "bots-explicit": {"bots_strategy": "bots", "bots_reference_columns": "none", "bots_implicit_estimator": "none"},
+    "bots-embedding": {
+        "bots_strategy": "bots",
+        "bots_reference_columns": "none",
+        "bots_implicit_estimator": "embedding",
+    },
+    # The embedding estimator with the reference columns as two more features.
+    "bots-embedding-refs": {"bots_strategy": "bots", "bots_implicit_estimator": "embedding"},
 }
 REFERENCE = "uniform"
 DEFAULT_SEEDS = [0, 1, 2, 3, 4]

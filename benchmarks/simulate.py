@@ -28,6 +28,13 @@ The learner, and what it assumes
   batch-level number is the only real-world anchor; the all-task quality is a guess, so ``--ablation reference``
   reruns BOTS and DOTS with noisier columns (all-task correlation down to ~0.6).
 * **Evaluation.** Held-out accuracy is the mean *true* pass rate over the held-out tasks (no sampling noise).
+* **Task features** (``--features D``, off by default: the worlds are then unchanged). Each task gets a D-dimensional
+  vector standing in for its prompt embedding (:func:`make_features`): its squashed difficulty along one direction,
+  a vector per topic, and isotropic nuisance (``--feature-noise``). The strategy ``bots-embedding`` (BOTS with
+  :class:`trl_bots.embedding_estimator.EmbeddingEstimator` on these features, no reference columns) then joins the
+  comparison, and ``--ablation embedding`` runs the estimator's ablations in a 32-dimensional world: fixed rho against
+  the rules that follow its measured accuracy, ridge and label weighting, label decay, uninformative (pure-noise)
+  features, with the reference columns as more features, and worlds of other sizes and noise.
 
 What this model leaves out, on purpose: the value of a task depends only on its current pass rate (no task is
 more "instructive" than another at equal pass rate, and training on a task again is worth as much, and transfers
@@ -59,6 +66,8 @@ Usage::
     python benchmarks/simulate.py --ablation all --output sim.json --plots docs/figures
     python benchmarks/simulate.py --ablation reference                          # one ablation
     python benchmarks/simulate.py --quick                                       # a few seconds
+    python benchmarks/simulate.py --quick --ablation embedding                  # the embedding estimator, ~20 s
+    python benchmarks/simulate.py --features 32                                 # bots-embedding joins the main run
     python benchmarks/simulate.py --cap-fit-comparison --output capfit.json     # robust vs paper fit of mu, ~15 s
 
 ``targets`` holds the issue's goals measured on the main run: ``ttb100_gap_closed`` =
@@ -81,10 +90,12 @@ from typing import Any
 
 import numpy as np
 
+from trl_bots.embedding_estimator import EmbeddingEstimator, EmbeddingSelector
 from trl_bots.selector import BOTSSelector
 
 
 STRATEGIES = ("uniform", "easy2hard", "mopps", "dots", "bots", "oracle")
+EMBEDDING = "bots-embedding"  # BOTS with the embedding estimator (needs SimConfig.features); only in ablations
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,6 +122,10 @@ class SimConfig:
     reference_cluster_std: float = 0.5  # topic strengths of a reference model that the policy does not share
     reference_rollouts: int = 16  # the reference pass rates are measured, hence binomially noisy
     cap_fit: str = "robust"  # how every selector's plug-in fits mu: BOTSSelector(cap_fit=...), "robust" or "paper"
+    # Task features (prompt embeddings) for the embedding estimator: 0 = none (the worlds are then exactly as without
+    # these fields). See make_features.
+    features: int = 0
+    feature_noise: float = 1.0  # std of the nuisance part of a feature vector, against 1 for the task's signal
 
 
 def quick_config() -> SimConfig:
@@ -149,6 +164,7 @@ class World:
     heldout_cluster: np.ndarray  # [H]
     heldout_difficulty: np.ndarray  # [H]
     reference: np.ndarray  # [N, 2] measured pass rates of the weak and strong reference models
+    features: np.ndarray | None = None  # [N, features] task features (None without --features)
 
 
 @dataclasses.dataclass
@@ -177,7 +193,27 @@ def make_world(cfg: SimConfig, rng: np.random.Generator) -> World:
         topic_strength = rng.normal(0.0, cfg.reference_cluster_std, cfg.num_clusters)
         logit = skill + topic_strength[cluster] - difficulty + rng.normal(0.0, cfg.reference_noise_std, cfg.num_tasks)
         columns.append(rng.binomial(cfg.reference_rollouts, sigmoid(logit)) / cfg.reference_rollouts)
-    return World(cluster, difficulty, heldout_cluster, heldout_difficulty, np.stack(columns, axis=1))
+    # Drawn last: without features the stream, and so every world, is what it was before features existed.
+    features = make_features(cfg, cluster, difficulty, rng) if cfg.features else None
+    return World(cluster, difficulty, heldout_cluster, heldout_difficulty, np.stack(columns, axis=1), features)
+
+
+def make_features(cfg: SimConfig, cluster: np.ndarray, difficulty: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Each task's feature vector: what a prompt embedding knows about it, plus what it does not care about.
+
+    ``f_i = tanh(z_i) * a + t[k_i] + n_i`` in ``features`` dimensions, where ``z_i`` is the standardised difficulty
+    (squashed: an embedding is not linear in difficulty), ``a`` a random unit direction, ``t[k]`` a topic vector of
+    norm ~1 per topic (so a linear model can learn each topic's skill) and ``n_i`` isotropic nuisance of total standard
+    deviation ``feature_noise``. The per-task offsets that training adds (``u_i``) are in no feature: only explicit
+    evidence tells them.
+    """
+    dim = cfg.features
+    direction = rng.normal(size=dim)
+    direction /= np.linalg.norm(direction)
+    topics = rng.normal(0.0, 1.0 / np.sqrt(dim), (cfg.num_clusters, dim))
+    z = (difficulty - difficulty.mean()) / difficulty.std()
+    nuisance = rng.normal(0.0, cfg.feature_noise / np.sqrt(dim), (difficulty.size, dim))
+    return np.tanh(z)[:, None] * direction + topics[cluster] + nuisance
 
 
 def initial_policy(cfg: SimConfig) -> Policy:
@@ -232,7 +268,9 @@ def run_one(cfg: SimConfig, strategy: str, seed: int, selector_kwargs: dict[str,
     kwargs = dict(selector_kwargs or {})
     target = kwargs.get("target", 0.5)
     selector = None
-    if strategy != "oracle":
+    if strategy == EMBEDDING:
+        selector = embedding_selector(cfg, world, seed, kwargs)
+    elif strategy != "oracle":
         kwargs.setdefault("cap_fit", cfg.cap_fit)
         selector = BOTSSelector(
             cfg.num_tasks, reference_pass_rates=world.reference, strategy=strategy, seed=seed, **kwargs
@@ -285,6 +323,24 @@ def run_one(cfg: SimConfig, strategy: str, seed: int, selector_kwargs: dict[str,
         "selector_time": selector_time,
         "learner_time": learner_time,
     }
+
+
+def embedding_selector(cfg: SimConfig, world: World, seed: int, kwargs: dict[str, Any]) -> EmbeddingSelector:
+    """BOTS with the embedding estimator on the world's features (``kwargs``: selector arguments, plus ``estimator``
+    (EmbeddingEstimator arguments), ``adaptive`` and ``features`` ("world", "noise": pure noise of the same shape, or
+    "reference": the world's features and its reference columns))."""
+    if world.features is None:
+        raise ValueError("the bots-embedding strategy needs task features: set SimConfig.features (--features D).")
+    kwargs = dict(kwargs)
+    estimator_args = kwargs.pop("estimator", {})
+    which = kwargs.pop("features", "world")
+    features = world.features
+    if which == "noise":
+        features = np.random.default_rng([seed, 2]).normal(size=world.features.shape)
+    estimator = EmbeddingEstimator(
+        features, reference_pass_rates=world.reference if which == "reference" else None, **estimator_args
+    )
+    return EmbeddingSelector(cfg.num_tasks, estimator=estimator, seed=seed, **kwargs)
 
 
 def time_to_baseline(curve: np.ndarray, baseline: np.ndarray, share: float) -> float | None:
@@ -430,6 +486,7 @@ def ablation_settings(cfg: SimConfig) -> dict[str, list[Setting]]:
             for v in (1.0, 2.0, 3.0)
             for name, strategy, selector in contenders
         ],
+        "embedding": embedding_settings(),
         "pool": [
             Setting(f"{name} N={n}", selector, {"num_tasks": n}, strategy)
             for n in (cfg.num_tasks // 8, cfg.num_tasks)
@@ -438,17 +495,74 @@ def ablation_settings(cfg: SimConfig) -> dict[str, list[Setting]]:
     }
 
 
+# The world of the embedding ablation: 32-dimensional task features, nuisance of the same size as the signal.
+EMBEDDING_WORLD = {"features": 32, "feature_noise": 1.0}
+
+
+def embedding_settings() -> list[Setting]:
+    """The embedding estimator's ablation: against explicit-only and reference BOTS in the same world, its predictor
+    settings, the rule for rho, uninformative features (pure noise), and feature worlds of other sizes and noise."""
+    world = EMBEDDING_WORLD
+    emb = EMBEDDING
+
+    def setting(label: str, selector: dict[str, Any] | None = None, **world_changes: Any) -> Setting:
+        return Setting(f"embedding {label}", selector or {}, {**world, **world_changes}, emb)
+
+    return [
+        Setting("bots-explicit", {"implicit_weight": 0.0}, dict(world)),
+        Setting("bots (reference)", {}, dict(world)),
+        setting("pearson rho<=0.2 (defaults)"),
+        setting("fixed rho=0.1", {"implicit_weight": 0.1, "rho_rule": "fixed"}),
+        setting("fixed rho=0.2", {"rho_rule": "fixed"}),
+        setting("pearson rho<=0.3", {"implicit_weight": 0.3}),
+        setting("r2 rho<=0.2", {"rho_rule": "r2"}),
+        setting("moment rho<=0.3", {"implicit_weight": 0.3, "rho_rule": "moment"}),
+        setting("ridge=10", {"estimator": {"ridge": 10.0}}),
+        setting("binomial weights", {"estimator": {"weighting": "binomial"}}),
+        setting("column scaling", {"estimator": {"scaling": "column"}}),
+        setting("decay=0.9", {"estimator": {"decay": 0.9}}),
+        setting("decay=0.99", {"estimator": {"decay": 0.99}}),
+        setting("noise features, fixed rho=0.1", {"features": "noise", "implicit_weight": 0.1, "rho_rule": "fixed"}),
+        setting("noise features, pearson rho<=0.2", {"features": "noise"}),
+        setting("with reference columns", {"features": "reference"}),
+        setting("D=8", features=8),
+        setting("D=128", features=128),
+        setting("feature_noise=0.5", feature_noise=0.5),
+        setting("feature_noise=2", feature_noise=2.0),
+    ]
+
+
 def is_main_run(cfg: SimConfig, setting: Setting) -> bool:
     """Whether a setting is exactly a run of the main comparison (same strategy, defaults, world and seeds)."""
     defaults = paper_defaults(cfg)
-    return all(defaults[key] == value for key, value in setting.selector.items()) and all(
-        getattr(cfg, key) == value for key, value in setting.world.items()
+    return (
+        setting.strategy in STRATEGIES
+        and all(defaults[key] == value for key, value in setting.selector.items())
+        and all(getattr(cfg, key) == value for key, value in setting.world.items())
     )
 
 
-# Fields that only shape the reference columns. make_world draws the columns last, and neither uniform (its order
-# comes from the selector's own generator) nor the oracle selects by them, so their runs do not depend on these.
-REFERENCE_FIELDS = ("weak_skill", "strong_skill", "reference_noise_std", "reference_cluster_std", "reference_rollouts")
+# Fields that only shape the reference columns and the task features. make_world draws them last, and neither uniform
+# (its order comes from the selector's own generator) nor the oracle selects by them, so their runs do not depend on
+# these.
+REFERENCE_FIELDS = (
+    "weak_skill",
+    "strong_skill",
+    "reference_noise_std",
+    "reference_cluster_std",
+    "reference_rollouts",
+    "features",
+    "feature_noise",
+)
+
+
+def config_of(cfg: SimConfig) -> dict[str, Any]:
+    """``cfg`` for the report; without task features, without their fields (the report is what it was before)."""
+    config = dataclasses.asdict(cfg)
+    if not cfg.features:
+        for name in ("features", "feature_noise"):
+            del config[name]
+    return config
 
 
 def learner_world(cfg: SimConfig) -> SimConfig:
@@ -465,11 +579,12 @@ def run_benchmark(
     ones unless the setting changes the learner's world (``pool``), then both are run in that world too.
     """
     started = time.perf_counter()
-    runs = {name: run_strategy(cfg, name, None, log) for name in STRATEGIES}
+    strategies = (*STRATEGIES, EMBEDDING) if cfg.features else STRATEGIES
+    runs = {name: run_strategy(cfg, name, None, log) for name in strategies}
     baseline = np.stack([r["accuracy"] for r in runs["uniform"]]).mean(axis=0)
     summary = {name: summarise(r, baseline) for name, r in runs.items()}
     report: dict[str, Any] = {
-        "config": dataclasses.asdict(cfg),
+        "config": config_of(cfg),
         "summary": summary,
         "targets": targets(summary),
         "curves": {name: curves_of(r) for name, r in runs.items()},
@@ -491,7 +606,7 @@ def run_benchmark(
         for setting in settings[name]:
             world_cfg = dataclasses.replace(cfg, **setting.world)
             world_baseline, oracle = yardstick(world_cfg)
-            key = (setting.strategy, tuple(sorted(setting.selector.items())), world_cfg)
+            key = (setting.strategy, json.dumps(setting.selector, sort_keys=True), world_cfg)
             if is_main_run(cfg, setting):
                 done[key] = summary[setting.strategy]  # same strategy, settings and seeds: the same result
             elif setting.strategy == "oracle" and not setting.selector:
@@ -531,7 +646,7 @@ def cap_fit_comparison(cfg: SimConfig, log: Callable[[str], None] = lambda _: No
     differences of the two fits' metrics: negative is better for the errors, positive for ETR and accuracy.
     """
     started = time.perf_counter()
-    report: dict[str, Any] = {"config": dataclasses.asdict(cfg), "worlds": {}}
+    report: dict[str, Any] = {"config": config_of(cfg), "worlds": {}}
     for name, overrides in CAP_FIT_WORLDS.items():
         world_cfg = dataclasses.replace(cfg, **overrides)
         baseline = np.stack([r["accuracy"] for r in run_strategy(world_cfg, "uniform", None, log)]).mean(axis=0)
@@ -563,7 +678,7 @@ def plot(report: dict[str, Any], directory: str) -> list[str]:
 
     os.makedirs(directory, exist_ok=True)
     steps = report["config"]["steps"]
-    colors = dict(zip(STRATEGIES, plt.get_cmap("tab10").colors, strict=False))
+    colors = dict(zip((*STRATEGIES, EMBEDDING), plt.get_cmap("tab10").colors, strict=False))
     paths = []
 
     def save(fig, name: str) -> None:
@@ -690,6 +805,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small world, short run, two seeds (a few seconds)")
     parser.add_argument("--seeds", type=int, help="number of seeds (default: 6, quick: 2)")
     parser.add_argument(
+        "--features",
+        type=int,
+        default=0,
+        help="give every task a D-dimensional feature vector (make_features: its difficulty and topic plus nuisance) "
+        "and add bots-embedding (BOTS with the embedding estimator on them) to the comparison; 0: none",
+    )
+    parser.add_argument(
+        "--feature-noise",
+        type=float,
+        default=SimConfig.feature_noise,
+        help="standard deviation of the features' nuisance part, against 1 for the task's signal",
+    )
+    parser.add_argument(
         "--ablation",
         choices=["none", "all", *ablation_settings(SimConfig())],
         default="none",
@@ -729,6 +857,9 @@ def main(argv: list[str] | None = None) -> int:
 
     cfg = cap_fit_config() if args.cap_fit_comparison else quick_config() if args.quick else SimConfig()
     cfg = dataclasses.replace(cfg, cap_fit=args.cap_fit)
+    if args.features < 0 or args.feature_noise < 0:
+        parser.error(f"--features and --feature-noise must be >= 0, got {args.features} and {args.feature_noise}.")
+    cfg = dataclasses.replace(cfg, features=args.features, feature_noise=args.feature_noise)
     if args.seeds is not None:
         cfg = dataclasses.replace(cfg, seeds=args.seeds)
     if args.domains:

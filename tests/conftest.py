@@ -1,10 +1,13 @@
 import os
 import sys
+import tempfile
 
 import pytest
 
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# Prompt embeddings are cached per test session (also for the processes the tests launch), not in the user's cache.
+os.environ.setdefault("TRL_BOTS_CACHE", tempfile.mkdtemp(prefix="trl-bots-cache-"))
 sys.path.insert(0, os.path.dirname(__file__))
 # The demo's script (train_bots) and its world (bots_demo) live in examples/, outside the package.
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples"))

@@ -12,13 +12,20 @@ from .domains import DOMAIN_WEIGHT_MODES
 from .validation import (
     CAP_FITS,
     HYPERPARAMETERS,
+    IMPLICIT_ESTIMATORS,
     check_choice,
     check_in_interval,
     check_strategy,
+    default_implicit_weight,
     domain_weights_problem,
     is_real,
     missing_evidence,
 )
+
+
+# The implicit evidence a dataset without reference columns gets by default (bots and dots strategies): the embedding
+# estimator, which beat explicit evidence alone on fresh seeds (README, "BOTS on a plain dataset").
+PLAIN_DATASET_ESTIMATOR = "embedding"
 
 
 @dataclass
@@ -39,9 +46,9 @@ class BOTSConfig(GRPOConfig):
         bots_forgetting (`float`, *optional*, defaults to `0.1`):
             Forgetting rate `lambda` in (0, 1]: how fast old evidence decays toward the prior.
         bots_implicit_weight (`float` or `None`, *optional*, defaults to `None`):
-            Weight `rho` in [0, 1] of the implicit evidence. `None` resolves to the paper's 0.1 when
-            `bots_reference_columns` is set and to 0 otherwise (without reference pass rates there is no implicit
-            evidence). An explicit value > 0 requires `bots_reference_columns`.
+            Weight `rho` in [0, 1] of the implicit evidence; with the embedding estimator its ceiling, scaled every
+            round by the estimator's measured accuracy. `None` resolves to the paper's 0.1 with
+            `bots_implicit_estimator="reference"`, 0.2 with `"embedding"`, and 0 without implicit evidence.
         bots_thompson (`bool`, *optional*, defaults to `True`):
             Score a Thompson draw from each posterior (`True`) or the posterior mean (`False`).
         bots_temperature (`float`, *optional*, defaults to `0.0`):
@@ -79,6 +86,21 @@ class BOTSConfig(GRPOConfig):
             round logs a warning.
         bots_seed (`int` or `None`, *optional*, defaults to `None`):
             Seed of the selector's random generator, identical on every process. `None` resolves to `seed`.
+        bots_implicit_estimator (`str` or `None`, *optional*, defaults to `None`):
+            Where the implicit evidence comes from: `"reference"` (the paper's interpolation between the two
+            `bots_reference_columns`) or `"embedding"` (a Bayesian linear model from each prompt's embedding to its
+            pass rate, learned from the run's own rollouts; uses the reference columns as two more features when
+            they are set). `None` resolves to `"reference"` when `bots_reference_columns` is set, otherwise to
+            `"embedding"` for `bots_strategy` `"bots"` and `"dots"` and to no implicit evidence for the others.
+            `"none"` turns implicit evidence off.
+        bots_embedding_column (`str` or `None`, *optional*, defaults to `None`):
+            With the embedding estimator: a dataset column holding one precomputed vector per task, instead of the
+            policy model's own hidden states.
+        bots_embedding_model (`str` or `None`, *optional*, defaults to `None`):
+            With the embedding estimator: a `transformers` model (name or path) whose mean-pooled middle-layer hidden
+            states embed the prompts, instead of the policy model's.
+        bots_embedding_dim (`int`, *optional*, defaults to `64`):
+            Dimensions kept of the prompt embeddings (PCA of the standardised vectors), stored as float16.
         bots_domain_column (`str` or `None`, *optional*, defaults to `None`):
             Dataset column naming each task's domain (GURU: `ability` or `data_source`; nested fields with dots, e.g.
             `extra_info.domain`). Every round then logs per domain its share of the selected tasks, effective-task
@@ -111,8 +133,9 @@ class BOTSConfig(GRPOConfig):
     bots_implicit_weight: float | None = field(
         default=None,
         metadata={
-            "help": "Weight rho in [0, 1] of the implicit evidence from the reference pass rates. None: 0.1 (the "
-            "paper's value) when bots_reference_columns is set, else 0. A value > 0 requires bots_reference_columns."
+            "help": "Weight rho in [0, 1] of the implicit evidence (with the embedding estimator: its ceiling, scaled "
+            "every round by the estimator's measured accuracy). None: 0.1 (the paper's value) with reference columns, "
+            "0.2 with the embedding estimator, 0 without implicit evidence."
         },
     )
     bots_thompson: bool = field(
@@ -153,7 +176,8 @@ class BOTSConfig(GRPOConfig):
         default=None,
         metadata={
             "help": "Two dataset columns with offline pass rates in [0, 1] of a weaker and a stronger reference model, "
-            "in that order. They feed the implicit evidence and the easy2hard order."
+            "in that order. They feed the implicit evidence and the easy2hard order. 'none' on the command line drops "
+            "a recipe's columns."
         },
     )
     bots_success_threshold: float = field(
@@ -191,6 +215,31 @@ class BOTSConfig(GRPOConfig):
         metadata={"help": "Seed of the selector's random generator, the same on every process. None uses seed."},
     )
 
+    bots_implicit_estimator: str | None = field(
+        default=None,
+        metadata={
+            "help": "Source of the implicit evidence: 'reference' (interpolation between bots_reference_columns) or "
+            "'embedding' (a Bayesian linear model from prompt embeddings to pass rates, learned online from the run's "
+            "rollouts). None: 'reference' with reference columns, else 'embedding' for the bots and dots strategies. "
+            "'none': no implicit evidence.",
+            "choices": [*IMPLICIT_ESTIMATORS, "none"],
+        },
+    )
+    bots_embedding_column: str | None = field(
+        default=None,
+        metadata={"help": "Embedding estimator: a dataset column of precomputed vectors, one per task."},
+    )
+    bots_embedding_model: str | None = field(
+        default=None,
+        metadata={
+            "help": "Embedding estimator: a transformers model (name or path) that embeds the prompts instead of the "
+            "policy model."
+        },
+    )
+    bots_embedding_dim: int = field(
+        default=64,
+        metadata={"help": "Embedding estimator: dimensions kept of the prompt embeddings (PCA), stored as float16."},
+    )
     bots_domain_column: str | None = field(
         default=None,
         metadata={
@@ -212,9 +261,20 @@ class BOTSConfig(GRPOConfig):
         super().__post_init__()
         check_strategy("bots_strategy", self.bots_strategy)
         check_choice("bots_cap_fit", self.bots_cap_fit, CAP_FITS)
+        if self.bots_reference_columns in (["none"], "none"):
+            self.bots_reference_columns = None  # the command line's way to drop a recipe's reference columns
+        if self.bots_reference_columns is not None:
+            columns = self.bots_reference_columns
+            if isinstance(columns, str) or len(columns) != 2 or not all(isinstance(c, str) and c for c in columns):
+                raise ValueError(
+                    f"bots_reference_columns must name two dataset columns (weak, strong), got {columns!r}. "
+                    "Example: bots_reference_columns=['qwen2.5_7b_pass_rate', 'qwen3_30b_pass_rate']."
+                )
+            self.bots_reference_columns = list(columns)
         # Derived defaults, resolved here like GRPOConfig's own (e.g. generation_batch_size).
+        self._resolve_implicit_estimator()
         if self.bots_implicit_weight is None:
-            self.bots_implicit_weight = 0.1 if self.bots_reference_columns is not None else 0.0
+            self.bots_implicit_weight = default_implicit_weight(self.bots_implicit_estimator)
         if self.bots_pseudo_count is None:
             self.bots_pseudo_count = self.num_generations  # m: one prediction weighs as much as one task's rollouts
         if self.bots_seed is None:
@@ -228,21 +288,15 @@ class BOTSConfig(GRPOConfig):
         # NumPy scalars pass the checks; plain floats keep the config JSON-serialisable (it is saved with checkpoints).
         for name in (*(name for parameter in HYPERPARAMETERS for name in parameter.fields), "bots_success_threshold"):
             setattr(self, name, float(getattr(self, name)))
-        if self.bots_reference_columns is not None:
-            columns = self.bots_reference_columns
-            if isinstance(columns, str) or len(columns) != 2 or not all(isinstance(c, str) and c for c in columns):
-                raise ValueError(
-                    f"bots_reference_columns must name two dataset columns (weak, strong), got {columns!r}. "
-                    "Example: bots_reference_columns=['qwen2.5_7b_pass_rate', 'qwen3_30b_pass_rate']."
-                )
-            self.bots_reference_columns = list(columns)
         has_reference = self.bots_reference_columns is not None
-        missing = missing_evidence(self.bots_strategy, self.bots_implicit_weight, has_reference, has_estimator=False)
+        has_estimator = self.bots_implicit_estimator == "embedding"
+        missing = missing_evidence(self.bots_strategy, self.bots_implicit_weight, has_reference, has_estimator)
         if missing is not None and self.bots_strategy == "bots":
             raise ValueError(
-                f"bots_implicit_weight={self.bots_implicit_weight} needs implicit evidence from reference pass rates, "
-                "but bots_reference_columns is not set. Set bots_reference_columns=[weak_column, strong_column] (two "
-                "dataset columns of offline pass rates), or bots_implicit_weight=0 for explicit evidence only."
+                f"bots_implicit_weight={self.bots_implicit_weight} needs implicit evidence, but "
+                "bots_implicit_estimator='none'. Set bots_implicit_estimator='embedding' (or bots_reference_columns="
+                "[weak_column, strong_column], two dataset columns of offline pass rates), or bots_implicit_weight=0 "
+                "for explicit evidence only."
             )
         if missing is not None:  # dots or easy2hard
             raise ValueError(
@@ -250,6 +304,52 @@ class BOTSConfig(GRPOConfig):
                 "set. Set bots_reference_columns=[weak_column, strong_column] or choose another bots_strategy."
             )
         self._check_domain_settings()
+
+    def _resolve_implicit_estimator(self) -> None:
+        """``bots_implicit_estimator``: checked against the strategy and the reference columns, ``None`` resolved
+        (``"none"`` becomes ``None``), and the embedding settings refused where nothing would read them."""
+        estimator, has_reference = self.bots_implicit_estimator, self.bots_reference_columns is not None
+        if estimator is not None and estimator not in (*IMPLICIT_ESTIMATORS, "none"):
+            raise ValueError(f"bots_implicit_estimator must be 'reference', 'embedding' or 'none', got {estimator!r}.")
+        if estimator == "reference" and not has_reference:
+            raise ValueError(
+                "bots_implicit_estimator='reference' interpolates between two reference models' pass rates, but "
+                "bots_reference_columns is not set. Set it, or use bots_implicit_estimator='embedding', which needs "
+                "no reference columns."
+            )
+        if estimator is not None and estimator != "none" and self.bots_strategy == "mopps":
+            raise ValueError(
+                f"bots_strategy='mopps' uses explicit evidence only, but bots_implicit_estimator={estimator!r}. Use "
+                "bots_strategy='bots' for explicit and implicit evidence, or leave bots_implicit_estimator unset."
+            )
+        if estimator is None:
+            if has_reference:
+                estimator = "reference"
+            elif self.bots_strategy in ("bots", "dots") and self.bots_implicit_weight != 0:
+                estimator = PLAIN_DATASET_ESTIMATOR  # (rho = 0 asks for explicit evidence only: nothing to embed)
+        self.bots_implicit_estimator = None if estimator == "none" else estimator
+        embedding = {
+            "bots_embedding_column": self.bots_embedding_column,
+            "bots_embedding_model": self.bots_embedding_model,
+        }
+        given = {name: value for name, value in embedding.items() if value is not None}
+        if given and self.bots_implicit_estimator != "embedding":
+            raise ValueError(
+                f"{', '.join(f'{name}={value!r}' for name, value in given.items())} set, but the embedding estimator is "
+                f"off (bots_implicit_estimator={self.bots_implicit_estimator!r}). Set bots_implicit_estimator="
+                "'embedding', or remove these settings."
+            )
+        if len(given) == 2:
+            raise ValueError(
+                "bots_embedding_column and bots_embedding_model are both set: the embeddings come from one of them. "
+                "Keep the column (precomputed vectors) or the model (computed at start)."
+            )
+        for name, value in given.items():
+            if not isinstance(value, str) or not value:
+                raise ValueError(f"{name} must be a non-empty string, got {value!r}.")
+        dim = self.bots_embedding_dim
+        if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
+            raise ValueError(f"bots_embedding_dim must be a positive integer, got {dim!r}.")
 
     @property
     def tasks_per_round(self) -> int:

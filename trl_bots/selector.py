@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import inspect
+import json
 import logging
 import math
 import os
@@ -24,6 +26,7 @@ import numpy as np
 
 from .baselines import CyclicOrder, easy_to_hard_order, uniform_order
 from .domains import TaskDomains, domain_quotas, domain_round_stats, exact_shares
+from .embedding_estimator import EmbeddingEstimator
 from .implicit import ImplicitEvidence, InterpolationEstimator
 from .posterior import ChunkedGroups, average_posterior_mean, group_posterior_means, posterior_mean, update_posterior
 from .selection import SelectionRule, select_by_quotas, select_tasks
@@ -37,6 +40,7 @@ from .validation import (
     check_round,
     check_strategy,
     check_task_ids,
+    default_implicit_weight,
     domain_weights_problem,
     is_real,
     missing_evidence,
@@ -45,6 +49,8 @@ from .validation import (
 
 logger = logging.getLogger(__name__)
 
+# Tensors of the state file that hold the plug-in's arrays are named with this prefix, e.g. "estimator/gram".
+ESTIMATOR_PREFIX = "estimator/"
 # Mean absolute error of the plug-in on a batch at or above which adaptive rho is halved (paper, Section 4).
 ADAPTIVE_MAE_THRESHOLD = 0.25
 TOO_FEW_TASKS = (
@@ -109,7 +115,9 @@ class BOTSSelector:
             [0, 1]; enables the interpolation plug-in (implicit evidence) and the ``easy2hard`` order.
         target: target pass rate ``p*`` in (0, 1).
         forgetting: ``lambda`` in (0, 1], how fast old evidence decays toward the prior.
-        implicit_weight: ``rho`` in [0, 1], the weight of implicit evidence.
+        implicit_weight: ``rho`` in [0, 1], the weight of implicit evidence; with ``embeddings`` its ceiling, scaled
+            each round by the estimator's honest accuracy. ``None``: 0.2 with ``embeddings``, 0.1 (the paper's) with
+            ``reference_pass_rates`` or ``estimator``, else 0.
         thompson: score a Thompson draw from each posterior (True) or the posterior mean (False).
         temperature: ``tau >= 0``; 0 takes the top-B scores, > 0 samples B tasks from ``softmax(score / tau)``.
         prior: base prior ``(alpha0, beta0)``, both > 0.
@@ -129,6 +137,9 @@ class BOTSSelector:
         adaptive_implicit_weight: halve rho whenever the plug-in's mean absolute error on a batch is >= 0.25.
         estimator: a custom implicit-evidence plug-in (see :class:`trl_bots.implicit.ImplicitEvidence`) used
             instead of the interpolation plug-in.
+        embeddings: optional ``[N, d]`` array, one vector per task (e.g. the prompt's mean hidden state): implicit
+            evidence from :class:`trl_bots.embedding_estimator.EmbeddingEstimator`, a Bayesian linear model of the pass
+            rate learned from the run's own rollouts, with ``reference_pass_rates`` as two more features when given.
         domains: optional domain label of every task (non-empty strings, at most 256 distinct), or a
             :class:`~trl_bots.domains.TaskDomains` that already holds them encoded, with its weights (then leave
             ``domain_weights`` out). Each update then records per-domain diagnostics in :attr:`last_domain_stats`.
@@ -144,7 +155,7 @@ class BOTSSelector:
         reference_pass_rates: np.ndarray | None = None,
         target: float = 0.5,
         forgetting: float = 0.1,
-        implicit_weight: float = 0.1,
+        implicit_weight: float | None = None,
         thompson: bool = True,
         temperature: float = 0.0,
         prior: tuple[float, float] = (1.0, 1.0),
@@ -157,6 +168,7 @@ class BOTSSelector:
         estimator: ImplicitEvidence | None = None,
         domains: Sequence[str] | np.ndarray | TaskDomains | None = None,
         domain_weights: Mapping[str, float] | str | None = None,
+        embeddings: np.ndarray | None = None,
     ) -> None:
         if isinstance(num_tasks, bool) or not isinstance(num_tasks, (int, np.integer)) or num_tasks < 1:
             raise ValueError(f"num_tasks must be a positive integer, got {num_tasks!r}.")
@@ -187,9 +199,18 @@ class BOTSSelector:
         reference = None
         if reference_pass_rates is not None:
             reference = check_reference_pass_rates(reference_pass_rates, self.num_tasks)
-        if estimator is None and reference is not None and strategy != "mopps":
+        if estimator is not None and embeddings is not None:
+            raise ValueError("Pass either estimator or embeddings (which builds an EmbeddingEstimator), not both.")
+        if embeddings is not None and strategy != "mopps":
+            estimator = EmbeddingEstimator(embeddings, reference_pass_rates=reference)
+        elif estimator is None and reference is not None and strategy != "mopps":
             estimator = InterpolationEstimator(reference, momentum=float(cap_momentum), fit=cap_fit)
         self.estimator = estimator
+        # Plug-ins written for the two-argument fit() keep working; the embedding estimator weighs labels by trials.
+        self._fit_takes_trials = estimator is not None and "trials" in inspect.signature(estimator.fit).parameters
+        if implicit_weight is None:
+            kind = "embedding" if embeddings is not None else "reference" if estimator is not None else None
+            implicit_weight = default_implicit_weight(kind)
         self.implicit_weight = self._strategy_implicit_weight(implicit_weight, reference is not None)
 
         self.rng = np.random.default_rng(seed)
@@ -261,11 +282,12 @@ class BOTSSelector:
         if missing_evidence(self.strategy, implicit_weight, has_reference, has_estimator) == "implicit":
             if self.strategy == "dots":
                 raise ValueError(
-                    "strategy='dots' uses only implicit evidence; pass reference_pass_rates or estimator."
+                    "strategy='dots' uses only implicit evidence; pass reference_pass_rates, embeddings or estimator."
                 )
             raise ValueError(
-                f"implicit_weight={implicit_weight} needs implicit evidence, but no reference_pass_rates (weak, strong) "
-                "or estimator was given. Pass reference pass rates, or set implicit_weight=0 for explicit evidence only."
+                f"implicit_weight={implicit_weight} needs implicit evidence, but no reference_pass_rates (weak, strong), "
+                "embeddings or estimator was given. Pass one of them, or set implicit_weight=0 for explicit evidence "
+                "only."
             )
         if self.strategy == "dots":
             return 1.0
@@ -347,13 +369,21 @@ class BOTSSelector:
                 if self.adaptive_implicit_weight and mae >= ADAPTIVE_MAE_THRESHOLD:
                     rho = self.implicit_weight = rho / 2
             if scored.any():
-                self.estimator.fit(idx[scored], observed)
+                if self._fit_takes_trials:
+                    self.estimator.fit(idx[scored], observed, trials[scored])
+                else:
+                    self.estimator.fit(idx[scored], observed)
                 self.estimator_rounds += 1
+            # A plug-in that measures its own accuracy gets the share of rho it has earned (0 until it is scored).
+            scale = getattr(self.estimator, "implicit_weight_scale", None)
+            if scale is not None:
+                rho = rho * float(scale())
             mu = getattr(self.estimator, "mu", None)  # a fitted mu of exactly 0 is a value, not a missing one
             cap_coef = math.nan if mu is None else float(mu)
             if self.estimator_rounds:
                 pseudo_successes, pseudo_failures = self._pseudo_counts(idx, successes, failures, trials)
-        if pseudo_successes is None:
+        if pseudo_successes is None or rho == 0:
+            pseudo_successes = pseudo_failures = None
             rho = 0.0  # nothing to weigh yet: the plug-in has not seen a scored rollout
 
         update_posterior(
@@ -417,6 +447,17 @@ class BOTSSelector:
         return posterior_mean(self.alpha[tasks], self.beta[tasks])
 
     # ------------------------------------------------------------------ state
+    def checksum(self) -> int:
+        """CRC-32 of what every process must hold alike: the posterior, the round and the plug-in's state."""
+        value = zlib.crc32(self.alpha.tobytes())
+        value = zlib.crc32(self.beta.tobytes(), value)
+        value = zlib.crc32(np.int64(self.round).tobytes(), value)
+        if self.estimator is not None:
+            for name, item in sorted(self.estimator.state_dict().items()):
+                data = item.tobytes() if isinstance(item, np.ndarray) else json.dumps([name, item]).encode()
+                value = zlib.crc32(data, value)
+        return value
+
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue bit-identically: arrays under their names, scalars as JSON-able values."""
         state: dict[str, Any] = {
@@ -506,13 +547,21 @@ class BOTSSelector:
         """Write the state to one file, atomically and without pickle (see :mod:`trl_bots.state`)."""
         state = self.state_dict()
         arrays = {name: state.pop(name) for name in ("alpha", "beta", "order") if name in state}
+        plug_in = state["estimator"] = dict(state["estimator"])
+        for name in [name for name, value in plug_in.items() if isinstance(value, np.ndarray)]:
+            arrays[f"{ESTIMATOR_PREFIX}{name}"] = plug_in.pop(name)
         write_state_file(path, arrays, state)
 
     def load(self, path: str | os.PathLike) -> None:
         """Load a file written by :meth:`save` into this selector."""
         arrays, scalars = read_state_file(path)
+        plug_in = {
+            name.removeprefix(ESTIMATOR_PREFIX): arrays.pop(name)
+            for name in list(arrays)
+            if name.startswith(ESTIMATOR_PREFIX)
+        }
         try:
-            self.load_state_dict({**scalars, **arrays})
+            self.load_state_dict({**scalars, **arrays, "estimator": {**scalars.get("estimator", {}), **plug_in}})
         except (KeyError, TypeError) as error:
             raise ValueError(
                 f"{path} is not a complete BOTS selector state (missing or malformed {error})."

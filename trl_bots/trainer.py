@@ -28,6 +28,7 @@ from .checkpoints import (
 )
 from .config import BOTSConfig
 from .model_card import bots_card_section
+from .prompt_embeddings import task_embeddings
 from .sampler import BOTSSampler
 from .selector import BOTSSelector
 from .state import SELECTOR_FILE, write_atomic
@@ -116,21 +117,11 @@ class BOTSGRPOTrainer(GRPOTrainer):
             args = BOTSConfig(f"{model_name.split('/')[-1]}-BOTS")
         if not isinstance(args, BOTSConfig):
             raise TypeError(f"args must be a BOTSConfig, got {type(args).__name__}. Build a BOTSConfig instead.")
-        train_dataset = check_train_dataset(train_dataset, args, kwargs.get("environment_factory"))
-        self.selector = BOTSSelector(
-            len(train_dataset),
-            reference_pass_rates=reference_pass_rates(train_dataset, args.bots_reference_columns),
-            **{parameter.argument: parameter.config_value(args) for parameter in HYPERPARAMETERS},
-            thompson=args.bots_thompson,
-            cap_fit=args.bots_cap_fit,
-            seed=args.bots_seed,
-            strategy=args.bots_strategy,
-            adaptive_implicit_weight=args.bots_adaptive_implicit_weight,
-            domains=task_domains(train_dataset, args),
-        )
+        tasks = check_train_dataset(train_dataset, args, kwargs.get("environment_factory"))
+        reference, domains = reference_pass_rates(tasks, args.bots_reference_columns), task_domains(tasks, args)
         # Task ids are row numbers: the rows must match across processes and on resume.
-        self.task_fingerprint = tasks_fingerprint(train_dataset, args)
-        train_dataset = with_task_ids(train_dataset)
+        self.task_fingerprint = tasks_fingerprint(tasks, args)
+        train_dataset = with_task_ids(tasks)
         self._bots_rounds_selected = 0  # over the whole run, restored on resume
         self._bots_unscored_rounds = 0  # consecutive rounds without a scored completion, restored on resume
         self._bots_warned_unscored = False
@@ -139,6 +130,23 @@ class BOTSGRPOTrainer(GRPOTrainer):
         super().__init__(model, reward_funcs, args=args, train_dataset=train_dataset, **kwargs)
         if self.accelerator.num_processes > 1:
             check_same_tasks_on_every_process(self.accelerator, self.task_fingerprint)
+        embeddings = None  # built with the model: the default embeds the prompts with the policy's hidden states
+        if args.bots_implicit_estimator == "embedding":
+            embeddings = task_embeddings(
+                tasks, args, self.model, self.processing_class, self.accelerator, self.task_fingerprint
+            )
+        self.selector = BOTSSelector(
+            len(tasks),
+            reference_pass_rates=reference,
+            **{parameter.argument: parameter.config_value(args) for parameter in HYPERPARAMETERS},
+            thompson=args.bots_thompson,
+            cap_fit=args.bots_cap_fit,
+            seed=args.bots_seed,
+            strategy=args.bots_strategy,
+            adaptive_implicit_weight=args.bots_adaptive_implicit_weight,
+            domains=domains,
+            embeddings=embeddings,
+        )
         if self.environment_factories is not None:
             check_environments(self._environment_pool)
         if args.bots_success_reward is not None and args.bots_success_reward not in self.reward_func_names:
@@ -307,9 +315,7 @@ class BOTSGRPOTrainer(GRPOTrainer):
         that a TRL that scores other rows here, or in another order, stops instead of crediting the wrong tasks."""
         selector, checksum = self.selector, 0
         if self.accelerator.num_processes > 1:
-            checksum = zlib.crc32(selector.alpha.tobytes())
-            checksum = zlib.crc32(selector.beta.tobytes(), checksum)
-            checksum = zlib.crc32(np.array([selector.round, *selected.tasks], dtype=np.int64).tobytes(), checksum)
+            checksum = zlib.crc32(np.asarray(selected.tasks, dtype=np.int64).tobytes(), selector.checksum())
         local = torch.tensor([[*local_ids, checksum]], dtype=torch.int64, device=self.accelerator.device)
         gathered = self.accelerator.gather(local).cpu().numpy()
         checksums, ids = gathered[:, -1].tolist(), gathered[:, :-1].ravel()
@@ -317,7 +323,7 @@ class BOTSGRPOTrainer(GRPOTrainer):
         if diverged:  # every process sees it and raises, so none is left waiting in a later collective
             raise RuntimeError(
                 f"BOTS selector out of sync across processes in round {selector.round + 1}: ranks {diverged} hold a "
-                f"different posterior or selection than rank 0 (CRC-32 per rank: {checksums}). Every process must "
+                f"different posterior, predictor or selection than rank 0 (CRC-32 per rank: {checksums}). Every process must "
                 "build the trainer from the same dataset, BOTSConfig (seed, bots_seed) and checkpoint, and nothing "
                 "may change trainer.selector on one process only."
             )

@@ -109,7 +109,7 @@ class Hyperparameter:
 HYPERPARAMETERS = (
     Hyperparameter("target", ("bots_target_pass_rate",), Interval(0.0, 1.0, low_open=True, high_open=True)),
     Hyperparameter("forgetting", ("bots_forgetting",), Interval(0.0, 1.0, low_open=True)),
-    Hyperparameter("implicit_weight", ("bots_implicit_weight",), Interval(0.0, 1.0)),
+    Hyperparameter("implicit_weight", ("bots_implicit_weight",), Interval(0.0, 1.0), optional=True),
     Hyperparameter("temperature", ("bots_temperature",), Interval(0.0, math.inf, high_open=True)),
     Hyperparameter("cap_momentum", ("bots_cap_momentum",), Interval(0.0, 1.0, high_open=True)),
     Hyperparameter(
@@ -127,10 +127,22 @@ HYPERPARAMETERS = (
 ADAPTIVE_STRATEGIES = ("bots", "mopps", "dots")
 
 
+# The default implicit weight rho of each implicit-evidence plug-in. The embedding estimator's is a ceiling: the
+# selector scales it by the estimator's honest accuracy each round (0.11-0.12 on the offline world, docs/algorithm.md).
+DEFAULT_IMPLICIT_WEIGHT = {"reference": 0.1, "embedding": 0.2}
+IMPLICIT_ESTIMATORS = tuple(DEFAULT_IMPLICIT_WEIGHT)
+
+
+def default_implicit_weight(estimator: str | None) -> float:
+    """``rho`` when none is given: the paper's 0.1 with reference pass rates, 0.2 (a ceiling) with embeddings, 0
+    without implicit evidence (``estimator=None``; a custom plug-in gets the paper's value)."""
+    return 0.0 if estimator is None else DEFAULT_IMPLICIT_WEIGHT.get(estimator, DEFAULT_IMPLICIT_WEIGHT["reference"])
+
+
 def missing_evidence(strategy: str, implicit_weight: float, has_reference: bool, has_estimator: bool) -> str | None:
     """What ``strategy`` lacks: ``"reference"`` (easy2hard orders the tasks by their reference pass rates),
     ``"implicit"`` (dots, and bots with ``implicit_weight > 0``, need an implicit-evidence plug-in: reference pass
-    rates or a custom estimator), or ``None``. mopps and uniform need neither."""
+    rates, embeddings or a custom estimator), or ``None``. mopps and uniform need neither."""
     if strategy == "easy2hard" and not has_reference:
         return "reference"
     needs_implicit = strategy == "dots" or (strategy == "bots" and implicit_weight > 0)

@@ -1,0 +1,317 @@
+"""Prompt embeddings for the embedding estimator: one vector per task, identical on every process.
+
+By default the vector of a prompt is the mean, over the prompt's tokens (tokenized as GRPO tokenizes it, chat template
+included), of the policy model's hidden states at its middle layer::
+
+    e = (1 / T) * sum_{t : mask_t = 1} h_t^(layer)                 (h^(0): the token embeddings)
+
+computed in batches, the prompts sorted by length so that a batch carries little padding. Padding is masked out of the
+mean and the position ids are counted over the real tokens only (``cumsum(mask) - 1``, as ``generate`` does), so a
+prompt gets the same vector whatever its batch and whichever side the tokenizer pads on. The middle layer is the
+default (:func:`middle_layer`): the last layers of a causal LM specialise in the next token, the first ones hold little
+more than the tokens. Instead of the policy, ``bots_embedding_model`` names another ``transformers`` model (the same
+pooling over its hidden states), and ``bots_embedding_column`` reads precomputed vectors from the dataset.
+
+:func:`reduce_dimension` then standardises each column and keeps at most ``bots_embedding_dim`` dimensions by PCA (the
+directions of largest variance, fitted on a seeded sample of at most :data:`PCA_SAMPLE` rows), stored as float16.
+
+On several processes each computes a share of the prompts, the shares are gathered, and the main process reduces the
+dimension and broadcasts the result, so every process holds the same bytes. The reduced array is cached on disk
+(:func:`embedding_cache_path`), keyed by the model, the layer, the dimension and the task-list fingerprint: a resumed
+or repeated run reads it instead of recomputing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import logging
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from accelerate.utils import broadcast_object_list, gather_object
+from huggingface_hub.constants import HF_HOME
+from tqdm.auto import tqdm
+
+from .embedding_estimator import check_embeddings, standardise
+from .state import write_atomic
+
+
+logger = logging.getLogger(__name__)
+
+# PCA is fitted on at most this many prompts (a seeded sample): the covariance of 20,000 rows pins the leading
+# directions, and its cost no longer grows with the pool.
+PCA_SAMPLE = 20_000
+PCA_SEED = 0
+BATCH_SIZE = 32  # prompts per forward pass of the embedding pass
+
+
+def middle_layer(num_hidden_layers: int) -> int:
+    """The default layer: ``ceil(L / 2)`` of ``L`` decoder layers, an index into ``output_hidden_states`` (0: the
+    token embeddings, ``L``: the last layer's output), e.g. 1 of 2, 14 of 28."""
+    if num_hidden_layers < 1:
+        raise ValueError(f"num_hidden_layers must be >= 1, got {num_hidden_layers}.")
+    return (num_hidden_layers + 1) // 2
+
+
+def tokenize_prompts(processing_class: Any, prompts: Sequence[Any], chat_template_kwargs: dict | None = None):
+    """Token ids of each prompt as GRPO tokenizes it for generation: text as it is, a conversation through the chat
+    template with the generation prompt."""
+    if isinstance(prompts[0], list):  # conversational, as trl.data_utils.is_conversational decides
+        return processing_class.apply_chat_template(
+            conversation=list(prompts),
+            add_generation_prompt=True,
+            tokenize=True,
+            return_dict=True,
+            **(chat_template_kwargs or {}),
+        )["input_ids"]
+    return processing_class(text=list(prompts))["input_ids"]
+
+
+def _decoder(model: torch.nn.Module) -> torch.nn.Module:
+    """The decoder stack of a causal LM (a PEFT model's base, LoRA layers included): no logits are computed."""
+    if hasattr(model, "get_base_model"):
+        model = model.get_base_model()
+    return getattr(model, model.base_model_prefix, model)
+
+
+@torch.no_grad()
+def mean_pooled_hidden_states(
+    model: torch.nn.Module,
+    token_ids: Sequence[Sequence[int]],
+    pad_token_id: int,
+    layer: int | None = None,
+    batch_size: int = BATCH_SIZE,
+    progress: bool = False,
+) -> np.ndarray:
+    """``[len(token_ids), hidden_size]`` float32: the mean over each prompt's tokens of the hidden states at ``layer``.
+
+    Args:
+        model: a ``transformers`` causal LM (or a PEFT model around one); left in the train/eval mode it had.
+        token_ids: the token ids of each prompt (:func:`tokenize_prompts`).
+        pad_token_id: the id that pads a batch (masked out: its value does not matter).
+        layer: index into the model's ``hidden_states`` (0 = token embeddings, ``num_hidden_layers`` = last layer);
+            ``None``: :func:`middle_layer`.
+        batch_size: prompts per forward pass.
+        progress: show a progress bar.
+    """
+    num_layers = model.config.num_hidden_layers
+    layer = middle_layer(num_layers) if layer is None else layer
+    if not 0 <= layer <= num_layers:
+        raise ValueError(f"layer={layer} is not a hidden-state index of this model: use 0..{num_layers}.")
+    lengths = np.array([len(ids) for ids in token_ids])
+    if (lengths == 0).any():
+        raise ValueError(f"prompts {np.flatnonzero(lengths == 0)[:10].tolist()} tokenize to no token.")
+    decoder = _decoder(model)
+    device = next(model.parameters()).device
+    order = np.argsort(lengths, kind="stable")  # similar lengths together: little padding per batch
+    out = np.empty((len(token_ids), model.config.hidden_size), dtype=np.float32)
+    was_training = model.training
+    model.eval()
+    try:
+        for start in tqdm(range(0, len(order), batch_size), desc="BOTS prompt embeddings", disable=not progress):
+            rows = order[start : start + batch_size]
+            width = int(lengths[rows].max())
+            ids = torch.full((rows.size, width), pad_token_id, dtype=torch.long)
+            mask = torch.zeros((rows.size, width), dtype=torch.long)
+            for k, row in enumerate(rows):  # right padding; position ids below make the side irrelevant
+                ids[k, : lengths[row]] = torch.as_tensor(token_ids[row])
+                mask[k, : lengths[row]] = 1
+            ids, mask = ids.to(device), mask.to(device)
+            hidden = decoder(
+                input_ids=ids,
+                attention_mask=mask,
+                position_ids=(mask.cumsum(-1) - 1).clamp(min=0),
+                output_hidden_states=True,
+                use_cache=False,
+            ).hidden_states[layer]
+            weights = mask.unsqueeze(-1).to(hidden.dtype)
+            out[rows] = ((hidden * weights).sum(1) / weights.sum(1)).float().cpu().numpy()
+    finally:
+        model.train(was_training)
+    return out
+
+
+def reduce_dimension(embeddings: np.ndarray, dim: int | None, seed: int = PCA_SEED) -> np.ndarray:
+    """``embeddings`` ``[N, h]`` with each column standardised (the constant ones dropped), then projected on the
+    ``min(dim, h)`` leading eigenvectors of the correlation matrix of a seeded sample of at most :data:`PCA_SAMPLE`
+    rows (float32; ``dim=None``: standardised only). Each component keeps its own variance, and its sign is fixed so
+    that its largest loading is positive: the result does not depend on the eigen-solver's sign choice. Standardising
+    first keeps a few huge-activation dimensions of an LLM's hidden states from taking the leading components."""
+    if dim is not None and (isinstance(dim, bool) or not isinstance(dim, int) or dim < 1):
+        raise ValueError(f"dim must be a positive integer, got {dim!r}.")
+    standardised = standardise(embeddings)
+    if dim is None or dim >= standardised.shape[1]:
+        return standardised
+    sample = standardised
+    if standardised.shape[0] > PCA_SAMPLE:
+        rng = np.random.default_rng(seed)
+        sample = standardised[np.sort(rng.choice(standardised.shape[0], PCA_SAMPLE, replace=False))]
+    sample = sample.astype(np.float64)
+    _, vectors = np.linalg.eigh(sample.T @ sample)
+    leading = vectors[:, ::-1][:, :dim]
+    leading *= np.sign(leading[np.abs(leading).argmax(axis=0), np.arange(dim)])
+    return standardised @ leading.astype(np.float32)
+
+
+def column_embeddings(dataset: Any, column: str) -> np.ndarray:
+    """The vectors of the dataset column ``column`` as a ``[rows, d]`` array; ``ValueError`` naming the rows that are
+    not a vector of ``d`` finite numbers (ragged, missing, NaN, all zeros)."""
+    if column not in dataset.column_names:
+        raise ValueError(
+            f"bots_embedding_column={column!r} is not a column of train_dataset (columns: {dataset.column_names})."
+        )
+    values = dataset.with_format("numpy")[column]
+    if isinstance(values, np.ndarray) and values.dtype != object and values.ndim == 2:
+        return check_embeddings(values, name=f"bots_embedding_column {column!r}: the vectors")
+    lengths = [None if value is None else np.size(value) for value in values]
+    width = max((length for length in lengths if length is not None), default=0)
+    bad = [row for row, length in enumerate(lengths) if length != width or np.ndim(values[row]) != 1]
+    raise ValueError(
+        f"bots_embedding_column {column!r} must hold one vector of numbers per row, all of one length; rows "
+        f"{bad[:10]} are missing or have another length or shape than {width}."
+    )
+
+
+def embedding_cache_path(key: dict[str, Any], cache_dir: str | os.PathLike | None = None) -> Path:
+    """Where the embeddings described by ``key`` (model, layer, dimension, task fingerprint) are cached: in
+    ``cache_dir``, by default ``$TRL_BOTS_CACHE/embeddings`` (``TRL_BOTS_CACHE`` defaults to ``$HF_HOME/trl-bots``,
+    beside the Hub's own cache)."""
+    if cache_dir is None:
+        cache_dir = os.path.join(os.environ.get("TRL_BOTS_CACHE", os.path.join(HF_HOME, "trl-bots")), "embeddings")
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:32]
+    return Path(cache_dir) / f"{digest}.npy"
+
+
+def _read_cache(path: Path, num_tasks: int) -> np.ndarray | None:
+    if not path.is_file():
+        return None
+    try:
+        array = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as error:
+        logger.warning(f"BOTS: ignoring the unreadable embedding cache {path} ({error}); recomputing.")
+        return None
+    if array.ndim != 2 or array.shape[0] != num_tasks or not np.isfinite(array).all():
+        logger.warning(f"BOTS: ignoring the embedding cache {path} (shape {array.shape}); recomputing.")
+        return None
+    return array
+
+
+def _write_cache(path: Path, array: np.ndarray) -> None:
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=False)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, buffer.getvalue())
+    except OSError as error:  # a read-only cache costs the next run a recomputation, not this run its start
+        logger.warning(f"BOTS: could not cache the prompt embeddings at {path} ({error}).")
+
+
+def model_key(model: torch.nn.Module) -> dict[str, Any]:
+    """What identifies a model's weights in the cache key: its name or path and revision, its config, and a digest
+    of its input-embedding matrix (a fine-tuned copy under the same path gets other embeddings)."""
+    weights = model.get_input_embeddings().weight
+    with _gathered([weights]):
+        digest = hashlib.sha256(weights.detach().float().cpu().numpy().tobytes()).hexdigest()
+    config = model.config
+    return {
+        "name_or_path": getattr(config, "_name_or_path", ""),
+        "commit": getattr(config, "_commit_hash", None),
+        "config": hashlib.sha256(config.to_json_string(use_diff=False).encode()).hexdigest(),
+        "input_embeddings": digest,
+    }
+
+
+def _gathered(parameters: list[torch.nn.Parameter]):
+    """Under DeepSpeed ZeRO-3 the parameters are partitioned across processes: gather them for the forward pass."""
+    from transformers.integrations import is_deepspeed_zero3_enabled
+
+    if is_deepspeed_zero3_enabled():
+        import deepspeed
+
+        return deepspeed.zero.GatheredParameters(parameters)
+    return contextlib.nullcontext()
+
+
+def model_embeddings(model: torch.nn.Module, token_ids: list[list[int]], pad_token_id: int, accelerator: Any):
+    """:func:`mean_pooled_hidden_states` of every prompt, each process computing a share; every process returns the
+    whole ``[N, hidden]`` array."""
+    rank, world = accelerator.process_index, accelerator.num_processes
+    share = np.arange(rank, len(token_ids), world)  # interleaved: every share has prompts of every length
+    with _gathered(list(model.parameters())):
+        pooled = mean_pooled_hidden_states(
+            model, [token_ids[i] for i in share], pad_token_id, progress=accelerator.is_local_main_process
+        )
+    if world == 1:
+        return pooled
+    out = np.empty((len(token_ids), pooled.shape[1]), dtype=np.float32)
+    for other, part in enumerate(gather_object([pooled])):
+        out[other::world] = part
+    return out
+
+
+def task_embeddings(
+    dataset: Any,
+    args: Any,
+    model: torch.nn.Module,
+    processing_class: Any,
+    accelerator: Any,
+    fingerprint: str,
+    cache_dir: str | os.PathLike | None = None,
+) -> np.ndarray:
+    """The ``[len(dataset), <= bots_embedding_dim]`` float16 embeddings the selector uses, the same bytes on every
+    process: from ``bots_embedding_column``, from the model ``bots_embedding_model``, or from the policy ``model``;
+    read from the cache when it holds them."""
+    start = time.perf_counter()
+    column, encoder_name = args.bots_embedding_column, args.bots_embedding_model
+    embeddings = None
+    if column is not None:
+        vectors = column_embeddings(dataset, column)  # checked on every process: each raises its own error
+        if accelerator.is_main_process:
+            embeddings = reduce_dimension(vectors, args.bots_embedding_dim).astype(np.float16)
+        source = f"column {column!r}"
+    else:
+        encoder, tokenizer = (
+            (model, processing_class) if encoder_name is None else load_encoder(encoder_name, accelerator.device)
+        )
+        key = {
+            "model": model_key(encoder),
+            "layer": middle_layer(encoder.config.num_hidden_layers),
+            "dim": args.bots_embedding_dim,
+            "tasks": fingerprint,
+            "pca_sample": PCA_SAMPLE,
+        }
+        path = embedding_cache_path(key, cache_dir)
+        if accelerator.is_main_process:
+            embeddings = _read_cache(path, len(dataset))
+        cached = broadcast_object_list([embeddings is not None])[0]
+        source = f"the cache {path}" if cached else f"model {encoder_name}" if encoder_name else "the policy model"
+        if not cached:
+            token_ids = tokenize_prompts(tokenizer, dataset["prompt"], getattr(args, "chat_template_kwargs", None))
+            pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+            pooled = model_embeddings(encoder, token_ids, pad, accelerator)
+            if accelerator.is_main_process:
+                embeddings = reduce_dimension(pooled, args.bots_embedding_dim).astype(np.float16)
+                _write_cache(path, embeddings)
+    # The main process's bytes everywhere: NumPy's linear algebra may round differently on other hardware.
+    embeddings = broadcast_object_list([embeddings])[0]
+    if accelerator.is_main_process:
+        logger.info(
+            f"BOTS prompt embeddings: {embeddings.shape[0]} tasks x {embeddings.shape[1]} dimensions from {source} "
+            f"in {time.perf_counter() - start:.1f} s."
+        )
+    return embeddings
+
+
+def load_encoder(name: str, device: torch.device) -> tuple[torch.nn.Module, Any]:
+    """A ``transformers`` model on ``device`` and its tokenizer, by name or path, for ``bots_embedding_model``."""
+    from transformers import AutoModel, AutoTokenizer
+
+    return AutoModel.from_pretrained(name).to(device), AutoTokenizer.from_pretrained(name)

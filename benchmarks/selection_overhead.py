@@ -19,6 +19,10 @@ are timed in alternation, twice each, and each keeps its better median, so a loa
 land on one side only.
 Then uniform quotas over 6, 32 and 256 equal domains (``--quick``: 2 and 8) against the single pool: one thinned
 selection per domain, so the fixed cost of a round grows with the number of domains.
+
+The embedding estimator (no reference columns, float16 embeddings of d = 64 and 128 dimensions) against the single
+pool at N = 1e6, B = 256 (``--quick``: N = 1e4, B = 64, d = 16), timed in alternation, with its memory per task and the
+bytes it adds to the saved state.
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ FULL = {
     "save_load_sizes": [10**6, 10**7],
     "domains": (10**6, 256),
     "domain_counts": [6, 32, 256],
+    "embedding": (10**6, 256, [64, 128]),
 }
 QUICK = {
     "sizes": [10**3, 10**4],
@@ -55,6 +60,7 @@ QUICK = {
     "save_load_sizes": [10**4],
     "domains": (10**4, 64),
     "domain_counts": [2, 8],
+    "embedding": (10**4, 64, [16]),
 }
 # GURU's six domains and their share of its 92k tasks (math 54.4k, code 18.1k, science 3.6k, logic 6.3k, simulation
 # 3.7k, tabular 6.1k).
@@ -164,21 +170,32 @@ def domain_labels(num_tasks: int, seed: int = 2) -> np.ndarray:
     return np.random.default_rng(seed).choice(list(GURU_DOMAINS), size=num_tasks, p=shares / shares.sum())
 
 
+def alternating_medians(
+    settings: dict[str, dict], true_rates: np.ndarray, batch_size: int, timing: tuple
+) -> dict[str, float]:
+    """Median round time (ms) of a selector per setting (its BOTSSelector arguments), the settings timed in
+    alternation, twice each, each keeping its better median: a load spike does not land on one side only."""
+    medians: dict[str, list[float]] = {name: [] for name in settings}
+    for _ in range(2):
+        for name, arguments in settings.items():
+            selector = BOTSSelector(len(true_rates), seed=0, **arguments)
+            medians[name].append(statistics.median(time_rounds(selector, true_rates, batch_size, *timing)))
+    return {name: min(values) * 1e3 for name, values in medians.items()}
+
+
 def compare_domains(num_tasks: int, batch_size: int, warmup: int, budget_s: float, max_rounds: int) -> dict:
     """Round times of the single pool and of the six-domain pool with proportional quotas, timed in alternation."""
     reference, true_rates = make_task_pool(num_tasks)
     settings = {
-        "single_pool": {},
-        "six_domains": {"domains": domain_labels(num_tasks), "domain_weights": "proportional"},
+        "single_pool": {"reference_pass_rates": reference},
+        "six_domains": {
+            "reference_pass_rates": reference,
+            "domains": domain_labels(num_tasks),
+            "domain_weights": "proportional",
+        },
     }
-    medians: dict[str, list[float]] = {name: [] for name in settings}
-    for _ in range(2):
-        for name, extra in settings.items():
-            selector = BOTSSelector(num_tasks, reference_pass_rates=reference, seed=0, **extra)
-            medians[name].append(
-                statistics.median(time_rounds(selector, true_rates, batch_size, warmup, budget_s, max_rounds))
-            )
-    single, domains = (min(medians[name]) * 1e3 for name in settings)
+    timing = (warmup, budget_s, max_rounds)
+    single, domains = alternating_medians(settings, true_rates, batch_size, timing).values()
     row = {
         "num_tasks": num_tasks,
         "batch_size": batch_size,
@@ -191,6 +208,42 @@ def compare_domains(num_tasks: int, batch_size: int, warmup: int, budget_s: floa
         f"N={num_tasks:>9} B={batch_size:>5}: single pool {single:.2f} ms, six domains {domains:.2f} ms, ratio {row['ratio']:.2f}x"
     )
     return row
+
+
+def compare_embedding(
+    num_tasks: int, batch_size: int, dims: list[int], warmup: int, budget_s: float, max_rounds: int
+) -> dict:
+    """Round times of the single pool (interpolation plug-in) and of the embedding estimator at each of ``dims``
+    (float16 embeddings that carry the tasks' pass rates plus noise, no reference columns), timed in alternation;
+    the estimator's memory per task (its float32 features and prediction cache) and the bytes it adds to the state."""
+    reference, true_rates = make_task_pool(num_tasks)
+    rng = np.random.default_rng(4)
+    rates = np.clip(true_rates, 1e-3, 1 - 1e-3)  # the pool has rates of exactly 0 and 1
+    logits = np.log(rates / (1 - rates))
+    settings: dict[str, dict] = {"single_pool": {"reference_pass_rates": reference}}
+    for dim in dims:  # no reference pass rates: a plain dataset's setting
+        embeddings = rng.normal(size=(num_tasks, dim)).astype(np.float16)
+        embeddings[:, 0] += logits.astype(np.float16)
+        settings[f"embedding_d{dim}"] = {"embeddings": embeddings}
+    timed = alternating_medians(settings, true_rates, batch_size, (warmup, budget_s, max_rounds))
+    rows = {"num_tasks": num_tasks, "batch_size": batch_size, "single_pool_median_ms": timed["single_pool"]}
+    for dim in dims:
+        selector = BOTSSelector(num_tasks, embeddings=settings[f"embedding_d{dim}"]["embeddings"], seed=0)
+        estimator = selector.estimator
+        rows[f"d{dim}"] = {
+            "median_ms": timed[f"embedding_d{dim}"],
+            "ratio": timed[f"embedding_d{dim}"] / timed["single_pool"],
+            "memory_bytes_per_task": (estimator.features.nbytes + estimator.cache.nbytes) / num_tasks,
+            "added_state_bytes_per_task": sum(
+                value.nbytes for value in estimator.state_dict().values() if isinstance(value, np.ndarray)
+            )
+            / num_tasks,
+        }
+        log(
+            f"N={num_tasks:>9} B={batch_size:>5}: embedding estimator d={dim} {timed[f'embedding_d{dim}']:.2f} ms, "
+            f"{rows[f'd{dim}']['ratio']:.2f}x the single pool"
+        )
+    return rows
 
 
 def domain_count_sweep(
@@ -220,7 +273,7 @@ def domain_count_sweep(
     return rows
 
 
-def check_targets(results: list[dict], save_load: list[dict], domains: dict) -> dict:
+def check_targets(results: list[dict], save_load: list[dict], domains: dict, embedding: dict) -> dict:
     """The targets of the selection-overhead work item: each measured value, its limit and whether it is met."""
     by_size = {(row["num_tasks"], row["batch_size"]): row for row in results}
     big, mid = by_size[(10**6, 256)], by_size[(10**5, 256)]
@@ -232,6 +285,7 @@ def check_targets(results: list[dict], save_load: list[dict], domains: dict) -> 
         ("state_bytes_per_task", big["state_bytes_per_task"], "<=", 40),
         ("save_load_1e6_s", save_load_1e6, "<", 1),
         ("six_domains_vs_single_pool_1e6_b256", domains["ratio"], "<=", 1.5),
+        ("embedding_d128_vs_single_pool_1e6_b256", embedding["d128"]["ratio"], "<=", 4),
     ]
     compare = {"<=": operator.le, ">=": operator.ge, "<": operator.lt}
     return {
@@ -273,14 +327,16 @@ def run(config: dict, quick: bool) -> dict:
             log(f"N={num_tasks:>9} save + load {seconds:.3f} s")
     domains = compare_domains(*config["domains"], warmup, budget_s, max_rounds)
     sweep = domain_count_sweep(*config["domains"], config["domain_counts"], warmup, budget_s, max_rounds)
+    embedding = compare_embedding(*config["embedding"], warmup, budget_s, max_rounds)
     return {
-        "targets": check_targets(results, save_load, domains) if not quick else {},
+        "targets": check_targets(results, save_load, domains, embedding) if not quick else {},
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "rounds": results,
         "save_load": save_load,
         "domains": domains,
         "domain_counts": sweep,
+        "embedding": embedding,
         "peak_rss_mib": peak_rss_mib(),
     }
 

@@ -32,8 +32,8 @@ The learner, and what it assumes
   vector standing in for its prompt embedding (:func:`make_features`): its squashed difficulty along one direction,
   a vector per topic, and isotropic nuisance (``--feature-noise``). The strategy ``bots-embedding`` (BOTS with
   :class:`trl_bots.embedding_estimator.EmbeddingEstimator` on these features, no reference columns) then joins the
-  comparison, and ``--ablation embedding`` runs the estimator's ablations in a 32-dimensional world: fixed rho against
-  the rules that follow its measured accuracy, ridge and label weighting, label decay, uninformative (pure-noise)
+  comparison, and ``--ablation embedding`` runs the estimator's ablations in a 32-dimensional world: rho fixed against
+  rho following its measured accuracy, a fixed ridge against the evidence's, label decay, uninformative (pure-noise)
   features, with the reference columns as more features, and worlds of other sizes and noise.
 
 What this model leaves out, on purpose: the value of a task depends only on its current pass rate (no task is
@@ -90,8 +90,9 @@ from typing import Any
 
 import numpy as np
 
-from trl_bots.embedding_estimator import EmbeddingEstimator, EmbeddingSelector
+from trl_bots.embedding_estimator import EmbeddingEstimator
 from trl_bots.selector import BOTSSelector
+from trl_bots.validation import DEFAULT_IMPLICIT_WEIGHT
 
 
 STRATEGIES = ("uniform", "easy2hard", "mopps", "dots", "bots", "oracle")
@@ -325,10 +326,10 @@ def run_one(cfg: SimConfig, strategy: str, seed: int, selector_kwargs: dict[str,
     }
 
 
-def embedding_selector(cfg: SimConfig, world: World, seed: int, kwargs: dict[str, Any]) -> EmbeddingSelector:
+def embedding_selector(cfg: SimConfig, world: World, seed: int, kwargs: dict[str, Any]) -> BOTSSelector:
     """BOTS with the embedding estimator on the world's features (``kwargs``: selector arguments, plus ``estimator``
-    (EmbeddingEstimator arguments), ``adaptive`` and ``features`` ("world", "noise": pure noise of the same shape, or
-    "reference": the world's features and its reference columns))."""
+    (EmbeddingEstimator arguments) and ``features`` ("world", "noise": pure noise of the same shape, or "reference":
+    the world's features and its reference columns))."""
     if world.features is None:
         raise ValueError("the bots-embedding strategy needs task features: set SimConfig.features (--features D).")
     kwargs = dict(kwargs)
@@ -340,7 +341,8 @@ def embedding_selector(cfg: SimConfig, world: World, seed: int, kwargs: dict[str
     estimator = EmbeddingEstimator(
         features, reference_pass_rates=world.reference if which == "reference" else None, **estimator_args
     )
-    return EmbeddingSelector(cfg.num_tasks, estimator=estimator, seed=seed, **kwargs)
+    kwargs.setdefault("implicit_weight", DEFAULT_IMPLICIT_WEIGHT["embedding"])
+    return BOTSSelector(cfg.num_tasks, estimator=estimator, seed=seed, **kwargs)
 
 
 def time_to_baseline(curve: np.ndarray, baseline: np.ndarray, share: float) -> float | None:
@@ -495,6 +497,7 @@ def ablation_settings(cfg: SimConfig) -> dict[str, list[Setting]]:
     }
 
 
+FIXED_RHO = {"follow_accuracy": False}
 # The world of the embedding ablation: 32-dimensional task features, nuisance of the same size as the signal.
 EMBEDDING_WORLD = {"features": 32, "feature_noise": 1.0}
 
@@ -511,19 +514,17 @@ def embedding_settings() -> list[Setting]:
     return [
         Setting("bots-explicit", {"implicit_weight": 0.0}, dict(world)),
         Setting("bots (reference)", {}, dict(world)),
-        setting("pearson rho<=0.2 (defaults)"),
-        setting("fixed rho=0.1", {"implicit_weight": 0.1, "rho_rule": "fixed"}),
-        setting("fixed rho=0.2", {"rho_rule": "fixed"}),
-        setting("pearson rho<=0.3", {"implicit_weight": 0.3}),
-        setting("r2 rho<=0.2", {"rho_rule": "r2"}),
-        setting("moment rho<=0.3", {"implicit_weight": 0.3, "rho_rule": "moment"}),
+        setting("defaults (rho <= 0.2 following the accuracy)"),
+        setting("fixed rho=0.1", {"implicit_weight": 0.1, "estimator": FIXED_RHO}),
+        setting("fixed rho=0.2", {"estimator": FIXED_RHO}),
+        setting("rho <= 0.3 following the accuracy", {"implicit_weight": 0.3}),
         setting("ridge=10", {"estimator": {"ridge": 10.0}}),
-        setting("binomial weights", {"estimator": {"weighting": "binomial"}}),
-        setting("column scaling", {"estimator": {"scaling": "column"}}),
         setting("decay=0.9", {"estimator": {"decay": 0.9}}),
         setting("decay=0.99", {"estimator": {"decay": 0.99}}),
-        setting("noise features, fixed rho=0.1", {"features": "noise", "implicit_weight": 0.1, "rho_rule": "fixed"}),
-        setting("noise features, pearson rho<=0.2", {"features": "noise"}),
+        setting(
+            "noise features, fixed rho=0.1", {"features": "noise", "implicit_weight": 0.1, "estimator": FIXED_RHO}
+        ),
+        setting("noise features, defaults", {"features": "noise"}),
         setting("with reference columns", {"features": "reference"}),
         setting("D=8", features=8),
         setting("D=128", features=128),

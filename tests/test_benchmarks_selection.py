@@ -48,3 +48,10 @@ def test_quick_benchmark_prints_complete_json(tmp_path):
         assert positive(row["median_ms"]) and positive(row["single_pool_median_ms"])
         assert row["ratio"] == row["median_ms"] / row["single_pool_median_ms"]
     assert "8 domains with uniform quotas" in result.stderr
+    embedding = report["embedding"]  # the embedding estimator (no reference columns) beside the single pool
+    assert (embedding["num_tasks"], embedding["batch_size"]) == (10**4, 64)
+    d16 = embedding["d16"]
+    assert positive(d16["median_ms"]) and d16["ratio"] == d16["median_ms"] / embedding["single_pool_median_ms"]
+    assert d16["memory_bytes_per_task"] == 4 * 16 + 4  # float32 features and prediction cache
+    assert 4 < d16["added_state_bytes_per_task"] < 5  # the float32 cache, plus O(d^2) statistics over 1e4 tasks
+    assert "embedding estimator d=16" in result.stderr

@@ -11,17 +11,44 @@ from trl_bots import BOTSConfig
 from trl_bots.domains import resolve_domain_weights
 
 
-def test_implicit_weight_default_depends_on_reference_columns(tmp_path):
-    assert BOTSConfig(str(tmp_path), use_cpu=True).bots_implicit_weight == 0.0
-    with_reference = BOTSConfig(str(tmp_path), use_cpu=True, bots_reference_columns=["weak", "strong"])
-    assert with_reference.bots_implicit_weight == 0.1  # the paper's rho
-    explicit = BOTSConfig(str(tmp_path), use_cpu=True, bots_reference_columns=["w", "s"], bots_implicit_weight=0.3)
-    assert explicit.bots_implicit_weight == 0.3
+def test_implicit_estimator_and_weight_defaults(tmp_path):
+    def config(**settings):
+        return BOTSConfig(str(tmp_path), use_cpu=True, **settings)
+
+    plain = config()
+    assert (plain.bots_implicit_estimator, plain.bots_implicit_weight) == ("embedding", 0.2)
+    with_reference = config(bots_reference_columns=["weak", "strong"])
+    assert (with_reference.bots_implicit_estimator, with_reference.bots_implicit_weight) == ("reference", 0.1)
+    both = config(bots_reference_columns=["w", "s"], bots_implicit_estimator="embedding", bots_implicit_weight=0.3)
+    assert (both.bots_implicit_estimator, both.bots_implicit_weight) == ("embedding", 0.3)
+    # Explicit evidence only: nothing to embed, whichever way it is asked for.
+    for settings in ({"bots_implicit_estimator": "none"}, {"bots_implicit_weight": 0.0}, {"bots_strategy": "mopps"}):
+        explicit = config(**settings)
+        assert (explicit.bots_implicit_estimator, explicit.bots_implicit_weight) == (None, 0.0), settings
+    assert config(bots_strategy="uniform").bots_implicit_estimator is None  # a baseline selects without it
+    # The command line drops a recipe's reference columns with 'none'.
+    assert config(bots_reference_columns=["none"]).bots_reference_columns is None
 
 
-def test_explicit_implicit_weight_without_reference_columns_is_an_error(tmp_path):
-    with pytest.raises(ValueError, match=r"bots_implicit_weight=0.2 needs implicit evidence.*bots_reference_columns"):
-        BOTSConfig(str(tmp_path), use_cpu=True, bots_implicit_weight=0.2)
+def test_implicit_estimator_errors_name_the_setting_and_the_fix(tmp_path):
+    def config(**settings):
+        return BOTSConfig(str(tmp_path), use_cpu=True, **settings)
+
+    with pytest.raises(ValueError, match=r"bots_implicit_weight=0.2 needs implicit evidence.*'embedding'"):
+        config(bots_implicit_estimator="none", bots_implicit_weight=0.2)
+    with pytest.raises(ValueError, match=r"'reference' interpolates.*bots_reference_columns is not set"):
+        config(bots_implicit_estimator="reference")
+    with pytest.raises(ValueError, match=r"mopps.*explicit evidence only.*'embedding'"):
+        config(bots_strategy="mopps", bots_implicit_estimator="embedding")
+    with pytest.raises(ValueError, match="must be 'reference', 'embedding' or 'none', got 'knn'"):
+        config(bots_implicit_estimator="knn")
+    with pytest.raises(ValueError, match=r"bots_embedding_column='vec' set, but the embedding estimator is off"):
+        config(bots_implicit_estimator="none", bots_embedding_column="vec")
+    with pytest.raises(ValueError, match="both set"):
+        config(bots_embedding_column="vec", bots_embedding_model="some/model")
+    for dim in (0, 1.5, True):
+        with pytest.raises(ValueError, match=f"bots_embedding_dim must be a positive integer, got {dim!r}"):
+            config(bots_embedding_dim=dim)
 
 
 def test_cap_fit_defaults_to_robust_and_is_checked(tmp_path):

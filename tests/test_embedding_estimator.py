@@ -1,4 +1,4 @@
-"""The embedding estimator (prototype) and the prompt embeddings: values, state, padding, rho rules."""
+"""The embedding estimator: its fit, its honest accuracy, its state, and the selector that uses it."""
 
 from __future__ import annotations
 
@@ -7,17 +7,10 @@ import math
 
 import numpy as np
 import pytest
-import torch
+from safetensors.numpy import load_file
 
-from trl_bots.embedding_estimator import (
-    EmbeddingEstimator,
-    EmbeddingSelector,
-    empirical_logits,
-    evidence_fit,
-    implicit_weight_from_accuracy,
-    standardise,
-)
-from trl_bots.prompt_embeddings import mean_pooled_hidden_states, middle_layer, prompt_embeddings, reduce_dimension
+from trl_bots import BOTSSelector
+from trl_bots.embedding_estimator import EmbeddingEstimator, empirical_logits, evidence_fit, standardise
 
 
 def linear_world(num_tasks=2000, dim=16, seed=0):
@@ -29,11 +22,9 @@ def linear_world(num_tasks=2000, dim=16, seed=0):
 
 
 # ------------------------------------------------------------------ pure functions
-def test_empirical_logits_are_the_jeffreys_logit_and_its_inverse_variance():
-    y, w = empirical_logits(np.array([0.0, 4.0, 8.0]), np.array([8.0, 8.0, 8.0]))
+def test_empirical_logits_are_finite_jeffreys_logits():
+    y = empirical_logits(np.array([0.0, 4.0, 8.0]), np.array([8.0, 8.0, 8.0]))
     np.testing.assert_allclose(y, [math.log(0.5 / 8.5), 0.0, math.log(8.5 / 0.5)])
-    p = np.array([0.5 / 9, 0.5, 8.5 / 9])
-    np.testing.assert_allclose(w, 8 * p * (1 - p))
 
 
 def test_standardise_drops_constant_columns_and_matches_float64():
@@ -53,14 +44,6 @@ def test_evidence_fit_recovers_a_linear_model():
     theta, alpha, beta = evidence_fit(g - np.outer(x.sum(0), x.mean(0)), h - x.sum(0) * y.mean(), c, 4000, 1.0, 1.0)
     np.testing.assert_allclose(theta, w, atol=0.03)
     assert beta == pytest.approx(1 / 0.25, rel=0.1)  # noise precision of N(0, 0.5^2)
-
-
-def test_implicit_weight_from_accuracy_matches_the_moment_rule():
-    # k = spread / v - 1 = 0.2 / 0.02 - 1 = 9 pseudo rollouts; rho = lambda k / m = 0.1 * 9 / 8.
-    assert implicit_weight_from_accuracy(0.02, 0.2, 0.1, 8.0, 1.0) == pytest.approx(0.1125)
-    assert implicit_weight_from_accuracy(0.3, 0.2, 0.1, 8.0, 1.0) == 0.0  # worse than the spread: no weight
-    assert implicit_weight_from_accuracy(0.0, 0.2, 0.1, 8.0, 0.3) == 0.3  # perfect: the cap
-    assert implicit_weight_from_accuracy(math.nan, 0.2, 0.1, 8.0, 0.3) == 0.0
 
 
 # ------------------------------------------------------------------ the estimator
@@ -116,100 +99,117 @@ def test_state_dict_of_another_pool_is_rejected():
     x, truth, _ = linear_world()
     a = EmbeddingEstimator(x)
     feed(a, truth, rounds=2)
-    with pytest.raises(ValueError, match="cache must be a finite array of shape"):
+    with pytest.raises(ValueError, match=r"cache must be a finite array of shape \(100,\)"):
         EmbeddingEstimator(x[:100]).load_state_dict(a.state_dict())
 
 
-def test_bad_embeddings_are_rejected_with_the_row():
-    x = np.ones((10, 3))
-    x[7, 1] = np.nan
-    with pytest.raises(ValueError, match=r"tasks \[7\] are not finite"):
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda x: x.__setitem__((7, 1), np.nan), r"tasks \[7\] hold NaN or infinite"),
+        (lambda x: x.__setitem__((4, slice(None)), 0.0), r"tasks \[4\] are all zeros"),
+        (lambda x: x.__setitem__(slice(None), 1.0), "the same vector for every task"),
+    ],
+)
+def test_bad_embeddings_are_rejected_with_the_row(change, message):
+    x = np.random.default_rng(0).normal(size=(10, 3))
+    change(x)
+    with pytest.raises(ValueError, match=message):
         EmbeddingEstimator(x)
+    with pytest.raises(ValueError, match=message):
+        BOTSSelector(10, embeddings=x)
 
 
-# ------------------------------------------------------------------ the selector and its rho rules
-def test_selector_resumes_bit_identically():
+def test_embeddings_of_another_shape_are_rejected():
+    with pytest.raises(ValueError, match="rows of different lengths"):
+        EmbeddingEstimator(np.array([[1.0, 2.0], [3.0]], dtype=object))
+    with pytest.raises(ValueError, match=r"got shape \(10,\)"):
+        EmbeddingEstimator(np.ones(10))
+    with pytest.raises(ValueError, match="12 rows but there are 10 tasks"):
+        BOTSSelector(10, embeddings=np.random.default_rng(0).normal(size=(12, 3)))
+
+
+# ------------------------------------------------------------------ in the selector
+def make_selector(features, **kwargs):
+    return BOTSSelector(features.shape[0], embeddings=features, seed=3, **kwargs)
+
+
+def test_selector_resumes_bit_identically_through_its_file(tmp_path):
     x, truth, _ = linear_world()
-
-    def make():
-        return EmbeddingSelector(
-            2000, estimator=EmbeddingEstimator(x), rho_rule="pearson", implicit_weight=0.2, seed=3
-        )
-
-    a = make()
+    a = make_selector(x)
     feed(a, truth, rounds=5, select=a.select)
-    b = make()
-    b.load_state_dict(copy.deepcopy(a.state_dict()))
+    a.save(tmp_path / "selector.safetensors")
+    tensors = load_file(tmp_path / "selector.safetensors")
+    for name in ("gram", "moment", "theta", "cache", "error_sums"):  # arrays as tensors, not JSON
+        np.testing.assert_array_equal(tensors[f"estimator/{name}"], a.estimator.state_dict()[name])
+    b = make_selector(x)
+    b.load(tmp_path / "selector.safetensors")
+    assert b.checksum() == a.checksum()
     feed(a, truth, rounds=5, select=a.select, seed=4)
     feed(b, truth, rounds=5, select=b.select, seed=4)
     np.testing.assert_array_equal(a.alpha, b.alpha)
     np.testing.assert_array_equal(a.beta, b.beta)
+    np.testing.assert_array_equal(a.estimator.cache, b.estimator.cache)
     np.testing.assert_array_equal(a.select(16), b.select(16))
 
 
-@pytest.mark.parametrize("rule", ["pearson", "r2", "moment"])
-def test_adaptive_rho_drops_for_uninformative_embeddings_and_not_for_informative_ones(rule):
+def test_the_checksum_covers_the_predictor():
+    x, truth, _ = linear_world()
+    a, b = make_selector(x), make_selector(x)
+    feed(a, truth, rounds=3, select=a.select)
+    b.load_state_dict(copy.deepcopy(a.state_dict()))
+    assert a.checksum() == b.checksum()
+    b.estimator.theta[2] += 1e-12  # same posterior, another predictor
+    assert a.checksum() != b.checksum()
+
+
+def test_a_mismatched_embedding_state_is_refused_and_leaves_the_selector_as_it_was():
+    x, truth, _ = linear_world()
+    a = make_selector(x)
+    feed(a, truth, rounds=2, select=a.select)
+    narrow = make_selector(x[:, :8])
+    before = narrow.checksum()
+    with pytest.raises(ValueError, match=r"gram must be a finite array of shape \(9, 9\)"):
+        narrow.load_state_dict(a.state_dict())
+    assert narrow.checksum() == before
+
+
+def test_rho_follows_the_honest_accuracy_informative_versus_noise():
     x, truth, _ = linear_world()
     noise = np.random.default_rng(5).normal(size=x.shape)
-    rhos = {}
+    weights = {}
     for name, features in (("informative", x), ("noise", noise)):
-        selector = EmbeddingSelector(
-            2000, estimator=EmbeddingEstimator(features), rho_rule=rule, implicit_weight=0.3, seed=0
-        )
-        feed(selector, truth, rounds=40, select=selector.select)
-        rhos[name] = selector.implicit_weight
-    assert rhos["noise"] < 0.05
-    assert rhos["informative"] > 2 * rhos["noise"]
+        selector = make_selector(features)
+        rounds = []
+        for seed in range(40):
+            feed(selector, truth, rounds=1, select=selector.select, seed=seed)
+            rounds.append(selector.last_stats.implicit_weight)
+        assert rounds[0] == 0.0  # nothing scored yet: no weight
+        weights[name] = np.mean(rounds[-10:])
+    assert weights["noise"] < 0.02
+    assert 0.1 < weights["informative"] <= 0.2  # the ceiling times a correlation near 1
 
 
-# ------------------------------------------------------------------ prompt embeddings
-def test_middle_layer():
-    assert [middle_layer(n) for n in (1, 2, 3, 28)] == [1, 1, 2, 14]
-    with pytest.raises(ValueError):
-        middle_layer(0)
+def test_a_fixed_rho_ignores_the_accuracy():
+    x, truth, _ = linear_world()
+    estimator = EmbeddingEstimator(np.random.default_rng(5).normal(size=x.shape), follow_accuracy=False)
+    selector = BOTSSelector(x.shape[0], estimator=estimator, implicit_weight=0.2, seed=0)
+    feed(selector, truth, rounds=3, select=selector.select)
+    assert selector.last_stats.implicit_weight == 0.2
 
 
-@pytest.mark.parametrize("side", ["left", "right"])
-def test_a_prompt_gets_the_same_vector_alone_and_in_a_padded_batch(tiny_model_path, side):
-    from tiny import load_tiny
-
-    model, tokenizer = load_tiny(tiny_model_path)
-    tokenizer.padding_side = side
-    prompts = ["what is 2 plus 2?", "hi", "a much longer prompt, with more tokens than the others."]
-    together = mean_pooled_hidden_states(model, tokenizer, prompts, layer=1, batch_size=3)
-    alone = np.stack([mean_pooled_hidden_states(model, tokenizer, [p], layer=1)[0] for p in prompts])
-    np.testing.assert_allclose(together, alone, atol=1e-5)
-    # The mean of the layer's hidden states over the real tokens, computed by hand for the short prompt.
-    ids = tokenizer(prompts[1], return_tensors="pt")
-    with torch.no_grad():
-        hidden = model.model(**ids, output_hidden_states=True).hidden_states[1][0]
-    np.testing.assert_allclose(together[1], hidden.mean(0).numpy(), atol=1e-5)
-
-
-def test_prompt_embeddings_reduce_and_store_float16(tiny_model_path):
-    from tiny import load_tiny
-
-    model, tokenizer = load_tiny(tiny_model_path)
-    prompts = [f"task number {i}" for i in range(40)]
-    e = prompt_embeddings(model, tokenizer, prompts, dim=4)
-    assert e.dtype == np.float16 and e.shape == (40, 4)
-    full = mean_pooled_hidden_states(model, tokenizer, prompts)
-    np.testing.assert_allclose(e, reduce_dimension(full, 4).astype(np.float16))
-
-
-def test_pca_keeps_the_leading_directions_of_the_standardised_columns_deterministically():
+def test_an_informative_embedding_informs_the_tasks_never_rolled_out():
+    x, truth, _ = linear_world()
     rng = np.random.default_rng(0)
-    f1, f2 = rng.normal(size=(2, 500))
-    noise = rng.normal(0, 0.1, (500, 6))
-    # Three columns carry f1 (one at a huge scale, as LLM hidden states have), two carry f2, one is noise.
-    x = np.stack([1000 * f1, f1, f1, f2, f2, rng.normal(size=500)], axis=1) + noise
-    reduced = reduce_dimension(x, 2, "pca")
-    assert abs(np.corrcoef(reduced[:, 0], f1)[0, 1]) > 0.99  # the huge column does not take the lead by its scale
-    assert abs(np.corrcoef(reduced[:, 1], f2)[0, 1]) > 0.99
-    assert reduced[:, 0].var() > reduced[:, 1].var()  # the components keep their variances (3 vs 2 columns)
-    np.testing.assert_array_equal(reduced, reduce_dimension(x, 2, "pca"))
-    projected = reduce_dimension(x, 3, "random", seed=1)
-    assert projected.shape == (500, 3)
-    np.testing.assert_array_equal(projected, reduce_dimension(x, 3, "random", seed=1))
-    assert not np.array_equal(projected, reduce_dimension(x, 3, "random", seed=2))
-    np.testing.assert_allclose(reduce_dimension(x, None).std(axis=0), 1.0, rtol=1e-5)
+    selectors = {"embedding": make_selector(x), "explicit": BOTSSelector(x.shape[0], implicit_weight=0.0, seed=3)}
+    for name, selector in selectors.items():
+        seen = np.zeros(x.shape[0], dtype=bool)
+        for _ in range(30):
+            idx = selector.select(32)
+            seen[idx] = True
+            selector.update(idx, rng.binomial(8, truth[idx]).astype(float), np.full(32, 8.0))
+        unseen = selector.posterior_mean()[~seen]
+        if name == "explicit":
+            assert np.ptp(unseen) == 0  # still the prior: explicit evidence alone knows nothing about them
+        else:  # moved from the prior toward each task's own rate
+            assert np.corrcoef(unseen, truth[~seen])[0, 1] > 0.8

@@ -601,7 +601,13 @@ def test_reference_and_strategy_errors():
     with pytest.raises(ValueError, match=r"2 entries.*task 3 strong=nan.*task 7 weak=1.5"):
         BOTSSelector(10, bad)
     with pytest.raises(ValueError, match="implicit_weight=0.1 needs implicit evidence"):
-        BOTSSelector(10)
+        BOTSSelector(10, implicit_weight=0.1)
+    assert BOTSSelector(10).implicit_weight == 0.0  # the config's rule: no implicit evidence, no weight
+    assert BOTSSelector(10, make_reference(10)).implicit_weight == 0.1
+    embedded = BOTSSelector(10, embeddings=np.random.default_rng(0).normal(size=(10, 3)))
+    assert embedded.implicit_weight == 0.2 and type(embedded.estimator).__name__ == "EmbeddingEstimator"
+    with pytest.raises(ValueError, match="either estimator or embeddings"):
+        BOTSSelector(10, estimator=embedded.estimator, embeddings=np.ones((10, 3)))
     with pytest.raises(ValueError, match="dots"):
         BOTSSelector(10, strategy="dots")
     with pytest.raises(ValueError, match="easy2hard"):

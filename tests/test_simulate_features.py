@@ -52,6 +52,6 @@ def test_bots_embedding_beats_explicit_only_and_falls_back_on_noise_features():
     embedding = simulate.run_one(cfg, simulate.EMBEDDING, 0, {})
     assert embedding["etr"].mean() > explicit["etr"].mean() + 0.1
     assert np.nanmean(embedding["pearson"][-16:]) > 0.3
-    noise = simulate.run_one(cfg, simulate.EMBEDDING, 0, {"features": "noise", "rho_rule": "pearson"})
+    noise = simulate.run_one(cfg, simulate.EMBEDDING, 0, {"features": "noise"})
     assert np.nanmean(noise["pearson"][-16:]) < 0.2
     assert abs(noise["etr"].mean() - explicit["etr"].mean()) < 0.05  # rho near 0: explicit evidence only

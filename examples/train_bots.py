@@ -41,8 +41,14 @@ from trl_bots import BOTSConfig, BOTSGRPOTrainer
 from trl_bots.data import load_guru, load_tasks, prepare_tasks
 from trl_bots.plotting import log_series, plot_comparison, plot_run
 from trl_bots.rewards import get_reward_function
+from trl_bots.validation import default_implicit_weight
 
 
+# The demonstration's comparison runs beside the configured one, as its report names them.
+DEMO_RUNS = {
+    "bots-embedding": "BOTS without the reference columns (implicit evidence from the embedding estimator)",
+    "uniform": "uniform sampling (bots_strategy=uniform)",
+}
 OFFLINE_DEMO_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", "offline_demo.yaml")
 # The demo's numbers as measured over seeds and thread counts (the README quotes them): the demo's last line compares.
 DEMO_RANGE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", "offline_demo_range.json")
@@ -190,8 +196,9 @@ def finish(trainer: BOTSGRPOTrainer, training_args: BOTSConfig, dataset_name: st
 
 def offline_demo(script_args: BOTSScriptArguments, training_args: BOTSConfig, demo_args: OfflineDemoArguments) -> None:
     """
-    The offline demonstration: BOTS, then (unless --demo_reference_run false) a uniform-sampling reference with the
-    same settings, both from the same warm start; side by side, in numbers and in one figure.
+    The offline demonstration: BOTS, then (unless --demo_reference_run false) BOTS as a dataset without reference
+    columns gets it (the embedding estimator) and a uniform-sampling reference, all with the same settings and from
+    the same warm start; side by side, in numbers and in one figure.
     """
     # One progress bar per phase (the Trainer's, the pass-rate measurements'): not one per small dataset conversion or
     # per model load and save, of which the demo makes dozens, each done in a blink.
@@ -214,22 +221,17 @@ def offline_demo(script_args: BOTSScriptArguments, training_args: BOTSConfig, de
     evaluation = HeldoutEvaluation(setup.tokenizer, setup.eval_dataset, demo_args.demo_eval_every, setup.temperature)
     before = evaluation.evaluate(warm_start)["all"]
     runs = {}
-    for strategy in demo_strategies(training_args.bots_strategy, demo_args.demo_reference_run):
-        args = training_args
-        if strategy != training_args.bots_strategy:
-            args = copy.deepcopy(training_args)
-            args.bots_strategy, args.push_to_hub = strategy, False
-            args.output_dir = os.path.join(training_args.output_dir, f"{strategy}-reference")
-        state.print(f"\n[demo] GRPO with bots_strategy={strategy}: {args.max_steps} steps")
-        runs[strategy] = train_from_setup(
+    for name, args in demo_runs(training_args, demo_args.demo_reference_run):
+        state.print(f"\n[demo] GRPO with {DEMO_RUNS.get(name, f'bots_strategy={name}')}: {args.max_steps} steps")
+        runs[name] = train_from_setup(
             setup,
             args,
             reward_funcs,
             HeldoutEvaluation(setup.tokenizer, setup.eval_dataset, demo_args.demo_eval_every, setup.temperature),
             demo_args.demo_reference_samples,
         )
-        if strategy == training_args.bots_strategy:
-            finish(runs[strategy]["trainer"], args, "offline additions")
+        if args is training_args:
+            finish(runs[name]["trainer"], args, "offline additions")
     if state.is_main_process:
         report(runs, before, start_shape(start_rates), training_args, demo_args)
     trainer = runs[training_args.bots_strategy]["trainer"]
@@ -237,8 +239,27 @@ def offline_demo(script_args: BOTSScriptArguments, training_args: BOTSConfig, de
     trainer.end()
 
 
-def demo_strategies(strategy: str, reference_run: bool) -> list[str]:
-    return [strategy, "uniform"] if reference_run and strategy != "uniform" else [strategy]
+def demo_runs(training_args: BOTSConfig, reference_runs: bool) -> list[tuple[str, BOTSConfig]]:
+    """The runs of the demonstration, each a name and its config: the configured one first; with ``reference_runs``,
+    then BOTS without the reference columns (when the configured run is BOTS with them) and uniform sampling last."""
+    runs = [(training_args.bots_strategy, training_args)]
+    if not reference_runs or training_args.bots_strategy == "uniform":
+        return runs
+    if training_args.bots_strategy == "bots" and training_args.bots_implicit_estimator == "reference":
+        plain = reference_copy(training_args, "bots-embedding")
+        plain.bots_reference_columns, plain.bots_implicit_estimator = None, "embedding"
+        plain.bots_implicit_weight = default_implicit_weight("embedding")
+        runs.append(("bots-embedding", plain))
+    uniform = reference_copy(training_args, "uniform-reference")
+    uniform.bots_strategy = "uniform"
+    return [*runs, ("uniform", uniform)]
+
+
+def reference_copy(training_args: BOTSConfig, folder: str) -> BOTSConfig:
+    """The config of a comparison run: the same settings, its own folder under output_dir, never pushed."""
+    args = copy.deepcopy(training_args)
+    args.output_dir, args.push_to_hub = os.path.join(training_args.output_dir, folder), False
+    return args
 
 
 def report(runs: dict, before: float, start: dict, training_args: BOTSConfig, demo_args: OfflineDemoArguments) -> None:
@@ -270,12 +291,14 @@ def report(runs: dict, before: float, start: dict, training_args: BOTSConfig, de
         os.path.join(training_args.output_dir, "plots", "strategies.png"),
         f"Real GRPO from the same warm start, seed {training_args.seed}",
     )
+    legend = "".join(f"\n  {name}: {DEMO_RUNS[name]}" for name in names if name in DEMO_RUNS)
     print(
         f"\nOffline demonstration: {len(runs[names[0]]['trainer'].train_dataset)} tasks, "
         f"{training_args.max_steps} GRPO steps per run; pool at the start: always {start['always']:.2f} / mixed "
         f"{start['mixed']:.2f} / never {start['never']:.2f} solved ({demo_args.demo_reference_samples} samples per "
         "task).\n"
         + "\n".join(lines)
+        + legend
         + f"\n  figure: {figure}\n{range_verdict(runs, before, training_args, demo_args)}"
     )
 
@@ -287,14 +310,12 @@ def range_verdict(runs: dict, before: float, training_args: BOTSConfig, demo_arg
     settings.update({name: getattr(demo_args, name) for name in expected["settings"] if hasattr(demo_args, name)})
     settings["num_processes"] = PartialState().num_processes
     changed = [name for name, value in expected["settings"].items() if settings[name] != value]
-    if changed or list(runs) != ["bots", "uniform"]:
+    if changed or list(runs) != ["bots", "bots-embedding", "uniform"]:
         return f"(The README's range is for the default settings; this run changed {changed or 'the strategies'}.)"
     measured = {
-        "bots_etr": np.mean(runs["bots"]["etr"]),
-        "uniform_etr": np.mean(runs["uniform"]["etr"]),
         "accuracy_before": before,
-        "bots_accuracy_after": runs["bots"]["accuracy"][-1],
-        "uniform_accuracy_after": runs["uniform"]["accuracy"][-1],
+        **{f"{name.replace('-', '_')}_etr": np.mean(run["etr"]) for name, run in runs.items()},
+        **{f"{name.replace('-', '_')}_accuracy_after": run["accuracy"][-1] for name, run in runs.items()},
     }
     outside = [
         f"{name} {value:.3f} not in [{low}, {high}]"

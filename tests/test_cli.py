@@ -349,6 +349,31 @@ def test_cli_plot_writes_the_pngs_from_logs_and_the_last_checkpoint(tmp_path, ca
             assert f.read(8) == b"\x89PNG\r\n\x1a\n"
 
 
+def test_plot_draws_the_embedding_plug_ins_predictions_against_the_posterior(tmp_path, capsys):
+    from matplotlib.image import imread
+
+    from trl_bots import BOTSSelector
+
+    run = tmp_path / "run"
+    (run / "checkpoint-1").mkdir(parents=True)
+    history = [{"step": 1, "reward": 0.5, "bots/effective_task_ratio": 0.5, "bots/implicit_mae": 0.2}]
+    (run / "checkpoint-1" / "trainer_state.json").write_text(json.dumps({"log_history": history}))
+    rng = np.random.default_rng(0)
+    selector = BOTSSelector(40, embeddings=rng.normal(size=(40, 4)), seed=0)
+    for _ in range(3):
+        selector.update(selector.select(8), rng.integers(0, 9, 8).astype(float), np.full(8, 8.0))
+    selector.save(run / "checkpoint-1" / "bots_selector.safetensors")
+    assert cli_main(["plot", str(run)]) == 0
+    written = capsys.readouterr().out.split()
+    assert [os.path.basename(p) for p in written] == [
+        "training_curves.png",
+        "posterior_pass_rates.png",
+        "implicit_estimator.png",
+        "predicted_pass_rates.png",
+    ]
+    assert imread(written[3]).shape[:2] == (500, 500)  # the square scatter
+
+
 def test_plot_skips_a_trainer_state_cut_short_and_says_so(tmp_path, capsys, caplog):
     from trl_bots import BOTSSelector
 

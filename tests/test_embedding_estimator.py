@@ -213,3 +213,12 @@ def test_an_informative_embedding_informs_the_tasks_never_rolled_out():
             assert np.ptp(unseen) == 0  # still the prior: explicit evidence alone knows nothing about them
         else:  # moved from the prior toward each task's own rate
             assert np.corrcoef(unseen, truth[~seen])[0, 1] > 0.8
+
+
+def test_a_state_of_another_plug_in_is_refused_with_what_to_do():
+    x, truth, _ = linear_world()
+    reference = np.stack([truth * 0.5, np.minimum(truth * 1.5, 1.0)], axis=1)
+    interpolation = BOTSSelector(x.shape[0], reference_pass_rates=reference, seed=3)
+    feed(interpolation, truth, rounds=2, select=interpolation.select)
+    with pytest.raises(ValueError, match="came from InterpolationEstimator, this selector's from EmbeddingEstimator"):
+        make_selector(x).load_state_dict(interpolation.state_dict())

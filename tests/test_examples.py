@@ -427,7 +427,7 @@ def run_demo(command: list[str], output_dir, *flags: str) -> str:
 HEADER = re.compile(
     r"Offline demonstration: (?P<tasks>\d+) tasks, (?P<steps>\d+) GRPO steps per run; pool at the start: always "
     r"(?P<always>[\d.]+) / mixed (?P<mixed>[\d.]+) / never (?P<never>[\d.]+) solved \((?P<samples>\d+) samples per "
-    r"task\)\.\n(?P<table>(?:.*\n)+?)  figure: (?P<figure>\S+)\n(?P<verdict>.*)"
+    r"task\)\.\n(?P<table>(?:.*\n)+?)(?P<legend>(?:  [\w-]+: .*\n)*)  figure: (?P<figure>\S+)\n(?P<verdict>.*)"
 )
 FINISHED = re.compile(r"BOTS run finished on (?P<processes>\d+) process\(es\) \((?P<type>\w+)\)")
 
@@ -474,7 +474,11 @@ def check_report(stdout: str, output_dir, flags: list[str], setup_folder: str, t
     ]
     evaluation = HeldoutEvaluation(setup.tokenizer, setup.eval_dataset, every=1, temperature=setup.temperature)
     before = evaluation.evaluate(AutoModelForCausalLM.from_pretrained(setup.model_path))["all"]
-    run_dirs = {"bots": str(output_dir), "uniform": os.path.join(output_dir, "uniform-reference", "checkpoint-2")}
+    run_dirs = {
+        "bots": str(output_dir),
+        "bots-embedding": os.path.join(output_dir, "bots-embedding", "checkpoint-2"),
+        "uniform": os.path.join(output_dir, "uniform-reference", "checkpoint-2"),
+    }
     for column, strategy in enumerate(strategies):
         etr = logged_etr(run_dirs[strategy])
         assert etr.shape == (2,)  # one per GRPO step, each a share of the round's tasks
@@ -503,7 +507,7 @@ def check_report(stdout: str, output_dir, flags: list[str], setup_folder: str, t
     return strategies
 
 
-def test_offline_demo_trains_bots_and_the_uniform_reference_side_by_side(small_setup, tmp_path):
+def test_offline_demo_trains_bots_without_and_with_reference_columns_and_the_uniform_reference(small_setup, tmp_path):
     setup, _, _ = small_setup
     output_dir = tmp_path / "demo"
     flags = [*SMALL_WORLD, "--demo_setup", setup.folder]
@@ -512,10 +516,15 @@ def test_offline_demo_trains_bots_and_the_uniform_reference_side_by_side(small_s
     assert finished and finished["processes"] == "1"
     # the matching setup was loaded, not built again
     assert "[setup] building" not in stdout and not (output_dir / "offline_setup").exists()
-    assert check_report(stdout, str(output_dir), flags, setup.folder, tasks_per_round=4) == ["bots", "uniform"]
-    for run_dir in (output_dir, output_dir / "uniform-reference"):
+    strategies = check_report(stdout, str(output_dir), flags, setup.folder, tasks_per_round=4)
+    assert strategies == ["bots", "bots-embedding", "uniform"]
+    assert "  bots-embedding: BOTS without the reference columns" in parse_report(stdout)[0]["legend"]
+    for run_dir in (output_dir, output_dir / "bots-embedding", output_dir / "uniform-reference"):
         assert sorted(p.name for p in run_dir.glob("checkpoint-*")) == ["checkpoint-1", "checkpoint-2"]
     assert (output_dir / "bots_selector.safetensors").is_file()
+    # The plain-dataset run used the embedding estimator and no reference column: its saved config says so.
+    with open(output_dir / "bots-embedding" / "checkpoint-2" / "bots_selector.safetensors", "rb") as f:
+        assert b"estimator/gram" in f.read()
 
 
 def test_offline_demo_without_the_reference_run_trains_only_bots(tiny_setup, tmp_path):
@@ -541,4 +550,5 @@ def test_offline_demo_builds_its_setup_under_two_processes(tmp_path):
     assert stdout.count("[setup] building") == stdout.count("Offline demonstration:") == 1  # the main process says
     # 2 processes x 16 completions / 4 generations = 8 distinct tasks per round
     setup_folder = str(output_dir / "offline_setup")
-    assert check_report(stdout, str(output_dir), TINY_WORLD, setup_folder, tasks_per_round=8) == ["bots", "uniform"]
+    strategies = check_report(stdout, str(output_dir), TINY_WORLD, setup_folder, tasks_per_round=8)
+    assert strategies == ["bots", "bots-embedding", "uniform"]

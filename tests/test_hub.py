@@ -91,5 +91,27 @@ def test_push_to_hub_uploads_model_selector_state_and_bots_card(fake_hub, tiny_m
     section = card[card.index("## BOTS task selection") :]
     assert "| strategy | bots |" in section and "| rounds | 2 |" in section
     assert "| reference columns | ['weak', 'strong'] |" in section
+    assert "| implicit evidence | reference |" in section
     assert "| pseudo count | 2.0 |" in section  # bots_pseudo_count=None resolves to num_generations
     assert "2510.26374" in section
+
+
+def test_the_card_names_the_embedding_plug_in_and_its_final_accuracy(tmp_path):
+    from trl_bots import BOTSConfig, BOTSSelector
+    from trl_bots.model_card import bots_card_section
+
+    args = BOTSConfig(str(tmp_path), use_cpu=True, bots_embedding_dim=16)
+    x = np.random.default_rng(0).normal(size=(200, 16))
+    truth = 1 / (1 + np.exp(-2 * x[:, 0]))
+    selector = BOTSSelector(200, embeddings=x, seed=0)
+    rng = np.random.default_rng(1)
+    for _ in range(10):
+        idx = selector.select(32)
+        selector.update(idx, rng.binomial(8, truth[idx]).astype(float), np.full(32, 8.0))
+    section = bots_card_section(args, selector)
+    correlation = selector.estimator.correlation
+    assert correlation > 0.5
+    assert (
+        f"| implicit evidence | embedding (the policy's middle layer, 16 dimensions; honest correlation of its "
+        f"predictions with the observed pass rates at the end: {correlation:.3f}) |" in section
+    )

@@ -10,6 +10,18 @@ from typing import Any
 from .state import SELECTOR_FILE
 
 
+def implicit_evidence(args: Any, selector: Any) -> str:
+    """Where the implicit evidence came from and, for the embedding plug-in, how well it predicted at the end."""
+    if args.bots_implicit_estimator != "embedding":
+        return str(args.bots_implicit_estimator)
+    source = args.bots_embedding_column or args.bots_embedding_model or "the policy's middle layer"
+    correlation = getattr(selector.estimator, "correlation", float("nan"))
+    return (
+        f"embedding ({source}, {args.bots_embedding_dim} dimensions; honest correlation of its predictions with the "
+        f"observed pass rates at the end: {correlation:.3f})"
+    )
+
+
 def bots_card_section(args: Any, selector: Any) -> str:
     """The section for a run with the `BOTSConfig` `args` whose selector (a `BOTSSelector`) is `selector`."""
     stats = selector.last_stats
@@ -25,6 +37,7 @@ def bots_card_section(args: Any, selector: Any) -> str:
         "cap momentum": args.bots_cap_momentum,
         "cap fit": args.bots_cap_fit,
         "reference columns": args.bots_reference_columns,
+        "implicit evidence": implicit_evidence(args, selector),
         "domain column (weights)": f"{args.bots_domain_column} ({args.bots_domain_weights})",
         "success": f"reward {args.bots_success_reward or '(weighted total)'} >= {args.bots_success_threshold}"
         + (" (fractional evidence)" if args.bots_fractional_evidence else ""),

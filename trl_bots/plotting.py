@@ -61,7 +61,9 @@ def plot_run(run_dir: str | os.PathLike, output_dir: str | os.PathLike | None = 
     """
     Write ``training_curves.png`` (effective-task ratio and reward over steps), ``posterior_pass_rates.png``
     (histogram of the posterior mean pass rates at the last checkpoint), ``implicit_estimator.png`` (Pearson
-    correlation and mean absolute error of the implicit plug-in on each batch, when the run had one) and
+    correlation and mean absolute error of the implicit plug-in on each batch, and the implicit weight rho, when the
+    run had one), ``predicted_pass_rates.png`` (the embedding plug-in's predicted pass rate of every task against its
+    posterior mean, when the run had that plug-in) and
     ``domains.png`` (each domain's share of the selected tasks and its effective-task ratio, when the run had
     ``bots_domain_column``) into ``output_dir`` (default: ``run_dir/plots``). Returns the paths written.
     """
@@ -99,9 +101,23 @@ def plot_run(run_dir: str | os.PathLike, output_dir: str | os.PathLike | None = 
         figure, axis = plt.subplots(figsize=(7, 4))
         axis.plot(*log_series(history, "bots/implicit_pearson"), marker=".", label="Pearson correlation")
         axis.plot(mae_steps, mae, marker=".", label="mean absolute error")
+        axis.plot(*log_series(history, "bots/implicit_weight"), marker=".", label="implicit weight rho")
         axis.set(xlabel="step", title="Implicit estimator vs observed pass rates of the selected tasks")
         axis.legend()
         written.append(_save(figure, output_dir / "implicit_estimator.png"))
+
+    if "estimator/cache" in arrays:  # the embedding plug-in's predictions, as the posterior last received them
+        figure, axis = plt.subplots(figsize=(5, 5))
+        axis.scatter(arrays["estimator/cache"], means, s=4, alpha=0.4)
+        axis.plot([0, 1], [0, 1], color="grey", linewidth=1)
+        axis.set(
+            xlabel="predicted pass rate (embedding plug-in)",
+            ylabel="posterior mean pass rate",
+            xlim=(0, 1),
+            ylim=(0, 1),
+            title=f"Predicted vs posterior, {means.size} tasks",
+        )
+        written.append(_save(figure, output_dir / "predicted_pass_rates.png"))
 
     domains = domain_names(history)
     if domains:

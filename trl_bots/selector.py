@@ -471,6 +471,7 @@ class BOTSSelector:
             "implicit_weight": self.implicit_weight,
             "adaptive_implicit_weight": self.adaptive_implicit_weight,
             "estimator_rounds": self.estimator_rounds,
+            "estimator_type": None if self.estimator is None else type(self.estimator).__name__,
             # A snapshot: a custom plug-in may return (and load into) its live state.
             "estimator": copy.deepcopy(self.estimator.state_dict()) if self.estimator is not None else {},
             "rng": self.rng.bit_generator.state,
@@ -522,6 +523,14 @@ class BOTSSelector:
             raise ValueError(
                 f"The selector state was saved with other domains or domain weights ({state.get('domains')}) than this "
                 f"selector has ({self._domain_signature()}). Resume with the same domain labels and weights."
+            )
+        own_type = None if self.estimator is None else type(self.estimator).__name__
+        # Files saved before the type was recorded lack it; the plug-in then checks its own state.
+        if "estimator_type" in state and state["estimator_type"] != own_type:
+            raise ValueError(
+                f"The selector state's implicit evidence came from {state['estimator_type']}, this selector's from "
+                f"{own_type}: its learned state cannot continue in another plug-in. Resume with the same implicit "
+                "evidence (bots_implicit_estimator, bots_reference_columns), or start a new run."
             )
         alpha, beta = (np.asarray(state[k], dtype=np.float32) for k in ("alpha", "beta"))
         for name, array in (("alpha", alpha), ("beta", beta)):

@@ -805,6 +805,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="small world, short run, two seeds (a few seconds)")
     parser.add_argument("--seeds", type=int, help="number of seeds (default: 6, quick: 2)")
+    parser.add_argument("--num-tasks", type=int, help="tasks in the pool (default: 8,192, quick: 1,024)")
+    parser.add_argument("--steps", type=int, help="GRPO steps per run (default: 256, quick: 64)")
     parser.add_argument(
         "--features",
         type=int,
@@ -861,8 +863,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.features < 0 or args.feature_noise < 0:
         parser.error(f"--features and --feature-noise must be >= 0, got {args.features} and {args.feature_noise}.")
     cfg = dataclasses.replace(cfg, features=args.features, feature_noise=args.feature_noise)
-    if args.seeds is not None:
-        cfg = dataclasses.replace(cfg, seeds=args.seeds)
+    for name, value in (("seeds", args.seeds), ("num_tasks", args.num_tasks), ("steps", args.steps)):
+        if value is not None:
+            if value < 1:
+                parser.error(f"--{name.replace('_', '-')} must be a positive integer, got {value}.")
+            cfg = dataclasses.replace(cfg, **{name: value})
     if args.domains:
         start = time.perf_counter()
         report = {"domains": run_domains(args.seeds or 3), "wall_seconds": 0.0}

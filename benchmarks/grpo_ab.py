@@ -252,6 +252,20 @@ def compare(runs: list[dict], reference: list[dict], target: float, budget: int)
 
 
 # ------------------------------------------------------------------ the readable summary
+def accuracy_differences(runs: dict[str, list[dict]]) -> dict[str, dict[str, dict[str, float | None]]]:
+    """Every strategy's final held-out accuracy minus every other's, paired by seed, with its interval."""
+    return {
+        name: {
+            other: mean_interval(
+                [run["accuracy"][-1] - ref["accuracy"][-1] for run, ref in zip(runs[name], runs[other], strict=True)]
+            )
+            for other in runs
+            if other != name
+        }
+        for name in runs
+    }
+
+
 def _interval(value: dict | None, digits: int = 3, suffix: str = "") -> str:
     if value is None:
         return "undefined"
@@ -349,6 +363,17 @@ def render(report: dict[str, Any], markdown: bool = False) -> str:
                     ),
                 ]
                 for name, paired in report["paired"].items()
+            ],
+            markdown,
+        ),
+        "",
+        "Final held-out accuracy of the row's strategy minus the column's, paired by seed (mean [95% CI]):",
+        "",
+        _table(
+            ["", *summary],
+            [
+                [name, *("" if other == name else _interval(row[other]) for other in summary)]
+                for name, row in report["accuracy_differences"].items()
             ],
             markdown,
         ),
@@ -465,6 +490,7 @@ def run_benchmark(options: argparse.Namespace) -> dict[str, Any]:
             for name in options.strategies
             if name != REFERENCE
         },
+        "accuracy_differences": accuracy_differences(runs),
         "wall_seconds": time.perf_counter() - started,
         "runs": runs,
     }
@@ -500,7 +526,12 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--plots", help="Folder for grpo_ab_accuracy.png.")
     parser.add_argument("--markdown", action="store_true", help="Print the summary's tables in Markdown (README).")
     parser.add_argument("--quick", action="store_true", help="A tiny world, 2 seeds and 4 steps: a smoke run.")
+    parser.add_argument(
+        "--report", help="Print the tables of a JSON report written before (its runs' comparisons recomputed); no run."
+    )
     options, overrides = parser.parse_known_args(argv)
+    if options.report is not None:
+        return options
     if options.quick:
         overrides = [*QUICK_DEMO, *overrides]
         for name, value in (("seeds", QUICK_SEEDS), ("steps", QUICK_STEPS), ("eval_every", QUICK_EVAL_EVERY)):
@@ -543,6 +574,11 @@ def print_report(report: dict[str, Any], output: str | None) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     options = parse(argv)
+    if options.report is not None:
+        report = json.loads(Path(options.report).read_text())
+        report["accuracy_differences"] = accuracy_differences(report["runs"])
+        print(render(report, options.markdown))
+        return 0
     with contextlib.redirect_stdout(sys.stderr):  # the Trainer prints its logs; stdout carries only the JSON
         report = run_benchmark(options)
         figure = plot(report, options.plots) if options.plots else None

@@ -20,7 +20,16 @@ grpo_ab = importlib.util.module_from_spec(_SPEC)
 sys.modules["grpo_ab"] = grpo_ab
 _SPEC.loader.exec_module(grpo_ab)
 
-STRATEGIES = ["bots", "uniform", "mopps", "dots", "bots-no-thompson"]
+STRATEGIES = [
+    "bots",
+    "uniform",
+    "mopps",
+    "dots",
+    "bots-no-thompson",
+    "bots-explicit",
+    "bots-embedding",
+    "bots-embedding-refs",
+]
 
 
 # ------------------------------------------------------------------ statistics
@@ -98,6 +107,17 @@ def test_targets_met_follows_the_issue(etr, steps, all_reached, difference, expe
     assert (met["etr"], met["steps"], met["accuracy"]) == expected
 
 
+def test_accuracy_differences_are_paired_by_seed():
+    def runs(*finals):
+        return [{"seed": seed, "accuracy": [0.3, final]} for seed, final in enumerate(finals)]
+
+    differences = grpo_ab.accuracy_differences({"a": runs(0.5, 0.6, 0.7), "b": runs(0.4, 0.5, 0.6)})
+    assert set(differences) == {"a", "b"} and set(differences["a"]) == {"b"}
+    assert differences["a"]["b"]["mean"] == pytest.approx(0.1)
+    assert differences["a"]["b"]["low"] == pytest.approx(0.1) == differences["a"]["b"]["high"]  # no spread
+    assert differences["b"]["a"]["mean"] == pytest.approx(-0.1)
+
+
 def test_compare_needs_the_same_seeds():
     run = {"seed": 1, "eval_steps": [10], "accuracy": [0.5], "etr_mean": 0.5}
     with pytest.raises(ValueError, match="same seeds in the same order"):
@@ -161,13 +181,14 @@ def quick(tmp_path_factory):
 def test_quick_run_reports_json_on_stdout_and_a_summary_on_stderr(quick):
     folder, report, result = quick
     assert json.loads(result.stdout) == report  # stdout carries the JSON only
-    assert "[grpo_ab] run 10/10: bots-no-thompson, seed 1" in result.stderr
+    assert "[grpo_ab] run 16/16: bots-embedding-refs, seed 1" in result.stderr
     assert "| strategy | ETR | final acc [95% CI] | steps to uniform's final [CI] | s/step |" in result.stderr
     assert grpo_ab.render(report, markdown=True) in result.stderr
     # The targets table says met/missed as the flags do, in the ETR, steps, accuracy order.
     text = grpo_ab.render(report).splitlines()
+    first = next(i for i, line in enumerate(text) if line.startswith("Targets against uniform")) + 3
     for name, paired in report["paired"].items():
-        row = text[-len(report["paired"]) :][list(report["paired"]).index(name)]
+        row = text[first + list(report["paired"]).index(name)]
         words = [word for word in row.split() if word in ("met", "missed")]
         flags = paired["targets_met"]
         assert row.startswith(name + " ")

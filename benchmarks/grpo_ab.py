@@ -527,7 +527,10 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--markdown", action="store_true", help="Print the summary's tables in Markdown (README).")
     parser.add_argument("--quick", action="store_true", help="A tiny world, 2 seeds and 4 steps: a smoke run.")
     parser.add_argument(
-        "--report", help="Print the tables of a JSON report written before (its runs' comparisons recomputed); no run."
+        "--report",
+        nargs="+",
+        help="No run: print the tables of JSON reports written before, their runs pooled (the strategies they all "
+        "have; every summary and comparison recomputed from the runs), e.g. a first set of seeds and a replication.",
     )
     options, overrides = parser.parse_known_args(argv)
     if options.report is not None:
@@ -564,6 +567,35 @@ def attach_demo(options: argparse.Namespace, overrides: list[str]):
     return training_args, demo_args
 
 
+def pooled_report(reports: list[dict[str, Any]]) -> dict[str, Any]:
+    """One report from ``reports`` of the same setup and steps: the strategies all of them ran (in the first's order),
+    their runs concatenated, and every summary and comparison recomputed from the runs."""
+    first = reports[0]
+    for other in reports[1:]:
+        if other["start"] != first["start"] or other["config"]["steps"] != first["config"]["steps"]:
+            raise ValueError("--report: the reports must come from the same setup and number of steps.")
+    seeds = [seed for report in reports for seed in report["config"]["seeds"]]
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"--report: the reports must have distinct seeds, got {seeds}.")
+    strategies = [name for name in first["runs"] if all(name in report["runs"] for report in reports)]
+    runs = {name: [run for report in reports for run in report["runs"][name]] for name in strategies}
+    steps, start = first["config"]["steps"], first["start"]
+    target = float(np.mean([run["accuracy"][-1] for run in runs[REFERENCE]]))
+    seconds = sum(report["wall_seconds"] for report in reports)
+    return {
+        **first,
+        "config": {**first["config"], "seeds": [run["seed"] for run in runs[REFERENCE]]},
+        "target_accuracy": target,
+        "summary": {name: summarise(runs[name], start, target, steps) for name in strategies},
+        "paired": {
+            name: compare(runs[name], runs[REFERENCE], target, steps) for name in strategies if name != REFERENCE
+        },
+        "accuracy_differences": accuracy_differences(runs),
+        "wall_seconds": seconds,
+        "runs": runs,
+    }
+
+
 def print_report(report: dict[str, Any], output: str | None) -> None:
     """The JSON report to stdout, and to ``output`` if given."""
     text = json.dumps(report, indent=2, allow_nan=False)
@@ -575,8 +607,9 @@ def print_report(report: dict[str, Any], output: str | None) -> None:
 def main(argv: list[str] | None = None) -> int:
     options = parse(argv)
     if options.report is not None:
-        report = json.loads(Path(options.report).read_text())
-        report["accuracy_differences"] = accuracy_differences(report["runs"])
+        report = pooled_report([json.loads(Path(path).read_text()) for path in options.report])
+        if options.output:
+            Path(options.output).write_text(json.dumps(report, indent=2, allow_nan=False) + "\n")
         print(render(report, options.markdown))
         return 0
     with contextlib.redirect_stdout(sys.stderr):  # the Trainer prints its logs; stdout carries only the JSON

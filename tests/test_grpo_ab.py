@@ -284,3 +284,37 @@ def test_quick_run_summary_follows_from_the_runs(quick):
         assert met["steps"] == (all_reached and ratio["mean"] <= 0.7 and ratio["high"] < 1)
         assert met["accuracy"] == (difference["low"] > 0)
     assert set(report["targets"]) == {"etr", "steps", "accuracy"}
+
+
+def test_pooled_report_concatenates_the_runs_of_the_common_strategies():
+    def report(seeds, finals, strategies):
+        runs = {
+            name: [
+                {
+                    "seed": seed,
+                    "eval_steps": [10],
+                    "accuracy": [final + offset],
+                    "accuracy_by_level": [{"0": final}],
+                    "etr": [0.3],
+                    "etr_mean": 0.3 + offset,
+                    "train_seconds": 1.0,
+                    "seconds_per_step": 0.1,
+                    "end_shape": {"always": 0.3, "mixed": 0.3, "never": 0.4},
+                }
+                for seed, final in zip(seeds, finals, strict=True)
+            ]
+            for name, offset in strategies.items()
+        }
+        start = {"accuracy": 0.3, "accuracy_by_level": {"0": 0.3}, "pool_shape": {"always": 0.3, "mixed": 0.3}}
+        return {"config": {"seeds": seeds, "steps": 10}, "start": start, "wall_seconds": 60.0, "runs": runs}
+
+    first = report([1, 2], [0.4, 0.5], {"uniform": 0.0, "bots": 0.1, "dots": 0.2})
+    second = report([3, 4], [0.45, 0.55], {"uniform": 0.0, "bots": 0.1})
+    pooled = grpo_ab.pooled_report([first, second])
+    assert list(pooled["runs"]) == ["uniform", "bots"]  # dots is only in the first
+    assert pooled["config"]["seeds"] == [1, 2, 3, 4] and pooled["wall_seconds"] == 120.0
+    assert pooled["target_accuracy"] == pytest.approx(0.475)
+    assert pooled["accuracy_differences"]["bots"]["uniform"]["mean"] == pytest.approx(0.1)
+    assert pooled["paired"]["bots"]["etr_ratio"]["mean"] == pytest.approx(0.4 / 0.3)
+    with pytest.raises(ValueError, match="distinct seeds"):
+        grpo_ab.pooled_report([first, first])

@@ -14,10 +14,10 @@ CHAT_TEMPLATE = (
 )
 
 
-def build_tiny_model(path: str, hidden_size: int = 16, num_layers: int = 1) -> str:
-    """Save a Qwen2 (by default 1 layer, hidden size 16) and its tokenizer under `path`; return `path`."""
+def char_tokenizer(chat_template: str | None = CHAT_TEMPLATE):
+    """A character-level fast tokenizer over `ALPHABET` (left padding), with `chat_template`."""
     from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
+    from transformers import PreTrainedTokenizerFast
 
     special = ["<pad>", "<eos>"]
     vocab = {token: i for i, token in enumerate([*special, *ALPHABET, "\n", "<unk>"])}
@@ -26,25 +26,55 @@ def build_tiny_model(path: str, hidden_size: int = 16, num_layers: int = 1) -> s
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tokenizer, pad_token="<pad>", eos_token="<eos>", unk_token="<unk>", padding_side="left"
     )
-    fast.chat_template = CHAT_TEMPLATE
+    fast.chat_template = chat_template
+    return fast
+
+
+def build_tiny_model(path: str, hidden_size: int = 16, num_layers: int = 1, seed: int = 0) -> str:
+    """Save a Qwen2 (by default 1 layer, hidden size 16) and its tokenizer under `path`; return `path`."""
+    import torch
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    fast = char_tokenizer()
     fast.save_pretrained(path)
     config = Qwen2Config(
-        vocab_size=len(vocab),
+        vocab_size=len(fast),
         hidden_size=hidden_size,
         intermediate_size=2 * hidden_size,
         num_hidden_layers=num_layers,
         num_attention_heads=2,
         num_key_value_heads=1,
         max_position_embeddings=128,
-        pad_token_id=vocab["<pad>"],
-        eos_token_id=vocab["<eos>"],
+        pad_token_id=fast.pad_token_id,
+        eos_token_id=fast.eos_token_id,
         bos_token_id=None,
         tie_word_embeddings=True,
     )
-    import torch
-
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     Qwen2ForCausalLM(config).save_pretrained(path)
+    return path
+
+
+def build_tiny_encoder(path: str, hidden_size: int = 16, num_layers: int = 2) -> str:
+    """Save a RoBERTa encoder and the character tokenizer without a chat template (as a sentence encoder has) under
+    `path`; return `path`. RoBERTa counts positions from its padding id + 1, not from 0."""
+    import torch
+    from transformers import RobertaConfig, RobertaModel
+
+    fast = char_tokenizer(chat_template=None)
+    fast.save_pretrained(path)
+    config = RobertaConfig(
+        vocab_size=len(fast),
+        hidden_size=hidden_size,
+        intermediate_size=2 * hidden_size,
+        num_hidden_layers=num_layers,
+        num_attention_heads=2,
+        max_position_embeddings=130,
+        pad_token_id=fast.pad_token_id,
+        type_vocab_size=1,
+    )
+    torch.manual_seed(0)
+    RobertaModel(config).save_pretrained(path)
     return path
 
 

@@ -294,14 +294,16 @@ def _gathered(parameters: list[torch.nn.Parameter]):
     return contextlib.nullcontext()
 
 
-def model_embeddings(model: torch.nn.Module, token_ids: list[list[int]], pad_token_id: int, accelerator: Any):
+def model_embeddings(
+    model: torch.nn.Module, token_ids: list[list[int]], pad_token_id: int, accelerator: Any, progress: bool = True
+):
     """:func:`mean_pooled_hidden_states` of every prompt, each process computing a share; every process returns the
-    whole ``[N, hidden]`` array."""
+    whole ``[N, hidden]`` array. ``progress``: a progress bar on each machine's main process."""
     rank, world = accelerator.process_index, accelerator.num_processes
     share = np.arange(rank, len(token_ids), world)  # interleaved: every share has prompts of every length
     with _gathered(list(model.parameters())):
         pooled = mean_pooled_hidden_states(
-            model, [token_ids[i] for i in share], pad_token_id, progress=accelerator.is_local_main_process
+            model, [token_ids[i] for i in share], pad_token_id, progress=progress and accelerator.is_local_main_process
         )
     if world == 1:
         return pooled
@@ -353,7 +355,8 @@ def task_embeddings(
             # Masked out of the mean, the padding id matters only to a model that derives positions from it.
             candidates = (getattr(tokenizer, "pad_token_id", None), getattr(tokenizer, "eos_token_id", None), 0)
             pad = next(candidate for candidate in candidates if candidate is not None)
-            pooled = model_embeddings(encoder, token_ids, pad, accelerator)
+            progress = not getattr(args, "disable_tqdm", False)
+            pooled = model_embeddings(encoder, token_ids, pad, accelerator, progress)
             if accelerator.is_main_process:
                 embeddings = reduce_dimension(pooled, args.bots_embedding_dim).astype(np.float16)
                 _write_cache(path, embeddings)

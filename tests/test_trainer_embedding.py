@@ -9,30 +9,19 @@ import math
 import numpy as np
 import pytest
 import torch
-from datasets import Dataset
+from accelerate import PartialState
+from launching import EstimatorLog, accelerate_launch, read_ranks
 from recording import PosteriorLog, RewardRecorder, SelectionLog, expected_quotas
 from safetensors.numpy import load_file
-from tiny import build_tiny_encoder, build_tiny_model, load_tiny, tiny_args
-from transformers import AutoModel, AutoTokenizer, TrainerCallback
+from test_deepspeed import zero_config
+from tiny import build_tiny_encoder, build_tiny_model, load_tiny, signal_dataset, tiny_args, x_reward
+from transformers import AutoModel, AutoTokenizer
 
 from trl_bots import trainer as trainer_module
 from trl_bots.embedding_estimator import STATE_ARRAYS, EmbeddingEstimator
-from trl_bots.prompt_embeddings import middle_layer, reduce_dimension
+from trl_bots.prompt_embeddings import middle_layer, reduce_dimension, task_embeddings, tokenize_prompts
 from trl_bots.state import SELECTOR_FILE
 from trl_bots.trainer import BOTSGRPOTrainer
-
-
-def signal_dataset(num_tasks: int = 24, conversational: bool = False) -> Dataset:
-    """Tasks labelled x (even rows) or y, the label written into the prompt: the embedding carries the pass rate."""
-    labels = ["x" if i % 2 == 0 else "y" for i in range(num_tasks)]
-    texts = [f"{label * 6} task {i:02d}" for i, label in enumerate(labels)]
-    prompts = [[{"role": "user", "content": text}] for text in texts] if conversational else texts
-    return Dataset.from_dict({"idx": list(range(num_tasks)), "prompt": prompts, "label": labels})
-
-
-def x_reward(completions, label, **kwargs):
-    """1.0 exactly on the x tasks."""
-    return [float(value == "x") for value in label]
 
 
 class EmbeddingsSeen:
@@ -47,22 +36,6 @@ class EmbeddingsSeen:
             return self.arrays[-1]
 
         monkeypatch.setattr(trainer_module, "task_embeddings", recorded)
-
-
-class EstimatorLog(TrainerCallback):
-    """After every optimizer step: the bytes of every array of the estimator's state, and its scalars."""
-
-    def __init__(self, trainer):
-        self.trainer, self.steps = trainer, []
-
-    def on_step_end(self, args, state, control, **kwargs):
-        estimator_state = self.trainer.selector.estimator.state_dict()
-        self.steps.append(
-            {
-                name: value.tobytes().hex() if isinstance(value, np.ndarray) else value
-                for name, value in estimator_state.items()
-            }
-        )
 
 
 def make_trainer(model_path, output_dir, dataset=None, reward=x_reward, **overrides):
@@ -133,11 +106,12 @@ def test_a_plain_dataset_gets_the_embedding_estimator_and_learns_from_it(tiny_mo
     assert (unseen_x > 0.5).all() and (unseen_y < 0.5).all() and unseen_x.size + unseen_y.size == (~selected).sum()
 
 
-def test_a_second_trainer_reads_the_cache(tiny_model_path, tmp_path, cache, monkeypatch, caplog):
+def test_a_second_trainer_reads_the_cache(tiny_model_path, tmp_path, cache, monkeypatch, caplog, capsys):
     seen = EmbeddingsSeen(monkeypatch)
     with caplog.at_level(logging.INFO, logger="trl_bots.prompt_embeddings"):
         first = make_trainer(tiny_model_path, tmp_path / "first")[0]
         assert "24 tasks x 16 dimensions from the policy model in" in caplog.text
+        assert "BOTS prompt embeddings" not in capsys.readouterr().err  # no progress bar: disable_tqdm=True
         caplog.clear()
         second = make_trainer(tiny_model_path, tmp_path / "second")[0]
     (path,) = cache.glob("*.npy")
@@ -274,3 +248,41 @@ def test_domain_quotas_hold_with_the_embedding_estimator(tiny_model_path, tmp_pa
     counts = [[int((domains[call["idx"][::2]] == name).sum()) for name in ("a", "b")] for call in recorder.calls]
     assert counts == expected_quotas([1.0, 3.0], 8, batch_size=4)
     assert logged(trainer, "bots/implicit_weight")[-1] > 0
+
+
+# ------------------------------------------------------------------ two processes
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["ddp", "zero3"])
+def test_two_processes_share_the_embedding_pass_and_hold_the_same_bytes(tiny_model_path, tmp_path, mode):
+    """2 CPU processes, DDP over gloo (then a second trainer reads the cache) or DeepSpeed ZeRO-3 (the trainer loads
+    the model: its parameters are partitioned, and gathered whole for the pass)."""
+    out = tmp_path / "out"
+    out.mkdir()
+    env = {"TRL_BOTS_CACHE": str(tmp_path / "cache")}
+    if mode == "zero3":
+        env["DS_ACCELERATOR"] = "cpu"
+    config = zero_config(tmp_path, 3) if mode == "zero3" else None
+    accelerate_launch("launched_embedding.py", mode, tiny_model_path, out, config_file=config, env=env)
+    ranks = read_ranks(out, 2)
+    assert ranks[0]["world"] == ranks[1]["world"] == 2
+
+    # Each process embedded its own half of the prompts, rows rank, rank + 2, ..., with its parameters whole; once.
+    model, tokenizer = load_tiny(tiny_model_path)
+    dataset = signal_dataset()
+    token_ids = tokenize_prompts(tokenizer, dataset["prompt"])
+    for rank, record in enumerate(ranks):
+        assert record["shares"] == [token_ids[rank::2]]
+        assert record["partitioned"] == [mode == "zero3"] and record["gathered_whole"] == [True]
+    # Every trainer on every process got the same bytes (with DDP the second trainer's came from the cache) ...
+    assert ranks[0]["embeddings"] == ranks[1]["embeddings"]
+    assert len(ranks[0]["embeddings"]) == (2 if mode == "ddp" else 1) and len(set(ranks[0]["embeddings"])) == 1
+    # ... which one process computes too, but for the rounding of other batches (float16 keeps 11 bits).
+    args = tiny_args(str(tmp_path / "one"), bots_implicit_weight=None)
+    alone = task_embeddings(dataset, args, model, tokenizer, PartialState(), "alone", cache_dir=tmp_path / "alone")
+    shared = np.frombuffer(bytes.fromhex(ranks[0]["embeddings"][0]), np.float16).reshape(alone.shape)
+    np.testing.assert_allclose(shared, alone, atol=4e-3)
+
+    # The same rounds, and the same selector bytes (posterior, estimator state, checksum) after every step.
+    assert ranks[0]["rounds"] == ranks[1]["rounds"] and len(ranks[0]["rounds"]) == 4
+    assert ranks[0]["steps"] == ranks[1]["steps"] and ranks[0]["estimator"] == ranks[1]["estimator"]
+    assert ranks[0]["implicit_weight"] == ranks[1]["implicit_weight"] and ranks[0]["implicit_weight"][-1] > 0

@@ -96,6 +96,20 @@ def task_dataset(num_tasks: int, conversational: bool = False, references: bool 
     return Dataset.from_dict(rows)
 
 
+def signal_dataset(num_tasks: int = 24, conversational: bool = False) -> Dataset:
+    """Tasks labelled x (even rows) or y, the label written into the prompt: the embedding carries the pass rate of
+    `x_reward`."""
+    labels = ["x" if i % 2 == 0 else "y" for i in range(num_tasks)]
+    texts = [f"{label * 6} task {i:02d}" for i, label in enumerate(labels)]
+    prompts = [[{"role": "user", "content": text}] for text in texts] if conversational else texts
+    return Dataset.from_dict({"idx": list(range(num_tasks)), "prompt": prompts, "label": labels})
+
+
+def x_reward(completions, label, **kwargs):
+    """1.0 exactly on the x tasks of `signal_dataset`."""
+    return [float(value == "x") for value in label]
+
+
 def even_task_reward(completions, idx, **kwargs):
     """1.0 exactly when the task index is even."""
     return [float(i % 2 == 0) for i in idx]

@@ -87,6 +87,17 @@ def test_a_prompts_vector_does_not_depend_on_its_batch_mates_or_padding(three_la
     np.testing.assert_allclose(shuffled, one_by_one[order], rtol=1e-5, atol=1e-6)
 
 
+def test_a_bfloat16_model_is_averaged_in_float32(three_layers):
+    model, tokenizer = load_tiny(three_layers)
+    model.to(torch.bfloat16).eval()
+    ids = tokenize_prompts(tokenizer, PROMPTS[-1:])
+    with torch.no_grad():
+        hidden = model(input_ids=torch.tensor(ids), output_hidden_states=True).hidden_states[2][0]
+    pooled = mean_pooled_hidden_states(model, ids, tokenizer.pad_token_id)[0]
+    assert pooled.dtype == np.float32
+    np.testing.assert_allclose(pooled, hidden.double().mean(0).numpy(), rtol=1e-6, atol=1e-7)  # not rounded to bf16
+
+
 def test_an_encoder_gets_its_own_positions(tmp_path):
     """RoBERTa counts positions from its padding id + 1: the pooled vector is what the model itself computes."""
     model = AutoModel.from_pretrained(build_tiny_encoder(str(tmp_path)))

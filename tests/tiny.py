@@ -32,49 +32,51 @@ def char_tokenizer(chat_template: str | None = CHAT_TEMPLATE):
 
 def build_tiny_model(path: str, hidden_size: int = 16, num_layers: int = 1, seed: int = 0) -> str:
     """Save a Qwen2 (by default 1 layer, hidden size 16) and its tokenizer under `path`; return `path`."""
-    import torch
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
-    fast = char_tokenizer()
-    fast.save_pretrained(path)
+    tokenizer = char_tokenizer()
     config = Qwen2Config(
-        vocab_size=len(fast),
-        hidden_size=hidden_size,
-        intermediate_size=2 * hidden_size,
-        num_hidden_layers=num_layers,
-        num_attention_heads=2,
+        **tiny_sizes(tokenizer, hidden_size, num_layers),
         num_key_value_heads=1,
         max_position_embeddings=128,
-        pad_token_id=fast.pad_token_id,
-        eos_token_id=fast.eos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
         bos_token_id=None,
         tie_word_embeddings=True,
     )
-    torch.manual_seed(seed)
-    Qwen2ForCausalLM(config).save_pretrained(path)
-    return path
+    return save_tiny(path, tokenizer, Qwen2ForCausalLM, config, seed)
 
 
 def build_tiny_encoder(path: str, hidden_size: int = 16, num_layers: int = 2) -> str:
     """Save a RoBERTa encoder and the character tokenizer without a chat template (as a sentence encoder has) under
     `path`; return `path`. RoBERTa counts positions from its padding id + 1, not from 0."""
-    import torch
     from transformers import RobertaConfig, RobertaModel
 
-    fast = char_tokenizer(chat_template=None)
-    fast.save_pretrained(path)
+    tokenizer = char_tokenizer(chat_template=None)
     config = RobertaConfig(
-        vocab_size=len(fast),
-        hidden_size=hidden_size,
-        intermediate_size=2 * hidden_size,
-        num_hidden_layers=num_layers,
-        num_attention_heads=2,
-        max_position_embeddings=130,
-        pad_token_id=fast.pad_token_id,
-        type_vocab_size=1,
+        **tiny_sizes(tokenizer, hidden_size, num_layers), max_position_embeddings=130, type_vocab_size=1
     )
-    torch.manual_seed(0)
-    RobertaModel(config).save_pretrained(path)
+    return save_tiny(path, tokenizer, RobertaModel, config, seed=0)
+
+
+def tiny_sizes(tokenizer, hidden_size: int, num_layers: int) -> dict:
+    """The config settings the tiny test models share."""
+    return {
+        "vocab_size": len(tokenizer),
+        "hidden_size": hidden_size,
+        "intermediate_size": 2 * hidden_size,
+        "num_hidden_layers": num_layers,
+        "num_attention_heads": 2,
+        "pad_token_id": tokenizer.pad_token_id,
+    }
+
+
+def save_tiny(path: str, tokenizer, model_class, config, seed: int) -> str:
+    """Save `tokenizer` and a `model_class(config)` initialised from `seed` under `path`; return `path`."""
+    import torch
+
+    tokenizer.save_pretrained(path)
+    torch.manual_seed(seed)
+    model_class(config).save_pretrained(path)
     return path
 
 

@@ -3,7 +3,8 @@
 Trains 4 steps of BOTS with the embedding estimator on `tiny.signal_dataset`, the embeddings computed from the policy
 at start (each process a share). `ddp`: the model is loaded before the trainer, then a second trainer on the same
 model and tasks reads the embeddings from the cache. `zero3` (DeepSpeed ZeRO-3): the trainer loads the model from its
-path, so it is partitioned across the processes when the embeddings are computed. Asserts the world size and the
+path, so it is partitioned across the processes when the embeddings are computed; then a second trainer embeds the
+prompts with `bots_embedding_model` (the same path, loaded by `AutoModel`, partitioned as well). Asserts the world size and the
 distributed type on every rank, and writes what this rank saw (the prompts it embedded, whether its parameters were
 partitioned, the embeddings each trainer got, the selector after every step, the selected rounds) to
 `<out>/rank<i>.json`.
@@ -53,8 +54,9 @@ class EmbeddingPass:
         trainer_module.task_embeddings = built
 
 
-def build(mode: str, model_path: str, output_dir: str) -> BOTSGRPOTrainer:
-    args = tiny_args(output_dir, bots_implicit_weight=None, per_device_train_batch_size=4, max_steps=4)
+def build(mode: str, model_path: str, output_dir: str, **overrides) -> BOTSGRPOTrainer:
+    settings = {"bots_implicit_weight": None, "per_device_train_batch_size": 4, "max_steps": 4, **overrides}
+    args = tiny_args(output_dir, **settings)
     model, tokenizer = load_tiny(model_path)
     if mode == "zero3":
         model = model_path  # loaded by the trainer, after the DeepSpeed config is known: partitioned at load
@@ -76,6 +78,7 @@ def main():
     if mode == "zero3":
         engine = trainer.model_wrapped
         assert type(engine).__name__ == "DeepSpeedEngine" and engine.zero_optimization_stage() == 3
+        build(mode, model_path, f"{out}/encoder", bots_embedding_model=model_path)  # loaded, hence partitioned, too
     else:
         build(mode, model_path, f"{out}/again")  # reads the cache
     result = {

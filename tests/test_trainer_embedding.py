@@ -270,17 +270,27 @@ def test_two_processes_share_the_embedding_pass_and_hold_the_same_bytes(tiny_mod
     model, tokenizer = load_tiny(tiny_model_path)
     dataset = signal_dataset()
     token_ids = tokenize_prompts(tokenizer, dataset["prompt"])
+    # ZeRO-3's second trainer embeds with bots_embedding_model, the same path through AutoModel and AutoTokenizer.
+    encoder_ids = (
+        [AutoTokenizer.from_pretrained(tiny_model_path)(list(dataset["prompt"]))["input_ids"]]
+        if mode == "zero3"
+        else []
+    )
     for rank, record in enumerate(ranks):
-        assert record["shares"] == [token_ids[rank::2]]
-        assert record["partitioned"] == [mode == "zero3"] and record["gathered_whole"] == [True]
+        assert record["shares"] == [ids[rank::2] for ids in [token_ids, *encoder_ids]]
+        assert record["partitioned"] == [mode == "zero3"] * len(record["shares"])
+        assert record["gathered_whole"] == [True] * len(record["shares"])
     # Every trainer on every process got the same bytes (with DDP the second trainer's came from the cache) ...
-    assert ranks[0]["embeddings"] == ranks[1]["embeddings"]
-    assert len(ranks[0]["embeddings"]) == (2 if mode == "ddp" else 1) and len(set(ranks[0]["embeddings"])) == 1
+    assert ranks[0]["embeddings"] == ranks[1]["embeddings"] and len(ranks[0]["embeddings"]) == 2
+    if mode == "ddp":
+        assert ranks[0]["embeddings"][0] == ranks[0]["embeddings"][1]
     # ... which one process computes too, but for the rounding of other batches (float16 keeps 11 bits).
-    args = tiny_args(str(tmp_path / "one"), bots_implicit_weight=None)
-    alone = task_embeddings(dataset, args, model, tokenizer, PartialState(), "alone", cache_dir=tmp_path / "alone")
-    shared = np.frombuffer(bytes.fromhex(ranks[0]["embeddings"][0]), np.float16).reshape(alone.shape)
-    np.testing.assert_allclose(shared, alone, atol=4e-3)
+    sources = [{}, {"bots_embedding_model": tiny_model_path} if mode == "zero3" else {}]
+    for k, source in enumerate(sources):
+        args = tiny_args(str(tmp_path / "one"), bots_implicit_weight=None, **source)
+        alone = task_embeddings(dataset, args, model, tokenizer, PartialState(), "alone", cache_dir=tmp_path / "one")
+        shared = np.frombuffer(bytes.fromhex(ranks[0]["embeddings"][k]), np.float16).reshape(alone.shape)
+        np.testing.assert_allclose(shared, alone, atol=4e-3)
 
     # The same rounds, and the same selector bytes (posterior, estimator state, checksum) after every step.
     assert ranks[0]["rounds"] == ranks[1]["rounds"] and len(ranks[0]["rounds"]) == 4

@@ -352,7 +352,7 @@ def task_embeddings(
         cached = broadcast_object_list([embeddings is not None])[0]
         source = f"the cache {path}" if cached else f"model {encoder_name}" if encoder_name else "the policy model"
         if not cached:
-            # Masked out of the mean, the padding id matters only to a model that derives positions from it.
+            # Masked out of the mean and placed after every real token: the padding's id changes no real token.
             candidates = (getattr(tokenizer, "pad_token_id", None), getattr(tokenizer, "eos_token_id", None), 0)
             pad = next(candidate for candidate in candidates if candidate is not None)
             progress = not getattr(args, "disable_tqdm", False)

@@ -1,5 +1,5 @@
 """BOTSGRPOTrainer with the embedding estimator: a plain dataset, a column of vectors, another encoder, the cache,
-exact resume, domain quotas; real GRPO loops on the tiny model."""
+exact resume, domain quotas, two processes (DDP, DeepSpeed ZeRO-3); real GRPO loops on the tiny model."""
 
 from __future__ import annotations
 
@@ -38,14 +38,14 @@ class EmbeddingsSeen:
         monkeypatch.setattr(trainer_module, "task_embeddings", recorded)
 
 
-def make_trainer(model_path, output_dir, dataset=None, reward=x_reward, **overrides):
+def make_trainer(model_path, output_dir, dataset=None, **overrides):
     """A trainer with the defaults a plain dataset gets (the implicit weight left to BOTSConfig), B = 4 tasks."""
     model, tokenizer = load_tiny(model_path)
     recorder = RewardRecorder()
     settings = {"bots_implicit_weight": None, "per_device_train_batch_size": 8, "max_steps": 8, **overrides}
     trainer = BOTSGRPOTrainer(
         model,
-        recorder.wrap(reward),
+        recorder.wrap(x_reward),
         args=tiny_args(str(output_dir), **settings),
         train_dataset=dataset if dataset is not None else signal_dataset(),
         processing_class=tokenizer,

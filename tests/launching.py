@@ -99,6 +99,23 @@ def weights_digest(model) -> str:
     return digest.hexdigest()
 
 
+class EstimatorLog(TrainerCallback):
+    """After every optimizer step: the selector's checksum, and the bytes of every array of its implicit-evidence
+    plug-in's state (hex) with its scalars."""
+
+    def __init__(self, trainer):
+        self.trainer = trainer
+        self.steps: list[dict] = []
+
+    def on_step_end(self, args, state, control, **kwargs):
+        selector = self.trainer.selector
+        plug_in = {
+            name: value.tobytes().hex() if isinstance(value, np.ndarray) else value
+            for name, value in selector.estimator.state_dict().items()
+        }
+        self.steps.append({"checksum": selector.checksum(), **plug_in})
+
+
 class StepTimer(TrainerCallback):
     """Wall time of every optimizer step, in seconds."""
 

@@ -14,10 +14,10 @@ CHAT_TEMPLATE = (
 )
 
 
-def build_tiny_model(path: str, hidden_size: int = 16, num_layers: int = 1) -> str:
-    """Save a Qwen2 (by default 1 layer, hidden size 16) and its tokenizer under `path`; return `path`."""
+def char_tokenizer(chat_template: str | None = CHAT_TEMPLATE):
+    """A character-level fast tokenizer over `ALPHABET` (left padding), with `chat_template`."""
     from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
+    from transformers import PreTrainedTokenizerFast
 
     special = ["<pad>", "<eos>"]
     vocab = {token: i for i, token in enumerate([*special, *ALPHABET, "\n", "<unk>"])}
@@ -26,25 +26,57 @@ def build_tiny_model(path: str, hidden_size: int = 16, num_layers: int = 1) -> s
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tokenizer, pad_token="<pad>", eos_token="<eos>", unk_token="<unk>", padding_side="left"
     )
-    fast.chat_template = CHAT_TEMPLATE
-    fast.save_pretrained(path)
+    fast.chat_template = chat_template
+    return fast
+
+
+def build_tiny_model(path: str, hidden_size: int = 16, num_layers: int = 1, seed: int = 0) -> str:
+    """Save a Qwen2 (by default 1 layer, hidden size 16) and its tokenizer under `path`; return `path`."""
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    tokenizer = char_tokenizer()
     config = Qwen2Config(
-        vocab_size=len(vocab),
-        hidden_size=hidden_size,
-        intermediate_size=2 * hidden_size,
-        num_hidden_layers=num_layers,
-        num_attention_heads=2,
+        **tiny_sizes(tokenizer, hidden_size, num_layers),
         num_key_value_heads=1,
         max_position_embeddings=128,
-        pad_token_id=vocab["<pad>"],
-        eos_token_id=vocab["<eos>"],
+        eos_token_id=tokenizer.eos_token_id,
         bos_token_id=None,
         tie_word_embeddings=True,
     )
+    return save_tiny(path, tokenizer, Qwen2ForCausalLM, config, seed)
+
+
+def build_tiny_encoder(path: str, hidden_size: int = 16, num_layers: int = 2) -> str:
+    """Save a RoBERTa encoder and the character tokenizer without a chat template (as a sentence encoder has) under
+    `path`; return `path`. RoBERTa counts positions from its padding id + 1, not from 0."""
+    from transformers import RobertaConfig, RobertaModel
+
+    tokenizer = char_tokenizer(chat_template=None)
+    config = RobertaConfig(
+        **tiny_sizes(tokenizer, hidden_size, num_layers), max_position_embeddings=130, type_vocab_size=1
+    )
+    return save_tiny(path, tokenizer, RobertaModel, config, seed=0)
+
+
+def tiny_sizes(tokenizer, hidden_size: int, num_layers: int) -> dict:
+    """The config settings the tiny test models share."""
+    return {
+        "vocab_size": len(tokenizer),
+        "hidden_size": hidden_size,
+        "intermediate_size": 2 * hidden_size,
+        "num_hidden_layers": num_layers,
+        "num_attention_heads": 2,
+        "pad_token_id": tokenizer.pad_token_id,
+    }
+
+
+def save_tiny(path: str, tokenizer, model_class, config, seed: int) -> str:
+    """Save `tokenizer` and a `model_class(config)` initialised from `seed` under `path`; return `path`."""
     import torch
 
-    torch.manual_seed(0)
-    Qwen2ForCausalLM(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    torch.manual_seed(seed)
+    model_class(config).save_pretrained(path)
     return path
 
 
@@ -64,6 +96,20 @@ def task_dataset(num_tasks: int, conversational: bool = False, references: bool 
         rows["weak"] = [(i % 5) / 10 for i in range(num_tasks)]
         rows["strong"] = [0.5 + (i % 5) / 10 for i in range(num_tasks)]
     return Dataset.from_dict(rows)
+
+
+def signal_dataset(num_tasks: int = 24, conversational: bool = False) -> Dataset:
+    """Tasks labelled x (even rows) or y, the label written into the prompt: the embedding carries the pass rate of
+    `x_reward`."""
+    labels = ["x" if i % 2 == 0 else "y" for i in range(num_tasks)]
+    texts = [f"{label * 6} task {i:02d}" for i, label in enumerate(labels)]
+    prompts = [[{"role": "user", "content": text}] for text in texts] if conversational else texts
+    return Dataset.from_dict({"idx": list(range(num_tasks)), "prompt": prompts, "label": labels})
+
+
+def x_reward(completions, label, **kwargs):
+    """1.0 exactly on the x tasks of `signal_dataset`."""
+    return [float(value == "x") for value in label]
 
 
 def even_task_reward(completions, idx, **kwargs):

@@ -5,9 +5,9 @@ included), of the policy model's hidden states at its middle layer::
 
     e = (1 / T) * sum_{t : mask_t = 1} h_t^(layer)                 (h^(0): the token embeddings)
 
-computed in batches, the prompts sorted by length so that a batch carries little padding. Padding is masked out of the
-mean and the position ids are counted over the real tokens only (``cumsum(mask) - 1``, as ``generate`` does), so a
-prompt gets the same vector whatever its batch and whichever side the tokenizer pads on. The middle layer is the
+computed in batches, the prompts sorted by length so that a batch carries little padding. The batches are padded on
+the right and the padding is masked out of the mean: a real token never attends to a pad and keeps the position it has
+in the unpadded prompt, so a prompt gets the same vector whatever its batch. The middle layer is the
 default (:func:`middle_layer`): the last layers of a causal LM specialise in the next token, the first ones hold little
 more than the tokens. Instead of the policy, ``bots_embedding_model`` names another ``transformers`` model (the same
 pooling over its hidden states), and ``bots_embedding_column`` reads precomputed vectors from the dataset.
@@ -17,8 +17,8 @@ directions of largest variance, fitted on a seeded sample of at most :data:`PCA_
 
 On several processes each computes a share of the prompts, the shares are gathered, and the main process reduces the
 dimension and broadcasts the result, so every process holds the same bytes. The reduced array is cached on disk
-(:func:`embedding_cache_path`), keyed by the model, the layer, the dimension and the task-list fingerprint: a resumed
-or repeated run reads it instead of recomputing.
+(:func:`embedding_cache_path`), keyed by the model and its weights, the layer, the dimension, the task-list fingerprint
+and the prompts' token ids: a resumed or repeated run reads it instead of recomputing.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import itertools
 import json
 import logging
 import os
@@ -51,6 +52,7 @@ logger = logging.getLogger(__name__)
 PCA_SAMPLE = 20_000
 PCA_SEED = 0
 BATCH_SIZE = 32  # prompts per forward pass of the embedding pass
+WEIGHT_SAMPLE = 4096  # values of each parameter (besides the input embeddings) in the cache key's weight digest
 
 
 def middle_layer(num_hidden_layers: int) -> int:
@@ -63,16 +65,37 @@ def middle_layer(num_hidden_layers: int) -> int:
 
 def tokenize_prompts(processing_class: Any, prompts: Sequence[Any], chat_template_kwargs: dict | None = None):
     """Token ids of each prompt as GRPO tokenizes it for generation: text as it is, a conversation through the chat
-    template with the generation prompt."""
+    template with the generation prompt. A tokenizer without a chat template (a sentence encoder's, for
+    ``bots_embedding_model``) gets a conversation's message texts, one per line."""
     if isinstance(prompts[0], list):  # conversational, as trl.data_utils.is_conversational decides
-        return processing_class.apply_chat_template(
-            conversation=list(prompts),
-            add_generation_prompt=True,
-            tokenize=True,
-            return_dict=True,
-            **(chat_template_kwargs or {}),
-        )["input_ids"]
+        if getattr(processing_class, "chat_template", None) is None:
+            prompts = ["\n".join(message_text(message) for message in conversation) for conversation in prompts]
+        else:
+            return processing_class.apply_chat_template(
+                conversation=list(prompts),
+                add_generation_prompt=True,
+                tokenize=True,
+                return_dict=True,
+                **(chat_template_kwargs or {}),
+            )["input_ids"]
     return processing_class(text=list(prompts))["input_ids"]
+
+
+def message_text(message: dict[str, Any]) -> str:
+    """The text of a chat message: its content, or the text parts of a list of content blocks."""
+    content = message["content"]
+    if isinstance(content, str):
+        return content
+    return " ".join(part["text"] for part in content if part.get("type") == "text")
+
+
+def token_digest(token_ids: Sequence[Sequence[int]]) -> str:
+    """SHA-256 of the prompts' token ids (their lengths, then all ids): what the model reads, whatever the tokenizer,
+    chat template or ``chat_template_kwargs`` that produced it."""
+    lengths = np.array([len(ids) for ids in token_ids], dtype=np.int64)
+    digest = hashlib.sha256(lengths.tobytes())
+    digest.update(np.fromiter(itertools.chain.from_iterable(token_ids), dtype=np.int64, count=int(lengths.sum())))
+    return digest.hexdigest()
 
 
 def _decoder(model: torch.nn.Module) -> torch.nn.Module:
@@ -121,19 +144,16 @@ def mean_pooled_hidden_states(
             width = int(lengths[rows].max())
             ids = torch.full((rows.size, width), pad_token_id, dtype=torch.long)
             mask = torch.zeros((rows.size, width), dtype=torch.long)
-            for k, row in enumerate(rows):  # right padding; position ids below make the side irrelevant
+            # Right padding: every model's default positions (0, 1, ... for a causal LM, from padding id + 1 for
+            # RoBERTa) are then those of the unpadded prompt, and a real token never attends to a pad.
+            for k, row in enumerate(rows):
                 ids[k, : lengths[row]] = torch.as_tensor(token_ids[row])
                 mask[k, : lengths[row]] = 1
             ids, mask = ids.to(device), mask.to(device)
-            hidden = decoder(
-                input_ids=ids,
-                attention_mask=mask,
-                position_ids=(mask.cumsum(-1) - 1).clamp(min=0),
-                output_hidden_states=True,
-                use_cache=False,
-            ).hidden_states[layer]
-            weights = mask.unsqueeze(-1).to(hidden.dtype)
-            out[rows] = ((hidden * weights).sum(1) / weights.sum(1)).float().cpu().numpy()
+            hidden = decoder(input_ids=ids, attention_mask=mask, output_hidden_states=True, use_cache=False)
+            hidden = hidden.hidden_states[layer].float()  # a bfloat16 model's mean is summed in float32
+            weights = mask.unsqueeze(-1).float()
+            out[rows] = ((hidden * weights).sum(1) / weights.sum(1)).cpu().numpy()
     finally:
         model.train(was_training)
     return out
@@ -163,21 +183,43 @@ def reduce_dimension(embeddings: np.ndarray, dim: int | None, seed: int = PCA_SE
 
 def column_embeddings(dataset: Any, column: str) -> np.ndarray:
     """The vectors of the dataset column ``column`` as a ``[rows, d]`` array; ``ValueError`` naming the rows that are
-    not a vector of ``d`` finite numbers (ragged, missing, NaN, all zeros)."""
+    not a vector of ``d`` finite numbers (missing, of another length, NaN, all zeros) or saying what the column holds
+    instead (strings, one number per row, a matrix per row)."""
     if column not in dataset.column_names:
         raise ValueError(
             f"bots_embedding_column={column!r} is not a column of train_dataset (columns: {dataset.column_names})."
         )
-    values = dataset.with_format("numpy")[column]
-    if isinstance(values, np.ndarray) and values.dtype != object and values.ndim == 2:
-        return check_embeddings(values, name=f"bots_embedding_column {column!r}: the vectors")
-    lengths = [None if value is None else np.size(value) for value in values]
-    width = max((length for length in lengths if length is not None), default=0)
-    bad = [row for row, length in enumerate(lengths) if length != width or np.ndim(values[row]) != 1]
-    raise ValueError(
-        f"bots_embedding_column {column!r} must hold one vector of numbers per row, all of one length; rows "
-        f"{bad[:10]} are missing or have another length or shape than {width}."
-    )
+    name = f"bots_embedding_column {column!r}"
+    values = dataset.select_columns([column]).with_format("numpy")[:][column]
+    if values.dtype == object and values.ndim == 1:  # rows of different lengths, or rows without a vector
+        values = _stack_rows(values, name)
+    if values.dtype.kind in "OSU" or not np.issubdtype(values.dtype, np.number):
+        strings = values.dtype.kind in "SU" or any(isinstance(value, str) for value in values.flat)
+        found = "string values" if strings else f"{values.dtype} values"
+    elif values.ndim != 2:
+        found = "one number per row" if values.ndim == 1 else f"a {list(values.shape[1:])} array per row"
+    else:
+        return check_embeddings(values, name=f"{name}: the vectors")
+    raise ValueError(f"{name} must hold one vector of numbers per row, got {found}.")
+
+
+def _stack_rows(values: np.ndarray, name: str) -> np.ndarray:
+    """The rows of an object column stacked, or a ``ValueError`` naming the rows without a vector or of another length
+    than most rows."""
+    lengths = np.array([-1 if value is None else np.size(value) for value in values])
+    present = lengths[lengths >= 0]
+    common = int(np.bincount(present).argmax()) if present.size else 0
+    missing = np.flatnonzero(lengths == -1)
+    problems = [f"rows {missing[:10].tolist()} hold no vector (None)"] if missing.size else []
+    for length in np.unique(present[present != common]):
+        rows = np.flatnonzero(lengths == length)[:10].tolist()
+        problems.append(f"rows {rows} have {length} value{'s' if length != 1 else ''}")
+    if problems:
+        raise ValueError(
+            f"{name} must hold one vector of numbers per row, all of one length: {'; '.join(problems)}; the others "
+            f"have {common} values."
+        )
+    return np.stack(list(values))
 
 
 def embedding_cache_path(key: dict[str, Any], cache_dir: str | os.PathLike | None = None) -> Path:
@@ -191,15 +233,20 @@ def embedding_cache_path(key: dict[str, Any], cache_dir: str | os.PathLike | Non
 
 
 def _read_cache(path: Path, num_tasks: int) -> np.ndarray | None:
+    """The cached embeddings, or None (with a warning if the file is there but unreadable or not ``num_tasks`` finite
+    float16 vectors: a run killed while another wrote it, a disk error)."""
     if not path.is_file():
         return None
     try:
         array = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as error:
+    except (OSError, ValueError, EOFError) as error:
         logger.warning(f"BOTS: ignoring the unreadable embedding cache {path} ({error}); recomputing.")
         return None
-    if array.ndim != 2 or array.shape[0] != num_tasks or not np.isfinite(array).all():
-        logger.warning(f"BOTS: ignoring the embedding cache {path} (shape {array.shape}); recomputing.")
+    if array.dtype != np.float16 or array.ndim != 2 or array.shape[0] != num_tasks or not np.isfinite(array).all():
+        logger.warning(
+            f"BOTS: ignoring the embedding cache {path} ({array.dtype} array of shape {array.shape}, not {num_tasks} "
+            "finite float16 vectors); recomputing."
+        )
         return None
     return array
 
@@ -216,16 +263,23 @@ def _write_cache(path: Path, array: np.ndarray) -> None:
 
 def model_key(model: torch.nn.Module) -> dict[str, Any]:
     """What identifies a model's weights in the cache key: its name or path and revision, its config, and a digest
-    of its input-embedding matrix (a fine-tuned copy under the same path gets other embeddings)."""
-    weights = model.get_input_embeddings().weight
-    with _gathered([weights]):
-        digest = hashlib.sha256(weights.detach().float().cpu().numpy().tobytes()).hexdigest()
+    of its weights: every value of the input embeddings and an evenly spaced sample of at most :data:`WEIGHT_SAMPLE`
+    values of every other parameter (a fine-tuned or merged copy saved under the same path changes them)."""
+    digest = hashlib.sha256()
+    embeddings = model.get_input_embeddings().weight
+    for name, parameter in model.named_parameters():
+        with _gathered([parameter]):
+            values = parameter.detach().reshape(-1)
+            if parameter is not embeddings:
+                values = values[:: max(1, values.numel() // WEIGHT_SAMPLE)]
+            digest.update(name.encode())
+            digest.update(values.float().cpu().numpy().tobytes())
     config = model.config
     return {
         "name_or_path": getattr(config, "_name_or_path", ""),
         "commit": getattr(config, "_commit_hash", None),
         "config": hashlib.sha256(config.to_json_string(use_diff=False).encode()).hexdigest(),
-        "input_embeddings": digest,
+        "weights": digest.hexdigest(),
     }
 
 
@@ -240,14 +294,16 @@ def _gathered(parameters: list[torch.nn.Parameter]):
     return contextlib.nullcontext()
 
 
-def model_embeddings(model: torch.nn.Module, token_ids: list[list[int]], pad_token_id: int, accelerator: Any):
+def model_embeddings(
+    model: torch.nn.Module, token_ids: list[list[int]], pad_token_id: int, accelerator: Any, progress: bool = True
+):
     """:func:`mean_pooled_hidden_states` of every prompt, each process computing a share; every process returns the
-    whole ``[N, hidden]`` array."""
+    whole ``[N, hidden]`` array. ``progress``: a progress bar on each machine's main process."""
     rank, world = accelerator.process_index, accelerator.num_processes
     share = np.arange(rank, len(token_ids), world)  # interleaved: every share has prompts of every length
     with _gathered(list(model.parameters())):
         pooled = mean_pooled_hidden_states(
-            model, [token_ids[i] for i in share], pad_token_id, progress=accelerator.is_local_main_process
+            model, [token_ids[i] for i in share], pad_token_id, progress=progress and accelerator.is_local_main_process
         )
     if world == 1:
         return pooled
@@ -281,11 +337,13 @@ def task_embeddings(
         encoder, tokenizer = (
             (model, processing_class) if encoder_name is None else load_encoder(encoder_name, accelerator.device)
         )
+        token_ids = tokenize_prompts(tokenizer, dataset["prompt"], getattr(args, "chat_template_kwargs", None))
         key = {
             "model": model_key(encoder),
             "layer": middle_layer(encoder.config.num_hidden_layers),
             "dim": args.bots_embedding_dim,
             "tasks": fingerprint,
+            "tokens": token_digest(token_ids),  # the chat template and its keyword arguments are not in the rows
             "pca_sample": PCA_SAMPLE,
         }
         path = embedding_cache_path(key, cache_dir)
@@ -294,9 +352,11 @@ def task_embeddings(
         cached = broadcast_object_list([embeddings is not None])[0]
         source = f"the cache {path}" if cached else f"model {encoder_name}" if encoder_name else "the policy model"
         if not cached:
-            token_ids = tokenize_prompts(tokenizer, dataset["prompt"], getattr(args, "chat_template_kwargs", None))
-            pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-            pooled = model_embeddings(encoder, token_ids, pad, accelerator)
+            # Masked out of the mean and placed after every real token: the padding's id changes no real token.
+            candidates = (getattr(tokenizer, "pad_token_id", None), getattr(tokenizer, "eos_token_id", None), 0)
+            pad = next(candidate for candidate in candidates if candidate is not None)
+            progress = not getattr(args, "disable_tqdm", False)
+            pooled = model_embeddings(encoder, token_ids, pad, accelerator, progress)
             if accelerator.is_main_process:
                 embeddings = reduce_dimension(pooled, args.bots_embedding_dim).astype(np.float16)
                 _write_cache(path, embeddings)

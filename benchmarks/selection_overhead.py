@@ -345,8 +345,16 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes and few rounds (a smoke test)")
     parser.add_argument("--output", help="also write the JSON to this file")
+    parser.add_argument(
+        "--embedding-only", action="store_true", help="only the embedding estimator against the single pool (minutes)"
+    )
     args = parser.parse_args(argv)
-    report = run(QUICK if args.quick else FULL, args.quick)
+    config = QUICK if args.quick else FULL
+    if args.embedding_only:
+        warmup, budget_s, max_rounds = (2, 0.2, 5) if args.quick else (10, 3.0, 40)
+        report = {"embedding": compare_embedding(*config["embedding"], warmup, budget_s, max_rounds)}
+    else:
+        report = run(config, args.quick)
     text = json.dumps(report, indent=2)
     print(text)
     if args.output:

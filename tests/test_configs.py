@@ -151,6 +151,8 @@ def test_the_demo_range_is_for_the_offline_demo_defaults():
         "accuracy_before",
         "bots_accuracy_after",
         "uniform_accuracy_after",
+        "bots_embedding_etr",
+        "bots_embedding_accuracy_after",
     }
     for low, high in expected["range"].values():
         assert 0.0 <= low <= high <= 1.0

@@ -8,8 +8,9 @@ script is a flag and a key of a `--config` YAML file:
     accelerate launch --config_file configs/accelerate/multi_gpu.yaml examples/train_bots.py \\
         --config examples/configs/guru_math_qwen2.5_1.5b.yaml
 
-With no dataset (no `--dataset_name`, no `--config`) it runs the offline demonstration, on a CPU, with no downloads,
-using `examples/configs/offline_demo.yaml` for its defaults (flags still override them):
+With no dataset (no `dataset_name` from a flag, in any spelling the parser accepts, nor from the `--config` file) it
+runs the offline demonstration, on a CPU, with no downloads, using `examples/configs/offline_demo.yaml` for its
+defaults (a config file's values and flags override them):
 
     python examples/train_bots.py
     accelerate launch --config_file configs/accelerate/cpu_2proc.yaml examples/train_bots.py
@@ -27,6 +28,7 @@ from pathlib import Path
 import datasets
 import numpy as np
 import transformers
+import yaml
 from accelerate import PartialState
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from trl import ModelConfig, ScriptArguments, TrlParser, get_peft_config, get_quantization_config
@@ -103,11 +105,6 @@ def quiet_third_party_noise() -> None:
         "ignore", message=r"`(is_)?gradient_checkpointing\w*` is deprecated", category=FutureWarning
     )
     logging.getLogger("DeepSpeed").addFilter(lambda record: not record.getMessage().startswith("Setting accelerator"))
-
-
-def offline_demo_requested(argv: list[str]) -> bool:
-    """No dataset on the command line nor in a config file: the offline demonstration."""
-    return "--config" not in argv and not any(arg.split("=")[0] == "--dataset_name" for arg in argv)
 
 
 def load_datasets(script_args: BOTSScriptArguments, training_args: BOTSConfig):
@@ -301,13 +298,43 @@ def range_verdict(runs: dict, before: float, training_args: BOTSConfig, demo_arg
     return f"Inside the README's range ({expected['measured_over']})."
 
 
-def make_parser() -> TrlParser:
-    return TrlParser((BOTSScriptArguments, BOTSConfig, ModelConfig, OfflineDemoArguments))
+class ScriptParser(TrlParser):
+    """
+    TrlParser with the script's two additions. `--config=PATH` is read as `--config PATH` (TrlParser looks for the
+    latter only). And a run without a dataset, the offline demonstration, takes its defaults from the demo's YAML,
+    under the config file's values and the flags; whether there is a dataset is decided on what argparse parsed, so
+    every spelling it accepts counts (`--dataset_name X`, `--dataset-name=X`, an abbreviation, a config file's key).
+    """
+
+    _config_keys: frozenset[str] = frozenset()  # the settings the config file gave
+
+    def parse_args_and_config(self, args: list[str] | None = None, *rest, **kwargs):
+        args = sys.argv[1:] if args is None else list(args)
+        args = [part for arg in args for part in (arg.split("=", 1) if arg.startswith("--config=") else [arg])]
+        self._config_keys = frozenset()
+        return super().parse_args_and_config(args, *rest, **kwargs)
+
+    def set_defaults_with_config(self, **kwargs) -> list[str]:
+        self._config_keys = frozenset(kwargs)  # the demo's defaults go under these
+        return super().set_defaults_with_config(**kwargs)
+
+    # The one place every argument source (flags, config file, `.args` file) has been read: decide here.
+    def parse_known_args(self, args: list[str] | None = None, namespace=None):
+        args = sys.argv[1:] if args is None else list(args)
+        probe, _ = super().parse_known_args([arg for arg in args if arg not in ("-h", "--help")])
+        if probe.dataset_name is None:
+            with open(OFFLINE_DEMO_CONFIG) as f:
+                demo = yaml.safe_load(f)
+            super().set_defaults_with_config(
+                **{key: value for key, value in demo.items() if key not in self._config_keys}
+            )
+        return super().parse_known_args(args, namespace)
+
+
+def make_parser() -> ScriptParser:
+    return ScriptParser((BOTSScriptArguments, BOTSConfig, ModelConfig, OfflineDemoArguments))
 
 
 if __name__ == "__main__":
     quiet_third_party_noise()
-    argv = sys.argv[1:]
-    if offline_demo_requested(argv):
-        argv = ["--config", OFFLINE_DEMO_CONFIG, *argv]
-    main(*make_parser().parse_args_and_config(argv))
+    main(*make_parser().parse_args_and_config())

@@ -30,7 +30,7 @@ import numpy as np
 import transformers
 import yaml
 from accelerate import PartialState
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoModelForCausalLM, AutoTokenizer, IntervalStrategy
 from trl import ModelConfig, ScriptArguments, TrlParser, get_peft_config, get_quantization_config
 
 from trl_bots import BOTSConfig, BOTSGRPOTrainer
@@ -47,6 +47,8 @@ from trl_bots.offline import (
 from trl_bots.plotting import log_series, plot_comparison, plot_run
 from trl_bots.rewards import get_reward_function
 
+
+logger = logging.getLogger(__name__)
 
 OFFLINE_DEMO_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", "offline_demo.yaml")
 # The demo's numbers as measured over seeds and thread counts (the README quotes them): the demo's last line compares.
@@ -75,7 +77,8 @@ class BOTSScriptArguments(ScriptArguments):
     eval_dataset_name: str | None = field(
         default=None,
         metadata={
-            "help": "Evaluation dataset (Hub name or local file), read at dataset_test_split; default: dataset_name."
+            "help": "Evaluation dataset (Hub name or local file), read at dataset_test_split. Default: dataset_name "
+            "at dataset_test_split, which for a local file is the training data itself (the script warns)."
         },
     )
     load_guru: bool = field(
@@ -118,6 +121,13 @@ def load_datasets(script_args: BOTSScriptArguments, training_args: BOTSConfig):
     train_dataset = load(script_args.dataset_name, script_args.dataset_train_split)
     eval_dataset = None
     if training_args.eval_strategy != "no":
+        if script_args.eval_dataset_name is None and training_args.process_index == 0:
+            logger.warning(
+                f"eval_strategy='{IntervalStrategy(training_args.eval_strategy).value}' but no eval_dataset_name: "
+                f"evaluation reads dataset_name={script_args.dataset_name!r} at dataset_test_split="
+                f"{script_args.dataset_test_split!r}, which for a local file (or load_guru) is the training data "
+                "itself. Set eval_dataset_name to held-out tasks, or eval_strategy='no'."
+            )
         eval_dataset = load(script_args.eval_dataset_name or script_args.dataset_name, script_args.dataset_test_split)
     return train_dataset, eval_dataset
 

@@ -91,3 +91,26 @@ def test_without_a_dataset_the_demo_config_sits_under_the_config_file_and_the_fl
             9,
         )
         assert training_args.output_dir == "bots-offline-demo" and training_args.temperature == 0.5
+
+
+def test_evaluating_without_an_eval_dataset_says_it_reads_the_training_data(tmp_path, caplog):
+    from datasets import Dataset
+
+    from train_bots import load_datasets
+
+    data = tmp_path / "tasks.jsonl"
+    Dataset.from_dict({"prompt": ["1+1=", "2+2="], "solution": ["2", "4"]}).to_json(str(data))
+    flags = ["--dataset_name", str(data), "--use_cpu", "true", "--output_dir", str(tmp_path / "out")]
+    with caplog.at_level("WARNING"):
+        train, evaluation = load_datasets(*parse([*flags, "--eval_strategy", "steps"])[:2])
+    assert evaluation["prompt"] == train["prompt"]  # what the warning is about
+    assert caplog.messages == [
+        f"eval_strategy='steps' but no eval_dataset_name: evaluation reads dataset_name='{data}' at "
+        "dataset_test_split='test', which for a local file (or load_guru) is the training data itself. Set "
+        "eval_dataset_name to held-out tasks, or eval_strategy='no'."
+    ]
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        load_datasets(*parse([*flags, "--eval_strategy", "steps", "--eval_dataset_name", str(data)])[:2])
+        load_datasets(*parse(flags)[:2])
+    assert caplog.messages == []

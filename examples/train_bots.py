@@ -34,6 +34,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, IntervalStrategy
 from trl import ModelConfig, ScriptArguments, TrlParser, get_peft_config, get_quantization_config
 
 from trl_bots import BOTSConfig, BOTSGRPOTrainer
+from trl_bots.checkpoints import checkpoint_folders, checkpoint_problems, latest_complete_checkpoint
 from trl_bots.data import load_guru, load_tasks, prepare_tasks
 from trl_bots.offline import (
     HeldoutEvaluation,
@@ -151,6 +152,7 @@ def main(script_args: BOTSScriptArguments, training_args: BOTSConfig, model_args
             )
         offline_demo(script_args, training_args, demo_args)
         return
+    checkpoint = checkpoint_to_resume(training_args)
     model = model_args.model_name_or_path
     training_args.model_init_kwargs = {
         "revision": model_args.model_revision,
@@ -174,10 +176,50 @@ def main(script_args: BOTSScriptArguments, training_args: BOTSConfig, model_args
         peft_config=get_peft_config(model_args),
         quantization_config=get_quantization_config(model_args),
     )
-    trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    trainer.train(resume_from_checkpoint=checkpoint)
     finish(trainer, training_args, script_args.dataset_name)
     trainer.accelerator.wait_for_everyone()
     trainer.end()  # finishes the trackers and destroys the process group
+
+
+def checkpoint_to_resume(training_args: BOTSConfig) -> str | None:
+    """
+    The checkpoint folder `resume_from_checkpoint` names. On the command line it is text, so `true` (any case; or a
+    YAML boolean) means what `train(resume_from_checkpoint=True)` intends: the newest checkpoint of `output_dir`, here
+    the newest complete one (newer incomplete folders are named in a warning); `false` means none; any other value is
+    a path.
+    """
+    resume_from_checkpoint, output_dir = training_args.resume_from_checkpoint, training_args.output_dir
+    if isinstance(resume_from_checkpoint, str) and resume_from_checkpoint.lower() in ("true", "false"):
+        spelling, resume = resume_from_checkpoint, resume_from_checkpoint.lower() == "true"
+    else:
+        spelling, resume = str(resume_from_checkpoint).lower(), resume_from_checkpoint
+    if resume is not True:
+        return resume or None
+    folders, checkpoint = checkpoint_folders(output_dir), latest_complete_checkpoint(output_dir)
+    if checkpoint is None:
+        if not os.path.isdir(output_dir):
+            why = "there is no such folder"
+        elif not folders:
+            why = "it has no checkpoint-<step> folder"
+        else:
+            why = "; ".join(f"{folder.name}: {', '.join(checkpoint_problems(folder))}" for folder in folders)
+        raise ValueError(
+            f"resume_from_checkpoint={spelling} resumes from the newest complete checkpoint in output_dir={output_dir}, "
+            f"which holds none ({why}). Start a new run without resume_from_checkpoint, or set it to a checkpoint "
+            "folder (<output_dir>/checkpoint-<step>)."
+        )
+    newer = folders[folders.index(Path(checkpoint)) + 1 :]  # incomplete, or the newest complete would be one of them
+    if newer and training_args.process_index == 0:
+        logger.warning(
+            f"resume_from_checkpoint={spelling}: resuming from {checkpoint}, the newest complete checkpoint in "
+            f"{output_dir}; skipping the newer "
+            + "; ".join(
+                f"{folder}, which is incomplete ({', '.join(checkpoint_problems(folder))})" for folder in newer
+            )
+            + "."
+        )
+    return checkpoint
 
 
 def finish(trainer: BOTSGRPOTrainer, training_args: BOTSConfig, dataset_name: str) -> None:

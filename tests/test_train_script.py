@@ -1,6 +1,8 @@
 """examples/train_bots.py with a dataset: how its arguments are read, and what it says and does before training."""
 
+import json
 import os
+import subprocess
 import sys
 
 import pytest
@@ -114,3 +116,82 @@ def test_evaluating_without_an_eval_dataset_says_it_reads_the_training_data(tmp_
         load_datasets(*parse([*flags, "--eval_strategy", "steps", "--eval_dataset_name", str(data)])[:2])
         load_datasets(*parse(flags)[:2])
     assert caplog.messages == []
+
+
+# ---------------------------------------------------------------- a real run with a dataset
+def run_script(*flags: str, check: bool = True) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "PYTHONPATH": ROOT}
+    result = subprocess.run(
+        [sys.executable, SCRIPT, *flags], capture_output=True, text=True, env=env, timeout=600, cwd=ROOT
+    )
+    if check:
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+    return result
+
+
+@pytest.fixture
+def tiny_run_config(tiny_model_path, tmp_path):
+    """A config file for a seconds-long GRPO run of the script on a local file: 4 tasks x 2 completions per step."""
+    from datasets import Dataset
+
+    data = tmp_path / "tasks.jsonl"
+    Dataset.from_dict({"prompt": [f"task {i}: say a" for i in range(8)], "solution": ["a"] * 8}).to_json(str(data))
+    settings = {
+        **{"dataset_name": str(data), "model_name_or_path": tiny_model_path, "reward_funcs": ["exact_match_reward"]},
+        **{"output_dir": str(tmp_path / "run"), "use_cpu": True, "bf16": False, "report_to": "none", "seed": 0},
+        **{"per_device_train_batch_size": 8, "num_generations": 2, "max_completion_length": 4, "max_steps": 2},
+        **{"save_steps": 1, "logging_steps": 1, "learning_rate": 1e-2, "disable_tqdm": True},
+        "dataloader_num_workers": 0,
+    }
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(settings))
+    return str(path), tmp_path / "run"
+
+
+def test_resume_from_checkpoint_true_takes_the_newest_complete_checkpoint(tiny_run_config):
+    config, run = tiny_run_config
+    run_script(f"--config={config}")
+    assert sorted(folder.name for folder in run.glob("checkpoint-*")) == ["checkpoint-1", "checkpoint-2"]
+    # checkpoint-2 incomplete (as after a kill while saving); checkpoint-1 marked, to see that the run resumed from it
+    (run / "checkpoint-2" / "trainer_state.json").unlink()
+    state_file = run / "checkpoint-1" / "trainer_state.json"
+    state = json.loads(state_file.read_text())
+    state["log_history"][0]["marker"] = "checkpoint-1"
+    state_file.write_text(json.dumps(state))
+    result = run_script(f"--config={config}", "--max_steps", "3", "--resume_from_checkpoint", "true")
+    assert (
+        f"resume_from_checkpoint=true: resuming from {run}/checkpoint-1, the newest complete checkpoint in {run}; "
+        f"skipping the newer {run}/checkpoint-2, which is incomplete (trainer_state.json is missing)." in result.stderr
+    )
+    final = json.loads((run / "trainer_state.json").read_text())
+    assert final["global_step"] == 3 and final["log_history"][0]["marker"] == "checkpoint-1"
+    assert [entry["step"] for entry in final["log_history"] if "loss" in entry] == [1, 2, 3]
+
+
+def test_resume_from_checkpoint_true_without_a_complete_checkpoint_says_what_to_do(tiny_run_config):
+    config, run = tiny_run_config
+    result = run_script(f"--config={config}", "--resume_from_checkpoint", "true", check=False)
+    assert result.returncode != 0
+    assert (
+        f"ValueError: resume_from_checkpoint=true resumes from the newest complete checkpoint in output_dir={run}, "
+        "which holds none (there is no such folder). Start a new run without resume_from_checkpoint, or set it to a "
+        "checkpoint folder (<output_dir>/checkpoint-<step>)." in result.stderr
+    ), result.stderr[-3000:]
+    assert not (run / "checkpoint-1").exists()
+
+
+def test_resume_from_checkpoint_spellings(tmp_path):
+    from train_bots import checkpoint_to_resume
+
+    def resolved(value: str):
+        training_args = parse(["--dataset_name", "x.jsonl", "--use_cpu", "true", "--output_dir", str(tmp_path)])[1]
+        training_args.resume_from_checkpoint = value
+        return checkpoint_to_resume(training_args)
+
+    (tmp_path / "checkpoint-3").mkdir()
+    (tmp_path / "checkpoint-3" / "trainer_state.json").write_text("{}")
+    for value in ("True", "TRUE", True):  # True: a YAML boolean
+        with pytest.raises(ValueError, match=r"which holds none \(checkpoint-3: bots_sampler.json and "):
+            resolved(value)
+    assert [resolved(value) for value in ("false", "False", False, None)] == [None] * 4
+    assert resolved("runs/checkpoint-7") == "runs/checkpoint-7"  # a path stays a path (train() checks it)

@@ -97,7 +97,6 @@ def test_without_a_dataset_the_demo_config_sits_under_the_config_file_and_the_fl
 
 def test_evaluating_without_an_eval_dataset_says_it_reads_the_training_data(tmp_path, caplog):
     from datasets import Dataset
-
     from train_bots import load_datasets
 
     data = tmp_path / "tasks.jsonl"
@@ -195,3 +194,18 @@ def test_resume_from_checkpoint_spellings(tmp_path):
             resolved(value)
     assert [resolved(value) for value in ("false", "False", False, None)] == [None] * 4
     assert resolved("runs/checkpoint-7") == "runs/checkpoint-7"  # a path stays a path (train() checks it)
+
+
+def test_domain_weights_that_are_not_json_name_the_option_and_show_the_form():
+    flags = ["--dataset_name", "x.jsonl", "--use_cpu", "true", "--bots_domain_column", "domain"]
+    with pytest.raises(ValueError) as refused:
+        parse([*flags, "--bots_domain_weights", "{math:1,logic:1}"])
+    assert str(refused.value) == (
+        "bots_domain_weights='{math:1,logic:1}' is not valid JSON (Expecting property name enclosed in double quotes: "
+        "line 1 column 2 (char 1)). Write a JSON object with quoted names, in single quotes on a shell command line: "
+        '--bots_domain_weights \'{"math": 1, "logic": 1}\'; or proportional or uniform.'
+    )
+    training_args = parse([*flags, "--bots_domain_weights", '{"math": 1, "logic": 2}'])[1]
+    assert training_args.bots_domain_weights == {"math": 1.0, "logic": 2.0}
+    with pytest.raises(ValueError, match=r"^lr_scheduler_kwargs='\{min_lr: 0\}' is not valid JSON \(Expecting"):
+        parse([*flags, "--lr_scheduler_kwargs", "{min_lr: 0}"])

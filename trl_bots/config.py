@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -23,6 +24,24 @@ _FLOAT_FIELDS = (
     "bots_cap_momentum",
     "bots_success_threshold",
 )
+
+
+def _check_json_object(name: str, value) -> None:
+    """
+    What transformers' `TrainingArguments.__post_init__` parses as JSON (a dict field's text starting with `{`), checked
+    first: its `json.loads` fails with a bare `JSONDecodeError` that names neither the field nor the form it wants.
+    """
+    if not isinstance(value, str) or not value.startswith("{"):
+        return
+    try:
+        json.loads(value)
+    except json.JSONDecodeError as error:
+        example = '{"math": 1, "logic": 1}' if name == "bots_domain_weights" else '{"name": 1}'
+        modes = f"; or {' or '.join(DOMAIN_WEIGHT_MODES)}" if name == "bots_domain_weights" else ""
+        raise ValueError(
+            f"{name}={value!r} is not valid JSON ({error}). Write a JSON object with quoted names, in single quotes on "
+            f"a shell command line: --{name} '{example}'{modes}."
+        ) from error
 
 
 @dataclass
@@ -213,6 +232,8 @@ class BOTSConfig(GRPOConfig):
     )
 
     def __post_init__(self):
+        for name in self._VALID_DICT_FIELDS:
+            _check_json_object(name, getattr(self, name))
         super().__post_init__()
         check_strategy("bots_strategy", self.bots_strategy)
         check_choice("bots_cap_fit", self.bots_cap_fit, CAP_FITS)

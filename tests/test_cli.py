@@ -3,6 +3,8 @@
 import json
 import math
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -414,8 +416,31 @@ def test_plot_skips_a_trainer_state_cut_short_and_says_so(tmp_path, capsys, capl
 
 
 def test_plot_without_a_run_names_what_is_missing(tmp_path):
-    with pytest.raises(FileNotFoundError, match="No trainer_state.json"):
+    with pytest.raises(FileNotFoundError) as missing:
         cli_main(["plot", str(tmp_path)])
+    assert str(missing.value) == (
+        f"No trainer_state.json in {tmp_path} or its checkpoint-* folders. Pass the output_dir of a BOTSGRPOTrainer "
+        "run that saved a checkpoint or called save_state()/save_model()."
+    )
+    assert list(tmp_path.iterdir()) == []  # no empty plots folder left behind
+    absent = tmp_path / "no-such-run"
+    with pytest.raises(FileNotFoundError) as missing:
+        cli_main(["plot", str(absent)])
+    assert str(missing.value) == (
+        f"{absent} does not exist. Pass the output_dir of a BOTSGRPOTrainer run (the folder holding its checkpoint-* "
+        "folders)."
+    )
+    assert not absent.exists()
+
+
+def test_python_m_trl_bots_cli_is_the_trl_bots_command(tmp_path):
+    env = {**os.environ, "PYTHONPATH": os.path.dirname(os.path.dirname(os.path.abspath(__file__)))}
+    run = [sys.executable, "-m", "trl_bots.cli"]
+    shown = subprocess.run([*run, "--help"], capture_output=True, text=True, env=env, timeout=120)
+    assert shown.returncode == 0 and shown.stdout.startswith("usage: trl-bots ")
+    assert "estimate-pass-rates" in shown.stdout and "plot" in shown.stdout
+    failed = subprocess.run([*run, "plot", str(tmp_path / "x")], capture_output=True, text=True, env=env, timeout=120)
+    assert failed.returncode == 1 and f"FileNotFoundError: {tmp_path / 'x'} does not exist." in failed.stderr
 
 
 def test_log_series_skips_nan_none_and_other_entries():

@@ -46,7 +46,7 @@ from trl_bots.offline import (
     train_from_setup,
 )
 from trl_bots.plotting import log_series, plot_comparison, plot_run
-from trl_bots.rewards import get_reward_function
+from trl_bots.rewards import REWARD_FUNCTIONS, get_reward_function
 
 
 logger = logging.getLogger(__name__)
@@ -71,8 +71,8 @@ class BOTSScriptArguments(ScriptArguments):
     reward_funcs: list[str] = field(
         default_factory=lambda: ["math_accuracy_reward"],
         metadata={
-            "help": "Reward functions: math_accuracy_reward, exact_match_reward, partial_match_reward, format_reward, "
-            "or dotted import paths (my_package.rewards.my_reward). Weight them with reward_weights."
+            "help": f"Reward functions: {', '.join(REWARD_FUNCTIONS)} (trl_bots.rewards), or dotted import paths "
+            "(my_package.rewards.my_reward). Weight them with reward_weights."
         },
     )
     eval_dataset_name: str | None = field(
@@ -234,10 +234,16 @@ def finish(trainer: BOTSGRPOTrainer, training_args: BOTSConfig, dataset_name: st
         trainer.accelerator.print(
             f"\nBOTS run finished on {trainer.accelerator.num_processes} process(es) "
             f"({trainer.accelerator.distributed_type.value}).\n"
-            f"  mean effective-task ratio: {etr.mean():.3f} over {trainer.selector.round} rounds\n"
+            f"  mean effective-task ratio: {mean_etr(etr)} ({trainer.selector.round} rounds)\n"
             f"  model and selector state:  {training_args.output_dir}\n"
             f"  plots:                     {', '.join(str(p) for p in plots)}"
         )
+
+
+def mean_etr(etr) -> str:
+    """The run's mean effective-task ratio as printed, or that no training log carried it (e.g. logging_steps >
+    max_steps): the mean of nothing would print NaN, with a NumPy warning."""
+    return f"{np.mean(etr):.3f}" if len(etr) else "no BOTS metrics were logged"
 
 
 def offline_demo(script_args: BOTSScriptArguments, training_args: BOTSConfig, demo_args: OfflineDemoArguments) -> None:
@@ -290,7 +296,7 @@ def report(runs: dict, before: float, start: dict, training_args: BOTSConfig, de
     reference = runs[names[-1]]
     target = reference["accuracy"][-1]
     rows = {
-        "mean effective-task ratio": [f"{np.mean(run['etr']):.3f}" for run in runs.values()],
+        "mean effective-task ratio": [mean_etr(run["etr"]) for run in runs.values()],
         "held-out accuracy, start -> end": [f"{before:.3f} -> {run['accuracy'][-1]:.3f}" for run in runs.values()],
         f"steps to {target:.3f} ({names[-1]}'s final)": [
             str(steps_to_reach(run["eval_steps"], run["accuracy"], target) or f"not in {training_args.max_steps}")

@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import warnings
 
 import pytest
 import yaml
@@ -209,3 +210,26 @@ def test_domain_weights_that_are_not_json_name_the_option_and_show_the_form():
     assert training_args.bots_domain_weights == {"math": 1.0, "logic": 2.0}
     with pytest.raises(ValueError, match=r"^lr_scheduler_kwargs='\{min_lr: 0\}' is not valid JSON \(Expecting"):
         parse([*flags, "--lr_scheduler_kwargs", "{min_lr: 0}"])
+
+
+def test_the_mean_effective_task_ratio_says_when_nothing_was_logged():
+    from train_bots import mean_etr
+
+    assert mean_etr([0.25, 0.5]) == "0.375"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "Mean of empty slice"
+        assert mean_etr([]) == "no BOTS metrics were logged"
+
+
+def test_reward_funcs_help_and_the_readme_list_every_named_reward():
+    from train_bots import BOTSScriptArguments
+
+    from trl_bots.rewards import REWARD_FUNCTIONS
+
+    help_text = BOTSScriptArguments.__dataclass_fields__["reward_funcs"].metadata["help"]
+    with open(os.path.join(ROOT, "README.md")) as f:
+        readme = f.read()
+    launching = readme[readme.index("## Launching") : readme.index("| accelerate config |")]
+    listed = launching[launching.index("`--reward_funcs` takes") :]
+    for name in REWARD_FUNCTIONS:
+        assert name in help_text and f"`{name}`" in listed, name

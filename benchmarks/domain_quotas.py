@@ -1,6 +1,6 @@
 """Domain quotas in real GRPO: the offline world split into two domains, BOTS with and without quotas, and uniform.
 
-The offline demonstration's pool (:mod:`trl_bots.offline`: additions with 0 to 8 carries, from its shipped warm start)
+The offline demonstration's pool (:mod:`bots_demo.offline_setup`: additions with 0 to 8 carries, from its shipped warm start)
 gets a domain column by difficulty: ``easy`` (fewer than ``--split`` carries, default half the digits: 0-3) and
 ``hard`` (the rest, 4-8). Three runs per seed, everything else the demo's configuration
 (``examples/configs/offline_demo.yaml``, 16 tasks x 8 completions a step):
@@ -35,11 +35,14 @@ from fractions import Fraction
 from typing import Any
 
 import numpy as np
-from grpo_ab import QUICK_DEMO, attach_demo, mean_interval, print_report, run_arguments
+from grpo_ab import QUICK_DEMO, attach_demo, mean_interval, print_report, run_arguments  # puts examples/ on sys.path
 from transformers import AutoModelForCausalLM
 
+from bots_demo.arithmetic import LEVEL_COLUMN
+from bots_demo.grpo_runs import train_from_setup
+from bots_demo.measure import HeldoutEvaluation, check_start
+from bots_demo.offline_setup import build_offline_setup
 from trl_bots.domains import domain_quotas, resolve_domain_weights
-from trl_bots.offline import LEVEL_COLUMN, HeldoutEvaluation, build_offline_setup, check_start, train_from_setup
 
 
 DOMAIN_COLUMN = "difficulty"

@@ -1,7 +1,7 @@
 """Does BOTS help in real GRPO? An A/B of task-selection strategies on the offline world, with intervals over seeds.
 
 Every run trains the real ``BOTSGRPOTrainer`` from the same warm-started model and task pool (the offline
-demonstration's setup, :func:`trl_bots.offline.build_offline_setup`: the shipped one when the settings match, else built
+demonstration's setup, :func:`bots_demo.offline_setup.build_offline_setup`: the shipped one when the settings match, else built
 once and cached under ``--workdir``) with the same GRPO settings (``examples/configs/offline_demo.yaml``, read with the
 example's own ``TrlParser``); only the selection strategy and the seed change from run to run:
 
@@ -9,11 +9,11 @@ example's own ``TrlParser``); only the selection strategy and the seed change fr
   (``bots`` with ``bots_thompson=False``, scoring the posterior mean).
 
 Before any GRPO step the warm start is checked against the setup's start criterion on the whole pool
-(:func:`trl_bots.offline.check_start`; the run stops if it does not hold). The runs are single-process on the CPU,
+(:func:`bots_demo.measure.check_start`; the run stops if it does not hold). The runs are single-process on the CPU,
 one after the other, seed-major (every strategy for one seed, then the next seed), so that a drift of the machine's load
 touches every strategy alike. Measured per run:
 
-* held-out accuracy (:class:`trl_bots.offline.HeldoutEvaluation`): one sample per held-out task at GRPO's sampling temperature, exact
+* held-out accuracy (:class:`bots_demo.measure.HeldoutEvaluation`): one sample per held-out task at GRPO's sampling temperature, exact
   match, overall and per carry level, with the same sampling seed at every evaluation and in every run; at step 0
   (the shared warm start, evaluated once) and every ``--eval-every`` steps. Its standard error is at most
   ``0.5 / sqrt(tasks)``: 0.0096 on the default 2,700 tasks;
@@ -61,18 +61,16 @@ from typing import Any
 import numpy as np
 from transformers import AutoModelForCausalLM
 
-from trl_bots.offline import (
-    HeldoutEvaluation,
-    build_offline_setup,
-    check_start,
-    start_shape,
-    steps_to_reach,
-    train_from_setup,
-)
 from trl_bots.plotting import plot_comparison
 
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "examples"))  # the demo's world, the package bots_demo beside examples/train_bots.py
+from bots_demo.grpo_runs import steps_to_reach, train_from_setup  # noqa: E402
+from bots_demo.measure import HeldoutEvaluation, check_start, start_shape  # noqa: E402
+from bots_demo.offline_setup import build_offline_setup  # noqa: E402
+
+
 # Each strategy's BOTSConfig settings; everything else is the demo's configuration.
 STRATEGIES: dict[str, dict[str, Any]] = {
     "bots": {"bots_strategy": "bots"},

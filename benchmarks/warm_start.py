@@ -1,6 +1,6 @@
 """Robustness of the offline demonstration's warm start: the setup built with several seeds and torch thread counts.
 
-The warm start trains until a measured start criterion holds (``trl_bots.offline``), so where it stops depends on the
+The warm start trains until a measured start criterion holds (``bots_demo.warm_start``), so where it stops depends on the
 machine's floating-point paths; different thread counts change the order of the reductions and stand in for different
 machines. Each build runs in a fresh Python process (``torch.set_num_threads`` and ``OMP_NUM_THREADS`` set before any
 work, so the thread count takes effect cleanly) and records:
@@ -58,7 +58,8 @@ def build_one(seed: int, threads: int, folder: Path, overrides: list[str]) -> di
     """Build the setup once in this process (a child of :func:`run_benchmark`) and measure it."""
     import torch
 
-    from trl_bots.offline import build_offline_setup, check_start, criterion_failures, start_shape
+    from bots_demo.measure import check_start, criterion_failures, start_shape
+    from bots_demo.offline_setup import build_offline_setup
 
     torch.set_num_threads(threads)
     example = load_example()

@@ -10,9 +10,11 @@ script is a flag and a key of a `--config` YAML file:
 
 With no dataset (no `dataset_name` from a flag, in any spelling the parser accepts, nor from the `--config` file) it
 runs the offline demonstration, on a CPU, with no downloads, using `examples/configs/offline_demo.yaml` for its
-defaults (a config file's values and flags override them):
+defaults (a config file's values and flags override them). Its world is the package `bots_demo` beside this script (a
+checkout of the repository has it; `pip install trl-bots` does not):
 
     python examples/train_bots.py
+    python examples/train_bots.py --demo_check_only      # only check the shipped warm start, no training
     accelerate launch --config_file configs/accelerate/cpu_2proc.yaml examples/train_bots.py
 """
 
@@ -33,18 +35,13 @@ from accelerate import PartialState
 from transformers import AutoModelForCausalLM, AutoTokenizer, IntervalStrategy
 from trl import ModelConfig, ScriptArguments, TrlParser, get_peft_config, get_quantization_config
 
+from bots_demo.arguments import OfflineDemoArguments
+from bots_demo.grpo_runs import steps_to_reach, train_from_setup
+from bots_demo.measure import HeldoutEvaluation, check_start, start_shape
+from bots_demo.offline_setup import build_offline_setup
 from trl_bots import BOTSConfig, BOTSGRPOTrainer
 from trl_bots.checkpoints import checkpoint_folders, checkpoint_problems, latest_complete_checkpoint
 from trl_bots.data import load_guru, load_tasks, prepare_tasks
-from trl_bots.offline import (
-    HeldoutEvaluation,
-    OfflineDemoArguments,
-    build_offline_setup,
-    check_start,
-    start_shape,
-    steps_to_reach,
-    train_from_setup,
-)
 from trl_bots.plotting import log_series, plot_comparison, plot_run
 from trl_bots.rewards import REWARD_FUNCTIONS, get_reward_function
 
@@ -259,6 +256,15 @@ def offline_demo(script_args: BOTSScriptArguments, training_args: BOTSConfig, de
     setup = build_offline_setup(demo_args, training_args)
     warm_start = AutoModelForCausalLM.from_pretrained(setup.model_path)
     start_rates = check_start(setup, demo_args, warm_start)  # stops here if the warm start is not what the demo needs
+    if demo_args.demo_check_only:
+        start = start_shape(start_rates)
+        state.print(
+            f"\n[demo] The warm start in {setup.folder} meets the start criterion on the pool of "
+            f"{len(setup.train_dataset)} tasks: always {start['always']:.3f} / mixed {start['mixed']:.3f} / never "
+            f"{start['never']:.3f} solved ({demo_args.demo_reference_samples} samples per task). No training "
+            "(--demo_check_only)."
+        )
+        return
     reward_funcs = [get_reward_function(name) for name in script_args.reward_funcs]
     evaluation = HeldoutEvaluation(setup.tokenizer, setup.eval_dataset, demo_args.demo_eval_every, setup.temperature)
     before = evaluation.evaluate(warm_start)["all"]

@@ -43,7 +43,8 @@ def total_rewards(call: dict, weights) -> np.ndarray:
 
 
 def replay_posterior(num_tasks, rounds, forgetting=0.1, prior=(1.0, 1.0), threshold=0.5, fractional=False):
-    """BOTS.md section 2 with rho = 0, in float64: `rounds` is a list of (idx per completion, reward per completion).
+    """docs/algorithm.md (Posterior update) with rho = 0, in float64: `rounds` is a list of (idx per completion, reward
+    per completion).
 
     A reward counts as a success when >= `threshold`, or, with `fractional`, as `r` successes and `1 - r` failures.
     """
@@ -113,7 +114,8 @@ def replay_implicit_posterior(
     threshold=0.5,
     cap_fit="robust",
 ):
-    """BOTS.md sections 2-3 with the interpolation plug-in, in float64, written independently of trl_bots.
+    """docs/algorithm.md (Posterior update, Implicit evidence) with the interpolation plug-in, in float64, written
+    independently of trl_bots.
 
     `reference` is `[N, 2]` (weak, strong); `rounds` is a list of (selected task ids, idx per completion, reward per
     completion). `cap_fit="paper"` fits mu with the paper's ratio of batch means, `"robust"` with the same ratio over

@@ -248,7 +248,8 @@ def test_environment_reset_without_room_for_the_task_id_is_refused(tiny_model_pa
 
 # ----------------------------------------------------------------------------------------------- "works" rows
 def assert_credited(trainer, calls, weights=(1.0,), num_tasks=10):
-    """Every round was selected, scored and credited exactly: the posterior is BOTS.md's update of the rewards."""
+    """Every round was selected, scored and credited exactly: the posterior is docs/algorithm.md's update of the
+    rewards."""
     rounds = [(call["idx"], total_rewards(call, weights)) for call in calls]
     assert trainer.selector.round == len(rounds) > 0
     alpha, beta = replay_posterior(num_tasks, rounds)

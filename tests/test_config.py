@@ -61,3 +61,23 @@ def test_numpy_domain_weights_are_plain_floats_and_bools_are_refused(tmp_path):
         )
         with pytest.raises(ValueError, match=r"domain_weights must be finite numbers >= 0, got \{'x': "):
             resolve_domain_weights(config.bots_domain_weights, ["x", "y"], sizes)
+
+
+def test_the_hyperparameter_table_names_real_fields_and_arguments_and_resolves_defaults(tmp_path):
+    """The table BOTSConfig and BOTSSelector both check against: every field and argument exists, and the derived
+    defaults (pseudo count, seed) are resolved by the config."""
+    import inspect
+
+    from trl_bots import BOTSSelector
+    from trl_bots.validation import HYPERPARAMETERS
+
+    arguments = inspect.signature(BOTSSelector).parameters
+    for parameter in HYPERPARAMETERS:
+        assert parameter.argument in arguments
+        assert all(field in BOTSConfig.__dataclass_fields__ for field in parameter.fields)
+    config = BOTSConfig(str(tmp_path), use_cpu=True, num_generations=4, per_device_train_batch_size=8, seed=7)
+    assert (config.bots_pseudo_count, config.bots_seed, config.tasks_per_round) == (4.0, 7, 2)
+    explicit = BOTSConfig(str(tmp_path), use_cpu=True, bots_pseudo_count=3, bots_seed=11, seed=7)
+    assert (explicit.bots_pseudo_count, explicit.bots_seed) == (3.0, 11)
+    values = {parameter.argument: parameter.config_value(config) for parameter in HYPERPARAMETERS}
+    assert values["prior"] == (1.0, 1.0) and values["target"] == 0.5

@@ -81,7 +81,7 @@ def test_recipe_parses_with_trl_parser(path):
     launch = [word for word in header.split() if word.startswith("configs/accelerate/")]
     assert launch and all(os.path.isfile(os.path.join(ROOT, word)) for word in launch)
     assert "GPUs" in header
-    # The paper's settings (BOTS.md section 8).
+    # The paper's settings (README.md, Recipes).
     assert training_args.num_generations == 16
     # 32 tasks per generation batch on the recipe's 8 GPUs (the parse here sees one process)
     completions_per_step = training_args.per_device_train_batch_size * 8 * training_args.gradient_accumulation_steps

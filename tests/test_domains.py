@@ -302,3 +302,29 @@ def test_a_state_with_weights_no_selector_saves_is_refused(weights):
     state = BOTSSelector(10, **settings).state_dict()
     with pytest.raises(ValueError, match="other domains or domain weights"):
         BOTSSelector(10, **settings).load_state_dict({**state, "domains": {**state["domains"], "weights": weights}})
+
+
+def test_encoded_domains_select_as_the_labels_do_and_are_not_weighted_twice():
+    """The trainer hands the selector its domains encoded and weighted once (TaskDomains): the same selector as from
+    the labels and weights, and the same saved state."""
+    from trl_bots.domains import TaskDomains
+
+    labels = labelled_pool({"a": 300, "b": 120, "c": 700}, seed=4)
+    weights = {"a": 2.0, "b": 1.0, "c": 1.0}
+    encoded = TaskDomains.from_labels(labels, labels.size).with_weights(weights)
+    assert encoded.names == ("a", "b", "c") and encoded.sizes.tolist() == [300, 120, 700]
+    assert encoded.weights.tolist() == [2.0, 1.0, 1.0] and encoded.weighted_tasks == 1120
+    from_labels = BOTSSelector(labels.size, implicit_weight=0.0, seed=2, domains=labels, domain_weights=weights)
+    from_encoded = BOTSSelector(labels.size, implicit_weight=0.0, seed=2, domains=encoded)
+    for (quotas_a, tasks_a, _), (quotas_b, tasks_b, _) in zip(
+        play(from_labels, 5, 24), play(from_encoded, 5, 24), strict=True
+    ):
+        assert quotas_a == quotas_b
+        np.testing.assert_array_equal(tasks_a, tasks_b)
+    assert from_labels._domain_signature() == from_encoded._domain_signature()
+    with pytest.raises(ValueError, match=r"domains=TaskDomains\(...\) must hold the domain of each of the 1120 tasks"):
+        BOTSSelector(labels.size, implicit_weight=0.0, domains=encoded, domain_weights=weights)
+    with pytest.raises(ValueError, match="must hold the domain of each of the 1000 tasks"):
+        BOTSSelector(1000, implicit_weight=0.0, domains=encoded)
+    with pytest.raises(ValueError, match="domain_weights apply to the adaptive strategies"):
+        BOTSSelector(labels.size, strategy="uniform", domains=encoded)

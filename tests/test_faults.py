@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 from launching import run_script
 
 from trl_bots import BOTSSelector
-from trl_bots.state import read_state_file
-from trl_bots.trainer import SAMPLER_FILE, SELECTOR_FILE
+from trl_bots.checkpoints import ROUND_STATE_FILE
+from trl_bots.state import SELECTOR_FILE, read_state_file
 
 
 INVALID = "is not a valid BOTS selector state file"
@@ -84,7 +84,7 @@ def test_sigkill_during_and_between_checkpoints_then_resume(tiny_model_path, tmp
     files = killed["files"]
     partial = [name for name in files if name.startswith("checkpoint-4/.") and name.endswith(".tmp")]
     assert len(partial) == 1 and files[partial[0]] == files[f"checkpoint-2/{SELECTOR_FILE}"] // 2
-    assert f"checkpoint-4/{SELECTOR_FILE}" not in files and f"checkpoint-4/{SAMPLER_FILE}" in files
+    assert f"checkpoint-4/{SELECTOR_FILE}" not in files and f"checkpoint-4/{ROUND_STATE_FILE}" in files
     assert killed["read_errors"][partial[0]] == (
         f"{tmp_path}/selector-write/{partial[0]} {INVALID} (Error while deserializing: invalid header length). It may "
         "be truncated or from another program; resume from an earlier checkpoint or delete the file to start the "

@@ -81,7 +81,15 @@ def test_push_to_hub_uploads_model_selector_state_and_bots_card(fake_hub, tiny_m
     with open(os.path.join(uploaded, "README.md")) as f:
         card = f.read()
     assert "- bots" in card.split("---")[1]  # the tag, in the card's YAML header
+    # TRL's card names the method and cites its paper, from BOTSGRPOTrainer._name and _paper: BOTS, once.
+    assert (
+        "This model was trained with BOTS, a method introduced in [BOTS: A Unified Framework for Bayesian Online Task "
+        "Selection in LLM Reinforcement Finetuning](https://huggingface.co/papers/2510.26374)." in card
+    )
+    assert card.count("@misc{shen2025bots,") == 1 and card.count("eprint        = {arXiv:2510.26374}") == 1
+    assert "Cite BOTS as:" in card and "DeepSeekMath" not in card
     section = card[card.index("## BOTS task selection") :]
     assert "| strategy | bots |" in section and "| rounds | 2 |" in section
     assert "| reference columns | ['weak', 'strong'] |" in section
+    assert "| pseudo count | 2.0 |" in section  # bots_pseudo_count=None resolves to num_generations
     assert "2510.26374" in section

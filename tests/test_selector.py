@@ -40,7 +40,8 @@ def reference_cap_coefficient(reference, observed, cap_fit):
 def reference_rounds(
     reference, rounds, *, forgetting, implicit_weight, prior, pseudo_count, momentum, dots=False, cap_fit="robust"
 ):
-    """The BOTS update written task by task from the formulas of BOTS.md sections 2-3, in float64."""
+    """The BOTS update written task by task from the formulas of docs/algorithm.md (Posterior update, Implicit
+    evidence), in float64."""
     num_tasks = len(reference)
     alpha, beta = [prior[0]] * num_tasks, [prior[1]] * num_tasks
     mu = None

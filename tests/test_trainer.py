@@ -22,10 +22,12 @@ from tiny import even_task_reward, load_tiny, task_dataset, tiny_args
 from transformers import TrainerCallback
 from trl.trainer.utils import RepeatSampler
 
+from trl_bots.checkpoints import ROUND_STATE_FILE
 from trl_bots.data import task_fingerprint
 from trl_bots.sampler import BOTSSampler
 from trl_bots.selector import BOTSSelector
-from trl_bots.trainer import SAMPLER_FILE, SELECTOR_FILE, BOTSGRPOTrainer, latest_complete_checkpoint
+from trl_bots.state import SELECTOR_FILE
+from trl_bots.trainer import BOTSGRPOTrainer, latest_complete_checkpoint
 
 
 def make_trainer(model_path, output_dir, dataset=None, reward_funcs=(even_task_reward,), **overrides):
@@ -164,7 +166,7 @@ def test_placeholder_rows_become_the_selected_tasks(tiny_model_path, tmp_path, r
 
 @pytest.mark.parametrize("cap_fit", ["robust", "paper"])
 def test_implicit_evidence_posterior_matches_formulas(tiny_model_path, tmp_path, cap_fit):
-    """rho > 0 with reference columns: the posterior is BOTS.md's update with the interpolation plug-in."""
+    """rho > 0 with reference columns: the posterior is docs/algorithm.md's update with the interpolation plug-in."""
     dataset = task_dataset(10, references=True)
     trainer, recorder, _ = make_trainer(
         tiny_model_path,
@@ -382,9 +384,9 @@ def test_exact_resume_and_saved_folder(tiny_model_path, tmp_path, umask_022):
     assert len({(c["idx"][0], c["idx"][2]) for c in full_rec.calls}) > 1  # the selection really varies
 
     checkpoint = tmp_path / "full" / "checkpoint-3"
-    assert (checkpoint / SELECTOR_FILE).is_file() and (checkpoint / SAMPLER_FILE).is_file()
+    assert (checkpoint / SELECTOR_FILE).is_file() and (checkpoint / ROUND_STATE_FILE).is_file()
     # BOTS's files get the permissions of the Trainer's own (0o666 less the umask), not a temporary file's 0o600.
-    for name in ("trainer_state.json", SELECTOR_FILE, SAMPLER_FILE):
+    for name in ("trainer_state.json", SELECTOR_FILE, ROUND_STATE_FILE):
         assert (checkpoint / name).stat().st_mode & 0o777 == 0o644
     out = tmp_path / "saved"
     full.save_model(str(out))
@@ -502,14 +504,14 @@ def test_bad_input_errors(tiny_model_path, tmp_path):
     (checkpoint / SELECTOR_FILE).write_bytes(selector_bytes)
     with pytest.raises(ValueError, match="trained on a task list with fingerprint"):
         build(task_dataset(12), max_steps=2).train(resume_from_checkpoint=str(checkpoint))
-    round_state = json.loads((checkpoint / SAMPLER_FILE).read_text())
-    (checkpoint / SAMPLER_FILE).write_text(json.dumps({**round_state, "tasks": [0, 10]}))
+    round_state = json.loads((checkpoint / ROUND_STATE_FILE).read_text())
+    (checkpoint / ROUND_STATE_FILE).write_text(json.dumps({**round_state, "tasks": [0, 10]}))
     with pytest.raises(ValueError, match=r"saved round \[0, 10\] is not 2 distinct task ids in \[0, 10\)"):
         build(max_steps=2).train(resume_from_checkpoint=str(checkpoint))
-    (checkpoint / SAMPLER_FILE).write_text(json.dumps({**round_state, "rounds_selected": 2}))
+    (checkpoint / ROUND_STATE_FILE).write_text(json.dumps({**round_state, "rounds_selected": 2}))
     with pytest.raises(ValueError, match=f"2 selected rounds but {SELECTOR_FILE} has been updated 1 times"):
         build(max_steps=2).train(resume_from_checkpoint=str(checkpoint))
-    (checkpoint / SAMPLER_FILE).write_text("{not json")
+    (checkpoint / ROUND_STATE_FILE).write_text("{not json")
     with pytest.raises(ValueError, match="not a valid BOTS round state"):
         build(max_steps=2).train(resume_from_checkpoint=str(checkpoint))
     os.remove(checkpoint / SELECTOR_FILE)
@@ -547,7 +549,7 @@ def test_trainer_state_cut_short_is_incomplete(tiny_model_path, two_checkpoints)
 def test_checkpoint_without_a_process_rng_state_is_incomplete(tiny_model_path, two_checkpoints):
     """Process 0 writes trainer_state.json without waiting for the others: every process's last file must be there."""
     checkpoint = two_checkpoints / "checkpoint-2"
-    assert json.loads((checkpoint / SAMPLER_FILE).read_text())["rank_files"] == ["rng_state.pth"]
+    assert json.loads((checkpoint / ROUND_STATE_FILE).read_text())["rank_files"] == ["rng_state.pth"]
     rng_state = (checkpoint / "rng_state.pth").read_bytes()
     (checkpoint / "rng_state.pth").write_bytes(rng_state[: len(rng_state) // 2])
     assert latest_complete_checkpoint(two_checkpoints) == str(two_checkpoints / "checkpoint-1")
@@ -555,8 +557,8 @@ def test_checkpoint_without_a_process_rng_state_is_incomplete(tiny_model_path, t
         tiny_model_path, two_checkpoints, True
     )
     # Two processes: process 1's RNG state (written after process 0's trainer_state.json) is missing.
-    round_state = json.loads((checkpoint / SAMPLER_FILE).read_text())
-    (checkpoint / SAMPLER_FILE).write_text(
+    round_state = json.loads((checkpoint / ROUND_STATE_FILE).read_text())
+    (checkpoint / ROUND_STATE_FILE).write_text(
         json.dumps({**round_state, "rank_files": ["rng_state_0.pth", "rng_state_1.pth"]})
     )
     (checkpoint / "rng_state_0.pth").write_bytes(rng_state)
@@ -587,11 +589,11 @@ def test_resume_errors_say_which_case_it_is(tiny_model_path, two_checkpoints, tm
         f"resume_from_checkpoint=True with output_dir={two_checkpoints} picks the newest."
     )
     stock = two_checkpoints / "checkpoint-1"  # what GRPOTrainer writes: no BOTS files
-    for name in (SAMPLER_FILE, SELECTOR_FILE):
+    for name in (ROUND_STATE_FILE, SELECTOR_FILE):
         os.remove(stock / name)
     assert error(stock) == (
         f"Cannot resume from {stock}: it was not written by BOTSGRPOTrainer (it has trainer_state.json but no "
-        f"{SELECTOR_FILE} or {SAMPLER_FILE}, e.g. a GRPOTrainer checkpoint), so BOTS cannot restore its selector. To "
+        f"{SELECTOR_FILE} or {ROUND_STATE_FILE}, e.g. a GRPOTrainer checkpoint), so BOTS cannot restore its selector. To "
         "start BOTS from its weights, load the model from this folder and train without resume_from_checkpoint; to "
         "continue a BOTS run, resume from one of its checkpoints."
     )
@@ -664,9 +666,9 @@ def test_resume_takes_settings_from_the_config_and_says_which_changed(
         bots_implicit_weight=0.3,
         bots_forgetting=0.2,
     )
-    with caplog.at_level("WARNING", logger="trl_bots.trainer"):
+    with caplog.at_level("WARNING", logger="trl_bots.checkpoints"):
         trainer.train(resume_from_checkpoint=str(checkpoint))
-    assert [r.getMessage() for r in caplog.records if r.name == "trl_bots.trainer"] == [
+    assert [r.getMessage() for r in caplog.records if r.name == "trl_bots.checkpoints"] == [
         f"Resuming BOTS from {checkpoint} with settings that differ from the checkpoint's (the config's apply; alpha, "
         "beta, mu, round and random state continue from the checkpoint): bots_forgetting 0.1 -> 0.2, "
         "bots_implicit_weight 0.0 -> 0.3, bots_reference_columns None -> ['weak', 'strong']."

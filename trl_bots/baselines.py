@@ -1,4 +1,7 @@
-"""Non-adaptive baselines: a fresh random permutation each epoch, or a fixed easy-to-hard order."""
+"""Non-adaptive baselines: a fresh random permutation each epoch, or a fixed easy-to-hard order.
+
+See docs/algorithm.md (Strategies and baselines).
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,8 @@
-"""Which checkpoint folders of a run were written to the end, and what is wrong with the others.
+"""BOTS' files in a checkpoint folder: the round state's format, and which folders of a run were written to the end.
+
+A checkpoint of `BOTSGRPOTrainer` holds, besides the Trainer's files, the selector (`bots_selector.safetensors`,
+:mod:`trl_bots.state`), the round state (:class:`RoundState`, `bots_sampler.json`) and, when it was taken inside a
+round, each process's buffered generation batch (`bots_round_<rank>.pt`, written and read by the trainer with torch).
 
 Light on purpose (no torch, no transformers): `trl-bots plot` and restart scripts use it as well as the trainer.
 """
@@ -6,17 +10,204 @@ Light on purpose (no torch, no transformers): `trl-bots plot` and restart script
 from __future__ import annotations
 
 import json
+import logging
 import os
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .state import SELECTOR_FILE
+import numpy as np
+
+from .state import SELECTOR_FILE, write_atomic
 
 
-SAMPLER_FILE = "bots_sampler.json"  # BOTS' round state in a checkpoint, written first and atomically
+logger = logging.getLogger(__name__)
+
+# The file names are part of the checkpoint format: kept as they are, so that older checkpoints still resume.
+ROUND_STATE_FILE = "bots_sampler.json"  # the round state (its name predates the class), written first and atomically
+ROUND_STATE_FORMAT = "trl-bots-round/2"
+ROUND_BUFFER_FILE = (
+    "bots_round_{rank}.pt"  # a process's buffered generation batch, in checkpoints taken inside a round
+)
 TRAINER_STATE_FILE = "trainer_state.json"  # the Trainer's state, written last (by process 0)
 CHECKPOINT_PREFIX = "checkpoint-"
+
+
+@dataclass(frozen=True, eq=False)
+class RoundState:
+    """What a checkpoint holds of BOTS besides the selector: where GRPO stands in its rounds, and what must not change
+    when a run resumes from it. :meth:`save` writes it to a checkpoint folder, :meth:`load` reads and checks it."""
+
+    micro_step: int  # GRPO's micro-step counter: with the schedule, where the next round starts
+    rounds_selected: int  # over the whole run; equal to the selector's round, since each round is credited at once
+    tasks: np.ndarray  # the round GRPO generated last, in slot order (`trainer.bots_round_tasks` after resuming)
+    unscored_rounds: int  # consecutive rounds without a scored completion
+    rank_files: list[str]  # every process's last files (see `rank_files`): a checkpoint without them is incomplete
+    schedule: dict[str, int]  # what decides where rounds start and what they hold (see `generation_schedule`)
+    task_fingerprint: str  # of the train dataset's rows (trl_bots.data.task_fingerprint)
+    settings: dict[str, Any]  # the bots_* settings (see `bots_settings`)
+
+    def save(self, checkpoint: str | os.PathLike) -> None:
+        """Write the round state into the folder `checkpoint`, atomically."""
+        state = {
+            "format": ROUND_STATE_FORMAT,
+            "micro_step": self.micro_step,
+            "rounds_selected": self.rounds_selected,
+            "tasks": np.asarray(self.tasks).tolist(),
+            "unscored_rounds": self.unscored_rounds,
+            "rank_files": self.rank_files,
+            "schedule": self.schedule,
+            "task_fingerprint": self.task_fingerprint,
+            "settings": self.settings,
+        }
+        write_atomic(Path(checkpoint) / ROUND_STATE_FILE, json.dumps(state).encode())
+
+    @classmethod
+    def load(
+        cls,
+        checkpoint: str | os.PathLike,
+        selector: Any,
+        *,
+        schedule: dict[str, int],
+        task_fingerprint: str,
+        settings: dict[str, Any],
+        tasks_per_round: int,
+    ) -> RoundState:
+        """Restore `selector` (a `BOTSSelector`) from the checkpoint and return its round state, refusing a checkpoint
+        of another task list or schedule (`ValueError`, saying what to do) and logging the settings that changed: the
+        settings given here apply, the learned state is the checkpoint's."""
+        paths = {name: os.path.join(checkpoint, name) for name in (SELECTOR_FILE, ROUND_STATE_FILE)}
+        for name, path in paths.items():
+            if not os.path.isfile(path):
+                raise ValueError(
+                    f"Cannot resume BOTS from {checkpoint}: {name} is missing, so the selector would restart from the "
+                    "prior. Resume from a checkpoint written by BOTSGRPOTrainer, or start a new run."
+                )
+        try:
+            state = read_json(paths[ROUND_STATE_FILE])
+        except ValueError as error:
+            raise _invalid_round_state(paths[ROUND_STATE_FILE], error) from error
+        if state.get("format") == ROUND_STATE_FORMAT:
+            if state.get("task_fingerprint") != task_fingerprint:
+                raise ValueError(
+                    f"Cannot resume BOTS from {checkpoint}: it was trained on a task list with fingerprint "
+                    f"{state.get('task_fingerprint')}, and this run's train_dataset has fingerprint "
+                    f"{task_fingerprint} (other rows, another order or other values). The posterior is per row: "
+                    "resume with the dataset the checkpoint was trained on, in the same order, or start a new run."
+                )
+            _check_schedule(checkpoint, state.get("schedule"), schedule)
+            _log_changed_settings(checkpoint, state.get("settings"), settings)
+        selector.load(paths[SELECTOR_FILE])
+        try:
+            micro_step, tasks = _read_round(state, tasks_per_round, selector)
+        except (KeyError, TypeError, ValueError) as error:
+            raise _invalid_round_state(paths[ROUND_STATE_FILE], error) from error
+        return cls(
+            micro_step=micro_step,
+            rounds_selected=selector.round,  # checked equal to the saved count
+            tasks=tasks,
+            unscored_rounds=int(state.get("unscored_rounds", 0)),
+            rank_files=state.get("rank_files", []),
+            schedule=schedule,
+            task_fingerprint=task_fingerprint,
+            settings=settings,
+        )
+
+
+def generation_schedule(args: Any) -> dict[str, int]:
+    """What decides where GRPO's rounds start in its micro-step count, and what a round holds (from a `BOTSConfig`)."""
+    return {
+        "num_processes": args.world_size,
+        "gradient_accumulation_steps": args.gradient_accumulation_steps,
+        "steps_per_generation": args.steps_per_generation,
+        "num_iterations": args.num_iterations,
+        "num_generations": args.num_generations,
+        "generation_batch_size": args.generation_batch_size,
+    }
+
+
+def bots_settings(args: Any) -> dict[str, Any]:
+    """The `bots_*` settings of a `BOTSConfig`."""
+    return {name: getattr(args, name) for name in sorted(vars(args)) if name.startswith("bots_")}
+
+
+def rank_files(world_size: int, in_round: bool, save_only_model: bool) -> list[str]:
+    """The checkpoint files of every process: its buffered round, if any, and last its RNG state (named as
+    `Trainer._save_rng_state` names it). Process 0 writes `trainer_state.json` without waiting for them."""
+    ranks = range(world_size)
+    files = [ROUND_BUFFER_FILE.format(rank=rank) for rank in ranks] if in_round else []
+    if not save_only_model:
+        files += ["rng_state.pth"] if world_size <= 1 else [f"rng_state_{rank}.pth" for rank in ranks]
+    return files
+
+
+def _read_round(state: dict[str, Any], tasks_per_round: int, selector: Any) -> tuple[int, np.ndarray]:
+    """Validate a round state file's content against the restored selector; return (micro-step, round's tasks)."""
+    if state.get("format") != ROUND_STATE_FORMAT:
+        raise ValueError(f"format is {state.get('format')!r}, expected {ROUND_STATE_FORMAT!r}")
+    micro_step, rounds = state["micro_step"], state["rounds_selected"]
+    for name, value in (("micro_step", micro_step), ("rounds_selected", rounds)):
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if rounds != selector.round:
+        # Every selected round is credited within the same training step, so a checkpoint always holds both equal.
+        raise ValueError(
+            f"it records {rounds} selected rounds but {SELECTOR_FILE} has been updated {selector.round} times: the "
+            "two files come from different checkpoints"
+        )
+    tasks = np.asarray(state["tasks"], dtype=np.int64)
+    if (
+        tasks.shape != (tasks_per_round,)
+        or tasks.min() < 0
+        or tasks.max() >= selector.num_tasks
+        or np.unique(tasks).size != tasks.size
+    ):
+        raise ValueError(
+            f"the saved round {tasks.tolist()} is not {tasks_per_round} distinct task ids in "
+            f"[0, {selector.num_tasks}): it was saved with another dataset or generation_batch_size"
+        )
+    return micro_step, tasks
+
+
+def _invalid_round_state(path: str, error: Exception) -> ValueError:
+    return ValueError(
+        f"{path} is not a valid BOTS round state ({error}). Resume from the checkpoint folder as BOTSGRPOTrainer wrote "
+        "it, or from an earlier one."
+    )
+
+
+def _differences(saved: Any, current: dict[str, Any]) -> list[tuple[str, Any, Any]]:
+    """`(name, saved value, current value)` of every entry of `current` that the checkpoint's `saved` (a JSON object,
+    or anything if the file was edited) holds otherwise, compared as the checkpoint stores them (tuples are lists)."""
+    saved = saved if isinstance(saved, dict) else {}
+    return [
+        (name, saved.get(name), value)
+        for name, value in current.items()
+        if json.loads(json.dumps(value)) != saved.get(name)
+    ]
+
+
+def _check_schedule(checkpoint: str | os.PathLike, saved: Any, schedule: dict[str, int]) -> None:
+    changed = [f"{name}={old} in the checkpoint, {new} now" for name, old, new in _differences(saved, schedule)]
+    if changed:
+        raise ValueError(
+            f"Cannot resume BOTS from {checkpoint}: the generation schedule changed ({'; '.join(changed)}). The "
+            "restored micro-step counter would put round boundaries elsewhere than in the run that saved it. "
+            "Resume with the checkpoint's settings (number of processes included), or start a new run."
+        )
+
+
+def _log_changed_settings(checkpoint: str | os.PathLike, saved: Any, settings: dict[str, Any]) -> None:
+    """On resume the settings are the config's and the learned state the checkpoint's: say which settings changed."""
+    changed = [f"{name} {old!r} -> {new!r}" for name, old, new in _differences(saved, settings)]
+    if changed:
+        logger.warning(
+            "Resuming BOTS from %s with settings that differ from the checkpoint's (the config's apply; alpha, "
+            "beta, mu, round and random state continue from the checkpoint): %s.",
+            checkpoint,
+            ", ".join(changed),
+        )
 
 
 def read_json(path: str | os.PathLike) -> dict[str, Any]:
@@ -37,15 +228,15 @@ def checkpoint_problems(checkpoint: str | os.PathLike) -> list[str]:
     file of every process, its RNG state (process 0 writes `trainer_state.json` without waiting for the others).
     """
     checkpoint = Path(checkpoint)
-    missing = [name for name in (SAMPLER_FILE, SELECTOR_FILE, TRAINER_STATE_FILE) if not (checkpoint / name).is_file()]
+    missing = [
+        name for name in (ROUND_STATE_FILE, SELECTOR_FILE, TRAINER_STATE_FILE) if not (checkpoint / name).is_file()
+    ]
     # The round state is written atomically, so it is whole when present; an unreadable one is reported when loaded.
-    rank_files = _rank_files(checkpoint) if SAMPLER_FILE not in missing else []
-    missing += [name for name in rank_files if not (checkpoint / name).is_file()]
+    listed = _listed_rank_files(checkpoint) if ROUND_STATE_FILE not in missing else []
+    missing += [name for name in listed if not (checkpoint / name).is_file()]
     # torch.save writes a zip archive, whose directory comes last: a file cut short is not a zip file.
     problems = [
-        f"{name} was cut short"
-        for name in rank_files
-        if name not in missing and not zipfile.is_zipfile(checkpoint / name)
+        f"{name} was cut short" for name in listed if name not in missing and not zipfile.is_zipfile(checkpoint / name)
     ]
     if TRAINER_STATE_FILE not in missing:
         try:
@@ -58,13 +249,13 @@ def checkpoint_problems(checkpoint: str | os.PathLike) -> list[str]:
     return problems
 
 
-def _rank_files(checkpoint: Path) -> list[str]:
-    """The last file of every process, as listed in the round state (none if it cannot be read)."""
+def _listed_rank_files(checkpoint: Path) -> list[str]:
+    """The last file of every process, as the round state lists them (none if it cannot be read)."""
     try:
-        rank_files = read_json(checkpoint / SAMPLER_FILE).get("rank_files")
+        listed = read_json(checkpoint / ROUND_STATE_FILE).get("rank_files")
     except ValueError:
         return []
-    return [name for name in rank_files if isinstance(name, str)] if isinstance(rank_files, list) else []
+    return [name for name in listed if isinstance(name, str)] if isinstance(listed, list) else []
 
 
 def checkpoint_folders(output_dir: str | os.PathLike) -> list[Path]:
@@ -109,17 +300,17 @@ def resume_refusal(checkpoint: str | os.PathLike) -> str | None:
             f"Cannot resume from {checkpoint}: it is a run's output_dir, not a checkpoint folder. {_pick(path)} "
             f"resume_from_checkpoint=True with output_dir={checkpoint} picks the newest."
         )
-    if not (path / SAMPLER_FILE).is_file() and not (path / SELECTOR_FILE).is_file():
+    if not (path / ROUND_STATE_FILE).is_file() and not (path / SELECTOR_FILE).is_file():
         if (path / TRAINER_STATE_FILE).is_file():
             return (
                 f"Cannot resume from {checkpoint}: it was not written by BOTSGRPOTrainer (it has {TRAINER_STATE_FILE} "
-                f"but no {SELECTOR_FILE} or {SAMPLER_FILE}, e.g. a GRPOTrainer checkpoint), so BOTS cannot restore its "
+                f"but no {SELECTOR_FILE} or {ROUND_STATE_FILE}, e.g. a GRPOTrainer checkpoint), so BOTS cannot restore its "
                 "selector. To start BOTS from its weights, load the model from this folder and train without "
                 "resume_from_checkpoint; to continue a BOTS run, resume from one of its checkpoints."
             )
         return (
             f"Cannot resume from {checkpoint}: it is not a checkpoint folder (no {TRAINER_STATE_FILE}, "
-            f"{SELECTOR_FILE} or {SAMPLER_FILE}). {_pick(path.parent)}"
+            f"{SELECTOR_FILE} or {ROUND_STATE_FILE}). {_pick(path.parent)}"
         )
     return (
         f"Cannot resume from {checkpoint}: it is incomplete, {', '.join(problems)}, most likely because the process "

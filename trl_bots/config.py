@@ -10,19 +10,15 @@ from dataclasses import dataclass, field
 from trl import GRPOConfig
 
 from .domains import DOMAIN_WEIGHT_MODES
-from .validation import CAP_FITS, check_choice, check_hyperparameters, check_in_interval, check_strategy, is_real
-
-
-_FLOAT_FIELDS = (
-    "bots_target_pass_rate",
-    "bots_forgetting",
-    "bots_implicit_weight",
-    "bots_temperature",
-    "bots_prior_alpha",
-    "bots_prior_beta",
-    "bots_pseudo_count",
-    "bots_cap_momentum",
-    "bots_success_threshold",
+from .validation import (
+    CAP_FITS,
+    HYPERPARAMETERS,
+    check_choice,
+    check_in_interval,
+    check_strategy,
+    domain_weights_problem,
+    is_real,
+    missing_evidence,
 )
 
 
@@ -74,7 +70,7 @@ class BOTSConfig(GRPOConfig):
         bots_prior_beta (`float`, *optional*, defaults to `1.0`):
             `beta0` of the base prior `Beta(alpha0, beta0)`, in (0, 1e6].
         bots_pseudo_count (`float` or `None`, *optional*, defaults to `None`):
-            Weight `m` in [0, 1e6] of one implicit prediction, in rollouts. `None` uses `num_generations`.
+            Weight `m` in [0, 1e6] of one implicit prediction, in rollouts. `None` resolves to `num_generations`.
         bots_cap_momentum (`float`, *optional*, defaults to `0.9`):
             Momentum `gamma` in [0, 1) of the interpolation coefficient of the implicit-evidence plug-in.
         bots_cap_fit (`str`, *optional*, defaults to `"robust"`):
@@ -101,7 +97,7 @@ class BOTSConfig(GRPOConfig):
             success reward `None`/NaN): the selector would otherwise select from its prior forever. The first such
             round logs a warning.
         bots_seed (`int` or `None`, *optional*, defaults to `None`):
-            Seed of the selector's random generator, identical on every process. `None` uses `seed`.
+            Seed of the selector's random generator, identical on every process. `None` resolves to `seed`.
         bots_domain_column (`str` or `None`, *optional*, defaults to `None`):
             Dataset column naming each task's domain (GURU: `ability` or `data_source`; nested fields with dots, e.g.
             `extra_info.domain`). Every round then logs per domain its share of the selected tasks, effective-task
@@ -237,34 +233,22 @@ class BOTSConfig(GRPOConfig):
         super().__post_init__()
         check_strategy("bots_strategy", self.bots_strategy)
         check_choice("bots_cap_fit", self.bots_cap_fit, CAP_FITS)
+        # Derived defaults, resolved here like GRPOConfig's own (e.g. generation_batch_size).
         if self.bots_implicit_weight is None:
             self.bots_implicit_weight = 0.1 if self.bots_reference_columns is not None else 0.0
-        check_hyperparameters(
-            target=self.bots_target_pass_rate,
-            forgetting=self.bots_forgetting,
-            implicit_weight=self.bots_implicit_weight,
-            temperature=self.bots_temperature,
-            prior=(self.bots_prior_alpha, self.bots_prior_beta),
-            pseudo_count=self.bots_pseudo_count,
-            cap_momentum=self.bots_cap_momentum,
-            names={
-                "target": "bots_target_pass_rate",
-                "forgetting": "bots_forgetting",
-                "implicit_weight": "bots_implicit_weight",
-                "temperature": "bots_temperature",
-                "prior": "bots_prior_alpha/bots_prior_beta",
-                "pseudo_count": "bots_pseudo_count",
-                "cap_momentum": "bots_cap_momentum",
-            },
-        )
+        if self.bots_pseudo_count is None:
+            self.bots_pseudo_count = self.num_generations  # m: one prediction weighs as much as one task's rollouts
+        if self.bots_seed is None:
+            self.bots_seed = self.seed
+        for parameter in HYPERPARAMETERS:
+            parameter.check(parameter.config_value(self), parameter.field_label)
         check_in_interval("bots_success_threshold", self.bots_success_threshold, -math.inf, math.inf, high_open=True)
         rounds = self.bots_max_unscored_rounds
         if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
             raise ValueError(f"bots_max_unscored_rounds must be a positive integer, got {rounds!r}.")
         # NumPy scalars pass the checks; plain floats keep the config JSON-serialisable (it is saved with checkpoints).
-        for name in _FLOAT_FIELDS:
-            if getattr(self, name) is not None:
-                setattr(self, name, float(getattr(self, name)))
+        for name in (*(name for parameter in HYPERPARAMETERS for name in parameter.fields), "bots_success_threshold"):
+            setattr(self, name, float(getattr(self, name)))
         if self.bots_reference_columns is not None:
             columns = self.bots_reference_columns
             if isinstance(columns, str) or len(columns) != 2 or not all(isinstance(c, str) and c for c in columns):
@@ -273,18 +257,25 @@ class BOTSConfig(GRPOConfig):
                     "Example: bots_reference_columns=['qwen2.5_7b_pass_rate', 'qwen3_30b_pass_rate']."
                 )
             self.bots_reference_columns = list(columns)
-        elif self.bots_strategy in ("dots", "easy2hard"):
-            raise ValueError(
-                f"bots_strategy={self.bots_strategy!r} needs reference pass rates, but bots_reference_columns is not "
-                "set. Set bots_reference_columns=[weak_column, strong_column] or choose another bots_strategy."
-            )
-        elif self.bots_strategy == "bots" and self.bots_implicit_weight > 0:
+        has_reference = self.bots_reference_columns is not None
+        missing = missing_evidence(self.bots_strategy, self.bots_implicit_weight, has_reference, has_estimator=False)
+        if missing is not None and self.bots_strategy == "bots":
             raise ValueError(
                 f"bots_implicit_weight={self.bots_implicit_weight} needs implicit evidence from reference pass rates, "
                 "but bots_reference_columns is not set. Set bots_reference_columns=[weak_column, strong_column] (two "
                 "dataset columns of offline pass rates), or bots_implicit_weight=0 for explicit evidence only."
             )
+        if missing is not None:  # dots or easy2hard
+            raise ValueError(
+                f"bots_strategy={self.bots_strategy!r} needs reference pass rates, but bots_reference_columns is not "
+                "set. Set bots_reference_columns=[weak_column, strong_column] or choose another bots_strategy."
+            )
         self._check_domain_settings()
+
+    @property
+    def tasks_per_round(self) -> int:
+        """B, the distinct tasks of one generation batch: `generation_batch_size // num_generations`."""
+        return self.generation_batch_size // self.num_generations
 
     def _check_domain_settings(self) -> None:
         """What can be checked without the data; the domains themselves are checked when the trainer reads them."""
@@ -297,9 +288,8 @@ class BOTSConfig(GRPOConfig):
         column, weights = self.bots_domain_column, self.bots_domain_weights
         if column is not None and (not isinstance(column, str) or not column):
             raise ValueError(f"bots_domain_column must name a dataset column, got {column!r}.")
-        if weights is None:
-            return
-        if column is None:
+        problem = domain_weights_problem(self.bots_strategy, column is not None, weights)
+        if problem == "no domains":
             raise ValueError(
                 f"bots_domain_weights={weights!r} needs bots_domain_column, the dataset column naming each task's "
                 "domain (e.g. 'ability' for GURU). Set it, or leave bots_domain_weights out for one global selection."
@@ -309,7 +299,7 @@ class BOTSConfig(GRPOConfig):
                 f"bots_domain_weights must be a mapping domain -> weight (JSON on the command line, e.g. "
                 f"'{{\"math\": 2, \"logic\": 1}}'), 'proportional' or 'uniform', got {weights!r}."
             )
-        if self.bots_strategy in ("uniform", "easy2hard"):
+        if problem == "fixed order":
             raise ValueError(
                 f"bots_domain_weights applies to the adaptive strategies (bots, mopps, dots); bots_strategy="
                 f"{self.bots_strategy!r} serves a fixed order of all tasks. Leave bots_domain_weights out for this "

@@ -5,22 +5,29 @@ every round takes each domain's quota of the batch and selects that many tasks i
 so one domain with many tasks near the target cannot crowd out the others. Everything here is a pure function of
 its arguments: the quotas of a round depend only on the batch size, the weights, the domain sizes and each domain's
 lag behind its exact share (exact fractions, kept in the selector state), so every process computes the same quotas
-and a resumed run continues with the same ones.
+and a resumed run continues with the same ones. See docs/algorithm.md (Domain quotas).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from fractions import Fraction
+from functools import cached_property
 
 import numpy as np
 
-from .validation import is_real
+from .validation import check_enough_tasks, is_real
 
 
 MAX_DOMAINS = 256  # far above any real mixture; keeps per-domain metrics and the quota arithmetic small
 DOMAIN_WEIGHT_MODES = ("proportional", "uniform")
+TOO_FEW_WEIGHTED_TASKS = (
+    "batch_size={batch_size} distinct tasks cannot be drawn from the domains with a positive weight, which hold "
+    "{available} tasks. Use a smaller batch, or give weight to more domains."
+)
 
 
 def encode_domains(
@@ -96,6 +103,41 @@ def resolve_domain_weights(
     return array
 
 
+@dataclass(frozen=True, eq=False)
+class TaskDomains:
+    """Every task's domain, encoded once: the distinct names (sorted), each task's code and, with domain weights, each
+    domain's resolved weight. Build it with :meth:`from_labels` (and :meth:`with_weights`); messages name the
+    arguments as the caller calls them."""
+
+    names: tuple[str, ...]
+    codes: np.ndarray  # each task's index into names
+    weights: np.ndarray | None = None  # resolved, in the order of names; None: no quotas, one selection over all tasks
+
+    @classmethod
+    def from_labels(cls, labels: Sequence[str] | np.ndarray, num_tasks: int, name: str = "domains") -> TaskDomains:
+        """:func:`encode_domains` of one label per task."""
+        return cls(*encode_domains(labels, num_tasks, name=name))
+
+    def with_weights(self, weights: Mapping[str, float] | str, name: str = "domain_weights") -> TaskDomains:
+        """These domains with quotas: :func:`resolve_domain_weights` of ``weights``."""
+        return dataclasses.replace(self, weights=resolve_domain_weights(weights, self.names, self.sizes, name=name))
+
+    @cached_property
+    def sizes(self) -> np.ndarray:
+        """Tasks per domain."""
+        return np.bincount(self.codes, minlength=len(self.names))
+
+    @property
+    def weighted_tasks(self) -> int:
+        """Tasks in the domains with a positive weight: all a round with quotas can draw from."""
+        return int(self.sizes[self.weights > 0].sum())
+
+    def pools(self) -> list[np.ndarray]:
+        """Each domain's task ids, sorted: views into one stable argsort."""
+        order = np.argsort(self.codes, kind="stable")
+        return np.split(order, np.cumsum(self.sizes)[:-1])
+
+
 def exact_shares(weights: Sequence[float] | np.ndarray) -> list[Fraction]:
     """Each weight's share of their sum, as exact fractions (weights >= 0 with a positive sum): all the quotas depend
     on, so weights at another scale (``{a: 2, b: 1}``, ``{a: 4, b: 2}``) give the same quotas."""
@@ -137,12 +179,7 @@ def domain_quotas(
     sizes = np.asarray(sizes, dtype=np.int64)
     weights = np.asarray(weights, dtype=np.float64)
     positive = weights > 0
-    available = int(sizes[positive].sum())
-    if batch_size > available:
-        raise ValueError(
-            f"batch_size={batch_size} distinct tasks cannot be drawn from the domains with a positive weight, which "
-            f"hold {available} tasks. Use a smaller batch, or give weight to more domains."
-        )
+    check_enough_tasks(batch_size, int(sizes[positive].sum()), TOO_FEW_WEIGHTED_TASKS)
     quotas = np.zeros(len(sizes), dtype=np.int64)
     capped = np.zeros(len(sizes), dtype=bool)
     while True:

@@ -3,7 +3,8 @@
 A plug-in sees the observed pass rates of the selected batch after each round and predicts
 the current pass rate ``q_i`` of every task. The selector turns predictions into pseudo
 counts ``m * q_i`` and ``m * (1 - q_i)``. Any object with the methods of
-:class:`ImplicitEvidence` can be passed to ``BOTSSelector(estimator=...)``.
+:class:`ImplicitEvidence` can be passed to ``BOTSSelector(estimator=...)``. See docs/algorithm.md
+(Implicit evidence).
 """
 
 from __future__ import annotations

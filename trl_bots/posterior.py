@@ -7,7 +7,8 @@ evidence: explicit success/failure counts for the tasks that were rolled out, we
     alpha_i <- (1 - lambda) alpha_i + lambda alpha_0 + (1 - rho) s_i + rho s~_i
     beta_i  <- (1 - lambda) beta_i  + lambda beta_0  + (1 - rho) f_i + rho f~_i
 
-The result is again a Beta distribution. Unselected tasks have ``s_i = f_i = 0``.
+The result is again a Beta distribution. Unselected tasks have ``s_i = f_i = 0``. See docs/algorithm.md
+(Posterior update).
 """
 
 from __future__ import annotations

@@ -6,6 +6,14 @@ from collections.abc import Iterator
 
 from torch.utils.data import Sampler
 
+from .validation import check_enough_tasks
+
+
+TOO_FEW_TASKS = (
+    "One generation batch needs {batch_size} distinct tasks but the dataset has only {available}. Use a larger "
+    "dataset, or a smaller generation_batch_size (or more num_generations per task)."
+)
+
 
 class BOTSSampler(Sampler[int]):
     """
@@ -32,11 +40,7 @@ class BOTSSampler(Sampler[int]):
     """
 
     def __init__(self, num_tasks: int, mini_repeat_count: int, batch_size: int, repeat_count: int = 1):
-        if batch_size > num_tasks:
-            raise ValueError(
-                f"One generation batch needs {batch_size} distinct tasks but the dataset has only {num_tasks}. "
-                "Use a larger dataset, or a smaller generation_batch_size (or more num_generations per task)."
-            )
+        check_enough_tasks(batch_size, num_tasks, TOO_FEW_TASKS)
         self.mini_repeat_count = mini_repeat_count
         self.batch_size = batch_size
         self.repeat_count = repeat_count

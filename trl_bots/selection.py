@@ -8,14 +8,20 @@ order is a deterministic function of the inputs.
 
 Thompson draws at temperature 0 go through :func:`select_thompson_top`, which has the law of
 drawing every task and taking the top B but reveals only the draws near the target.
+
+:func:`select_tasks` applies a :class:`SelectionRule` to all tasks, :func:`select_by_quotas` to each domain's quota of
+a round; what makes them fast (the density bound, the densities per domain, a reused buffer) stays in this module.
+The math is in docs/algorithm.md (Selection).
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
+from .posterior import posterior_mean
 from .sampling import beta_log_pdf, density_bound, draws_in_window, sample_beta
 
 
@@ -26,6 +32,21 @@ MAX_FLAG_PROBABILITY = 0.6
 WINDOW_MARGIN = 1.5
 # Tasks on which the mean density at the target is estimated (evenly spaced): a deterministic function of the state.
 DENSITY_PROBES = 256
+
+
+@dataclass(frozen=True)
+class SelectionRule:
+    """How a round scores its tasks: by a Thompson draw or the posterior mean, its distance to ``target``, and
+    ``temperature`` (0: the best scores; > 0: a softmax sample)."""
+
+    target: float
+    thompson: bool
+    temperature: float
+
+    @property
+    def thompson_top(self) -> bool:
+        """Thompson draws at temperature 0, selected by :func:`select_thompson_top` without drawing every task."""
+        return self.thompson and self.temperature == 0
 
 
 def distance_to_target(pass_rates: np.ndarray, target: float, out: np.ndarray | None = None) -> np.ndarray:
@@ -181,3 +202,62 @@ def _nearest_drawing_all(rng, alpha, beta, target, batch_size, tasks, draws, pre
     distance[rest] = np.abs(rest_draws - target)
     distance[tasks] = np.abs(draws - target)
     return select_top(distance, batch_size)
+
+
+# ------------------------------------------------------------------ a round's selection
+def select_tasks(
+    rng: np.random.Generator,
+    alpha: np.ndarray,
+    beta: np.ndarray,
+    rule: SelectionRule,
+    batch_size: int,
+    scratch: np.ndarray | None = None,
+) -> np.ndarray:
+    """``batch_size`` distinct tasks by ``rule`` among all tasks, best first; ``scratch`` (float32, one per task) is
+    reused for the draws or means instead of a fresh array."""
+    bound = density_bound(alpha, beta) if rule.thompson_top else None
+    return _select_in_pool(rng, alpha, beta, rule, batch_size, None, bound, math.nan, scratch)
+
+
+def select_by_quotas(
+    rng: np.random.Generator,
+    alpha: np.ndarray,
+    beta: np.ndarray,
+    rule: SelectionRule,
+    quotas: np.ndarray,
+    pools: list[np.ndarray],
+    groups: np.ndarray,
+    scratch: np.ndarray | None = None,
+) -> np.ndarray:
+    """``quotas[d]`` tasks by ``rule`` inside each domain's pool (``pools[d]``: its sorted task ids; ``groups``: each
+    task's domain), domains in order, each best first.
+
+    What Thompson top-B selection needs to know of the posteriors, the density bound and each domain's mean density at
+    the target, is computed once for all domains.
+    """
+    bound = density_bound(alpha, beta) if rule.thompson_top else None
+    densities = np.full(len(quotas), math.nan)
+    if bound is not None:
+        densities = mean_densities_by_group(alpha, beta, rule.target, groups, len(quotas))
+    chosen = [
+        _select_in_pool(rng, alpha, beta, rule, int(k), pool, bound, density, scratch)
+        for pool, k, density in zip(pools, quotas, densities, strict=True)
+        if k
+    ]
+    return np.concatenate(chosen)
+
+
+def _select_in_pool(rng, alpha, beta, rule, batch_size, pool, bound, density, scratch) -> np.ndarray:
+    """The rule among the tasks of ``pool`` (sorted ids; None: all), ``bound`` and ``density`` as
+    :func:`select_thompson_top_in_pool` takes them."""
+    if rule.thompson_top:
+        return select_thompson_top_in_pool(rng, alpha, beta, rule.target, batch_size, pool, bound, density)
+    alpha, beta = (alpha, beta) if pool is None else (alpha[pool], beta[pool])
+    out = None if scratch is None else scratch[: alpha.size]
+    pass_rates = sample_beta(rng, alpha, beta, out=out) if rule.thompson else posterior_mean(alpha, beta, out=out)
+    distance = distance_to_target(pass_rates, rule.target, out=pass_rates)
+    if rule.temperature > 0:
+        chosen = select_softmax(distance, batch_size, rule.temperature, rng)
+    else:
+        chosen = select_top(distance, batch_size)
+    return chosen if pool is None else pool[chosen]

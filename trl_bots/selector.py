@@ -3,9 +3,9 @@
 Glue between the pieces, each in its own module: the Beta posterior update
 (:mod:`trl_bots.posterior`), exact Thompson draws (:mod:`trl_bots.sampling`), scoring and
 batch selection (:mod:`trl_bots.selection`), implicit evidence (:mod:`trl_bots.implicit`),
-the non-adaptive baselines (:mod:`trl_bots.baselines`) and the state file
-(:mod:`trl_bots.state`). The algorithm is described in ``BOTS.md`` and in the paper,
-arXiv:2510.26374.
+the non-adaptive baselines (:mod:`trl_bots.baselines`), domain quotas (:mod:`trl_bots.domains`)
+and the state file (:mod:`trl_bots.state`). The algorithm, with what is exact and what is
+approximate, is described in docs/algorithm.md and in the paper, arXiv:2510.26374.
 """
 
 from __future__ import annotations
@@ -23,27 +23,23 @@ from typing import Any
 import numpy as np
 
 from .baselines import CyclicOrder, easy_to_hard_order, uniform_order
-from .domains import domain_quotas, domain_round_stats, encode_domains, exact_shares, resolve_domain_weights
+from .domains import TaskDomains, domain_quotas, domain_round_stats, exact_shares
 from .implicit import ImplicitEvidence, InterpolationEstimator
 from .posterior import ChunkedGroups, average_posterior_mean, group_posterior_means, posterior_mean, update_posterior
-from .sampling import density_bound, sample_beta
-from .selection import (
-    distance_to_target,
-    mean_densities_by_group,
-    select_softmax,
-    select_thompson_top_in_pool,
-    select_top,
-)
+from .selection import SelectionRule, select_by_quotas, select_tasks
 from .state import read_state_file, write_state_file
 from .validation import (
     CAP_FITS,
+    HYPERPARAMETERS,
     check_choice,
-    check_hyperparameters,
+    check_enough_tasks,
     check_reference_pass_rates,
     check_round,
     check_strategy,
     check_task_ids,
+    domain_weights_problem,
     is_real,
+    missing_evidence,
 )
 
 
@@ -51,6 +47,10 @@ logger = logging.getLogger(__name__)
 
 # Mean absolute error of the plug-in on a batch at or above which adaptive rho is halved (paper, Section 4).
 ADAPTIVE_MAE_THRESHOLD = 0.25
+TOO_FEW_TASKS = (
+    "batch_size={batch_size} is larger than the number of tasks ({available}); a batch holds distinct tasks. Use a "
+    "smaller batch or more tasks."
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,8 +129,9 @@ class BOTSSelector:
         adaptive_implicit_weight: halve rho whenever the plug-in's mean absolute error on a batch is >= 0.25.
         estimator: a custom implicit-evidence plug-in (see :class:`trl_bots.implicit.ImplicitEvidence`) used
             instead of the interpolation plug-in.
-        domains: optional domain label of every task (non-empty strings, at most 256 distinct). Each update then
-            records per-domain diagnostics in :attr:`last_domain_stats`.
+        domains: optional domain label of every task (non-empty strings, at most 256 distinct), or a
+            :class:`~trl_bots.domains.TaskDomains` that already holds them encoded, with its weights (then leave
+            ``domain_weights`` out). Each update then records per-domain diagnostics in :attr:`last_domain_stats`.
         domain_weights: with ``domains``, the share of every round each domain gets: a mapping label -> weight
             (every domain of ``domains``, weights >= 0, not all 0), ``"proportional"`` (to the domain's number of
             tasks) or ``"uniform"``. Each round takes each domain's quota (:meth:`domain_quotas`) and selects that many
@@ -154,22 +155,24 @@ class BOTSSelector:
         strategy: str = "bots",
         adaptive_implicit_weight: bool = False,
         estimator: ImplicitEvidence | None = None,
-        domains: Sequence[str] | np.ndarray | None = None,
+        domains: Sequence[str] | np.ndarray | TaskDomains | None = None,
         domain_weights: Mapping[str, float] | str | None = None,
     ) -> None:
         if isinstance(num_tasks, bool) or not isinstance(num_tasks, (int, np.integer)) or num_tasks < 1:
             raise ValueError(f"num_tasks must be a positive integer, got {num_tasks!r}.")
         check_strategy("strategy", strategy)
         check_choice("cap_fit", cap_fit, CAP_FITS)
-        check_hyperparameters(
-            target=target,
-            forgetting=forgetting,
-            implicit_weight=implicit_weight,
-            temperature=temperature,
-            prior=tuple(prior),
-            pseudo_count=pseudo_count,
-            cap_momentum=cap_momentum,
-        )
+        values = {
+            "target": target,
+            "forgetting": forgetting,
+            "implicit_weight": implicit_weight,
+            "temperature": temperature,
+            "cap_momentum": cap_momentum,
+            "prior": tuple(prior),
+            "pseudo_count": pseudo_count,
+        }
+        for parameter in HYPERPARAMETERS:
+            parameter.check(values[parameter.argument])
         self.num_tasks = int(num_tasks)
         self.strategy = strategy
         self.target = float(target)
@@ -194,7 +197,7 @@ class BOTSSelector:
         if strategy == "uniform":
             self.order = uniform_order(self.num_tasks, self.rng)
         elif strategy == "easy2hard":
-            if reference is None:
+            if missing_evidence(strategy, self.implicit_weight, reference is not None, estimator is not None):
                 raise ValueError(
                     "strategy='easy2hard' orders tasks by their reference pass rates; pass reference_pass_rates."
                 )
@@ -211,105 +214,88 @@ class BOTSSelector:
         self._init_domains(domains, domain_weights)
 
     def _init_domains(
-        self, domains: Sequence[str] | np.ndarray | None, domain_weights: Mapping[str, float] | str | None
+        self,
+        domains: Sequence[str] | np.ndarray | TaskDomains | None,
+        domain_weights: Mapping[str, float] | str | None,
     ) -> None:
+        self.domains: TaskDomains | None = None  # encoded once; its parts are also the attributes below
         self.domain_names: tuple[str, ...] | None = None
         self.domain_codes: np.ndarray | None = None  # each task's index into domain_names
         self.domain_sizes: np.ndarray | None = None
         self.domain_weights: np.ndarray | None = None  # resolved, in the order of domain_names
         self.last_domain_stats: dict[str, dict[str, float]] | None = None
         self._reported_capped: set[str] = set()  # domains already logged as smaller than their quota
+        encoded = isinstance(domains, TaskDomains)
+        requested = domains.weights if encoded else domain_weights
+        problem = domain_weights_problem(self.strategy, domains is not None, requested)
+        if problem == "no domains":
+            raise ValueError("domain_weights needs domains: pass the domain label of every task as domains=.")
         if domains is None:
-            if domain_weights is not None:
-                raise ValueError("domain_weights needs domains: pass the domain label of every task as domains=.")
             return
-        self.domain_names, self.domain_codes = encode_domains(domains, self.num_tasks)
-        self._domain_groups = ChunkedGroups(self.domain_codes, len(self.domain_names))
-        self.domain_sizes = self._domain_groups.sizes
-        # Each domain's task ids, sorted: views into one stable argsort, searched in place when selecting.
-        order = np.argsort(self.domain_codes, kind="stable")
-        self._domain_pools = np.split(order, np.cumsum(self.domain_sizes)[:-1])
+        if not encoded:
+            domains = TaskDomains.from_labels(domains, self.num_tasks)
+        elif domain_weights is not None or domains.codes.shape != (self.num_tasks,):
+            raise ValueError(
+                f"domains=TaskDomains(...) must hold the domain of each of the {self.num_tasks} tasks, with its weights "
+                "(domain_weights is then left out)."
+            )
+        if problem == "fixed order":
+            raise ValueError(
+                f"domain_weights apply to the adaptive strategies (bots, mopps, dots); strategy={self.strategy!r} "
+                "serves a fixed order of all tasks. Leave domain_weights out for this baseline."
+            )
         if domain_weights is not None:
-            if self.order is not None:
-                raise ValueError(
-                    f"domain_weights apply to the adaptive strategies (bots, mopps, dots); strategy={self.strategy!r} "
-                    "serves a fixed order of all tasks. Leave domain_weights out for this baseline."
-                )
-            self.domain_weights = resolve_domain_weights(domain_weights, self.domain_names, self.domain_sizes)
+            domains = domains.with_weights(domain_weights)
+        if domains.weights is not None:
             # How far each domain is behind its exact shares over the rounds so far: rotates the remainder seats.
-            self.domain_lag = [Fraction(0)] * len(self.domain_names)
+            self.domain_lag = [Fraction(0)] * len(domains.names)
+            self._domain_pools = domains.pools()  # searched in place when selecting
+        self.domains, self.domain_names, self.domain_codes = domains, domains.names, domains.codes
+        self.domain_sizes, self.domain_weights = domains.sizes, domains.weights
+        self._domain_groups = ChunkedGroups(domains.codes, len(domains.names))
 
     def _strategy_implicit_weight(self, implicit_weight: float, has_reference: bool) -> float:
         has_estimator = self.estimator is not None
         if self.strategy == "mopps":
             return 0.0
-        if self.strategy == "dots":
-            if not has_estimator:
+        if missing_evidence(self.strategy, implicit_weight, has_reference, has_estimator) == "implicit":
+            if self.strategy == "dots":
                 raise ValueError(
                     "strategy='dots' uses only implicit evidence; pass reference_pass_rates or estimator."
                 )
-            return 1.0
-        if implicit_weight > 0 and not has_estimator:
-            if self.strategy in ("uniform", "easy2hard"):
-                return 0.0  # the baselines only track the posterior for diagnostics; explicit evidence suffices
             raise ValueError(
                 f"implicit_weight={implicit_weight} needs implicit evidence, but no reference_pass_rates (weak, strong) "
                 "or estimator was given. Pass reference pass rates, or set implicit_weight=0 for explicit evidence only."
             )
+        if self.strategy == "dots":
+            return 1.0
+        if not has_estimator:
+            return 0.0  # the baselines only track the posterior for diagnostics; explicit evidence suffices
         return float(implicit_weight)
 
     # ------------------------------------------------------------------ selection
+    @property
+    def rule(self) -> SelectionRule:
+        """How :meth:`select` scores the tasks (``target``, ``thompson``, ``temperature``)."""
+        return SelectionRule(self.target, self.thompson, self.temperature)
+
     def select(self, batch_size: int) -> np.ndarray:
         """Return ``batch_size`` distinct task ids for the next round, best first."""
         self._check_batch_size(batch_size)
         if self.order is not None:
             return self.order.take(int(batch_size), self.rng)
         if self.domain_weights is None:
-            return self._select_by_rule(int(batch_size))
+            return select_tasks(self.rng, self.alpha, self.beta, self.rule, int(batch_size), self._scratch)
         # Each domain's quota by the same rule, domains in the order of domain_names, each best first.
         quotas, self.domain_lag = self._round_quotas(int(batch_size))
-        # What Thompson top-B selection needs to know of the posteriors, computed once for all domains.
-        bound = density_bound(self.alpha, self.beta) if self.thompson and self.temperature == 0 else None
-        densities = np.full(len(quotas), math.nan)
-        if bound is not None:
-            densities = mean_densities_by_group(self.alpha, self.beta, self.target, self.domain_codes, len(quotas))
-        chosen = [
-            self._select_by_rule(int(k), pool, bound, density)
-            for pool, k, density in zip(self._domain_pools, quotas, densities, strict=True)
-            if k
-        ]
-        return np.concatenate(chosen)
+        return select_by_quotas(
+            self.rng, self.alpha, self.beta, self.rule, quotas, self._domain_pools, self.domain_codes, self._scratch
+        )
 
     def _check_batch_size(self, batch_size: int) -> None:
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
-        if batch_size > self.num_tasks:
-            raise ValueError(
-                f"batch_size={batch_size} is larger than the number of tasks ({self.num_tasks}); a batch holds "
-                "distinct tasks. Use a smaller batch or more tasks."
-            )
-
-    def _select_by_rule(
-        self, batch_size: int, pool: np.ndarray | None = None, bound: float | None = None, density: float = math.nan
-    ) -> np.ndarray:
-        """The BOTS rule among the tasks of ``pool`` (sorted ids; None: all); with a pool, ``bound`` and ``density``
-        as :func:`trl_bots.selection.select_thompson_top_in_pool` takes them."""
-        if self.thompson and self.temperature == 0:
-            bound = density_bound(self.alpha, self.beta) if pool is None else bound
-            return select_thompson_top_in_pool(
-                self.rng, self.alpha, self.beta, self.target, batch_size, pool, bound, density
-            )
-        alpha, beta = (self.alpha, self.beta) if pool is None else (self.alpha[pool], self.beta[pool])
-        if self.thompson:
-            pass_rates = sample_beta(self.rng, alpha, beta, out=self._scratch[: alpha.size])
-        else:
-            pass_rates = posterior_mean(alpha, beta, out=self._scratch[: alpha.size])
-        distance = distance_to_target(pass_rates, self.target, out=pass_rates)
-        if self.temperature > 0:
-            chosen = select_softmax(distance, batch_size, self.temperature, self.rng)
-        else:
-            chosen = select_top(distance, batch_size)
-        return chosen if pool is None else pool[chosen]
+        check_enough_tasks(batch_size, self.num_tasks, TOO_FEW_TASKS)
 
     def domain_quotas(self, batch_size: int) -> dict[str, int] | None:
         """Tasks per domain that the next :meth:`select` of ``batch_size`` takes (``None`` without domain weights).

@@ -7,6 +7,7 @@ what would be accepted, before any work is done.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -50,32 +51,114 @@ def check_strategy(name: str, strategy: str) -> None:
     check_choice(name, strategy, STRATEGIES)
 
 
-def check_hyperparameters(
-    *,
-    target: float,
-    forgetting: float,
-    implicit_weight: float,
-    temperature: float,
-    prior: tuple[float, float],
-    pseudo_count: float | None,
-    cap_momentum: float,
-    names: dict[str, str] | None = None,
-) -> None:
-    """Check the BOTS hyper-parameters (BOTS.md section 5.6); ``names`` maps them to the caller's field names."""
-    names = names or {}
-    check_in_interval(names.get("target", "target"), target, 0.0, 1.0, low_open=True, high_open=True)
-    check_in_interval(names.get("forgetting", "forgetting"), forgetting, 0.0, 1.0, low_open=True)
-    check_in_interval(names.get("implicit_weight", "implicit_weight"), implicit_weight, 0.0, 1.0)
-    check_in_interval(names.get("temperature", "temperature"), temperature, 0.0, math.inf, high_open=True)
-    check_in_interval(names.get("cap_momentum", "cap_momentum"), cap_momentum, 0.0, 1.0, high_open=True)
-    if len(prior) != 2:
-        raise ValueError(f"{names.get('prior', 'prior')} must be a pair (alpha0, beta0), got {prior!r}.")
-    # The prior and the pseudo count are worth rollouts, like the trials of a round, and share their bound: beyond it
-    # the float32 posterior loses whole counts, and past float32's range it overflows to inf (a NaN posterior mean).
-    for part, value in zip(("alpha0", "beta0"), prior, strict=True):
-        check_in_interval(f"{names.get('prior', 'prior')} {part}", value, 0.0, MAX_TRIALS, low_open=True)
-    if pseudo_count is not None:
-        check_in_interval(names.get("pseudo_count", "pseudo_count"), pseudo_count, 0.0, MAX_TRIALS)
+# ------------------------------------------------------------------ the selector's hyper-parameters
+@dataclass(frozen=True)
+class Interval:
+    """The real numbers from ``low`` to ``high``, each end open or closed."""
+
+    low: float
+    high: float
+    low_open: bool = False
+    high_open: bool = False
+
+    def check(self, name: str, value: Any) -> None:
+        """Raise unless ``value`` is a real number (Python or NumPy, not a bool) inside the interval."""
+        check_in_interval(name, value, self.low, self.high, low_open=self.low_open, high_open=self.high_open)
+
+
+@dataclass(frozen=True)
+class Hyperparameter:
+    """One hyper-parameter of :class:`~trl_bots.BOTSSelector`: its argument, its ``BOTSConfig`` field(s), its interval.
+
+    A pair (the prior) is one argument held in two fields, one per part, each part checked on the interval.
+    """
+
+    argument: str  # the BOTSSelector argument, and its name in the selector's messages
+    fields: tuple[str, ...]  # the BOTSConfig field, or one field per part of a pair
+    interval: Interval
+    parts: tuple[str, ...] = ()  # a pair's parts, as messages name them
+    optional: bool = False  # None is allowed (a default resolved elsewhere)
+
+    @property
+    def field_label(self) -> str:
+        """Its name in the config's messages."""
+        return "/".join(self.fields)
+
+    def config_value(self, config: Any) -> Any:
+        """Its value in a ``BOTSConfig``: the field's, or a pair's parts as a tuple."""
+        values = tuple(getattr(config, field) for field in self.fields)
+        return values if self.parts else values[0]
+
+    def check(self, value: Any, name: str | None = None) -> None:
+        """Raise unless ``value`` is allowed; messages call it ``name`` (default: the selector argument)."""
+        name = self.argument if name is None else name
+        if value is None and self.optional:
+            return
+        if not self.parts:
+            self.interval.check(name, value)
+            return
+        if len(value) != len(self.parts):
+            raise ValueError(f"{name} must be a pair ({', '.join(self.parts)}), got {value!r}.")
+        for part, part_value in zip(self.parts, value, strict=True):
+            self.interval.check(f"{name} {part}", part_value)
+
+
+# Checked in this order, by BOTSSelector on its arguments and by BOTSConfig on its fields. The prior and the pseudo
+# count are worth rollouts, like the trials of a round, and share their bound: beyond it the float32 posterior loses
+# whole counts, and past float32's range it overflows to inf (a NaN posterior mean).
+HYPERPARAMETERS = (
+    Hyperparameter("target", ("bots_target_pass_rate",), Interval(0.0, 1.0, low_open=True, high_open=True)),
+    Hyperparameter("forgetting", ("bots_forgetting",), Interval(0.0, 1.0, low_open=True)),
+    Hyperparameter("implicit_weight", ("bots_implicit_weight",), Interval(0.0, 1.0)),
+    Hyperparameter("temperature", ("bots_temperature",), Interval(0.0, math.inf, high_open=True)),
+    Hyperparameter("cap_momentum", ("bots_cap_momentum",), Interval(0.0, 1.0, high_open=True)),
+    Hyperparameter(
+        "prior",
+        ("bots_prior_alpha", "bots_prior_beta"),
+        Interval(0.0, MAX_TRIALS, low_open=True),
+        parts=("alpha0", "beta0"),
+    ),
+    Hyperparameter("pseudo_count", ("bots_pseudo_count",), Interval(0.0, MAX_TRIALS), optional=True),
+)
+
+
+# ------------------------------------------------------------------ what a strategy needs
+# The strategies that select by the posterior; the others serve a fixed order of all tasks (docs/algorithm.md).
+ADAPTIVE_STRATEGIES = ("bots", "mopps", "dots")
+
+
+def missing_evidence(strategy: str, implicit_weight: float, has_reference: bool, has_estimator: bool) -> str | None:
+    """What ``strategy`` lacks: ``"reference"`` (easy2hard orders the tasks by their reference pass rates),
+    ``"implicit"`` (dots, and bots with ``implicit_weight > 0``, need an implicit-evidence plug-in: reference pass
+    rates or a custom estimator), or ``None``. mopps and uniform need neither."""
+    if strategy == "easy2hard" and not has_reference:
+        return "reference"
+    needs_implicit = strategy == "dots" or (strategy == "bots" and implicit_weight > 0)
+    if needs_implicit and not (has_reference or has_estimator):
+        return "implicit"
+    return None
+
+
+def domain_weights_problem(strategy: str, has_domains: bool, weights: Any) -> str | None:
+    """What is wrong with asking for domain ``weights``: ``"no domains"`` (quotas need every task's domain),
+    ``"fixed order"`` (the baselines serve a fixed order of all tasks), or ``None``."""
+    if weights is None:
+        return None
+    if not has_domains:
+        return "no domains"
+    if strategy not in ADAPTIVE_STRATEGIES:
+        return "fixed order"
+    return None
+
+
+def check_enough_tasks(batch_size: int, available: int, message: str, **fields: Any) -> None:
+    """A batch holds distinct tasks: raise ``ValueError`` unless ``available`` tasks can fill one of ``batch_size``.
+
+    ``message`` says it in the caller's terms: a template with the fields ``{batch_size}``, ``{available}`` and
+    ``fields``.
+    """
+    if batch_size > available:
+        raise ValueError(message.format(batch_size=batch_size, available=available, **fields))
 
 
 def check_reference_pass_rates(

@@ -25,6 +25,7 @@ from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
 ALPHABET = "0123456789+="
 PAD_TOKEN = "<pad>"
 EOS_TOKEN = "<eos>"
+LEVEL_COLUMN = "carries"  # a task's difficulty level: the number of carries of its addition
 
 
 def build_tokenizer() -> PreTrainedTokenizerFast:
@@ -163,7 +164,7 @@ def make_additions(
             prompt, solution = format_addition(a, b, digits)
             if prompt not in seen:
                 seen.add(prompt)
-                rows.append({"prompt": prompt, "solution": solution, "carries": carries})
+                rows.append({"prompt": prompt, "solution": solution, LEVEL_COLUMN: carries})
                 made += 1
     rng.shuffle(rows)
     return Dataset.from_list(rows)

@@ -169,7 +169,8 @@ def test_example_script_loads_a_guru_folder_and_its_eval_file(guru_folder, tmp_p
 
 
 def test_code_rows_stay_unscored_beside_a_format_reward(tiny_model_path, tmp_path):
-    """guru_reward's None for code rows is neither success nor failure, though format_reward (weight 0.1) scores them."""
+    """With bots_success_reward='guru_reward', its None for code rows is neither success nor failure, though
+    format_reward (weight 0.1) scores them."""
     domains = ["codegen" if i % 3 == 0 else "logic" for i in range(12)]
     dataset = task_dataset(12).add_column("domain", domains).add_column("solution", [str(i) for i in range(12)])
     model, tokenizer = load_tiny(tiny_model_path)
@@ -182,6 +183,7 @@ def test_code_rows_stay_unscored_beside_a_format_reward(tiny_model_path, tmp_pat
         reward_weights=weights,
         bots_domain_column="domain",
         bots_domain_weights={"codegen": 1, "logic": 2},
+        bots_success_reward="guru_reward",
     )
     trainer = BOTSGRPOTrainer(
         model, recorder.wrap(guru_reward, format_reward), args=args, train_dataset=dataset, processing_class=tokenizer
@@ -192,7 +194,7 @@ def test_code_rows_stay_unscored_beside_a_format_reward(tiny_model_path, tmp_pat
     assert all(r is not None for call in recorder.calls for r in call["rewards"][1])  # format scored every row
     # Code tasks never got a trial: alpha and beta stay at the flat prior (a failure would have raised beta).
     assert trainer.selector.alpha[code].tolist() == trainer.selector.beta[code].tolist() == [1.0] * len(code)
-    alpha, beta = replay_posterior(12, [(call["idx"], total_rewards(call, weights)) for call in recorder.calls])
+    alpha, beta = replay_posterior(12, [(call["idx"], total_rewards(call, [1.0, 0.0])) for call in recorder.calls])
     np.testing.assert_allclose(trainer.selector.alpha, alpha, rtol=1e-6)
     np.testing.assert_allclose(trainer.selector.beta, beta, rtol=1e-6)
     history = trainer.state.log_history

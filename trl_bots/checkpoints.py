@@ -200,6 +200,9 @@ def _check_schedule(checkpoint: str | os.PathLike, saved: Any, schedule: dict[st
 
 def _log_changed_settings(checkpoint: str | os.PathLike, saved: Any, settings: dict[str, Any]) -> None:
     """On resume the settings are the config's and the learned state the checkpoint's: say which settings changed."""
+    if isinstance(saved, dict) and isinstance(saved.get("bots_success_reward"), str):
+        # Saved before bots_success_reward could list several functions: a name is the list of that name.
+        saved = {**saved, "bots_success_reward": [saved["bots_success_reward"]]}
     changed = [f"{name} {old!r} -> {new!r}" for name, old, new in _differences(saved, settings)]
     if changed:
         logger.warning(

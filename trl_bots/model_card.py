@@ -26,8 +26,8 @@ def bots_card_section(args: Any, selector: Any) -> str:
         "cap fit": args.bots_cap_fit,
         "reference columns": args.bots_reference_columns,
         "domain column (weights)": f"{args.bots_domain_column} ({args.bots_domain_weights})",
-        "success": f"reward {args.bots_success_reward or '(weighted total)'} >= {args.bots_success_threshold}"
-        + (" (fractional evidence)" if args.bots_fractional_evidence else ""),
+        "success": f"reward {' + '.join(args.bots_success_reward or ['(weighted total)'])} >= "
+        f"{args.bots_success_threshold}" + (" (fractional evidence)" if args.bots_fractional_evidence else ""),
         "tasks": selector.num_tasks,
         "rounds": selector.round,
         "final effective-task ratio": "n/a (no round trained)"

@@ -1,8 +1,8 @@
 """What a round taught the selector: successes and scored trials per task, from GRPO's rewards (NumPy in and out).
 
 GRPO scores every completion with each reward function; BOTS turns one round's scores into explicit evidence
-(docs/algorithm.md, Explicit evidence). A completion whose success reward is missing (`None` from a reward
-function, NaN in GRPO's tensor) is not a trial: it counts as neither a success nor a failure.
+(docs/algorithm.md, Explicit evidence). A completion that no deciding reward function scored (each returned `None`,
+NaN in GRPO's tensor) is not a trial: it counts as neither a success nor a failure.
 """
 
 from __future__ import annotations
@@ -10,40 +10,81 @@ from __future__ import annotations
 import numpy as np
 
 
+def success_reward_names(value: str | list[str] | None) -> list[str] | None:
+    """`bots_success_reward` as a list of names (a single name is the list of that name), or None; `ValueError`
+    if it is neither."""
+    names = [value] if isinstance(value, str) else value
+    if names is not None and (
+        not isinstance(names, (list, tuple))
+        or not names
+        or not all(isinstance(name, str) and name for name in names)
+        or len(set(names)) != len(names)
+    ):
+        raise ValueError(
+            f"bots_success_reward must name the reward function that decides success, or list distinct reward "
+            f"functions, got {value!r}. Example: bots_success_reward='math_accuracy_reward', or "
+            "['guru_reward', 'code_reward'] when each scores its own rows; None for GRPO's weighted total."
+        )
+    return None if names is None else list(names)
+
+
+def success_reward_label(names: list[str]) -> str:
+    """`bots_success_reward` as messages show it: the name when there is one, else the list."""
+    return repr(names[0]) if len(names) == 1 else repr(names)
+
+
+def success_columns(success_reward: list[str] | None, reward_names: list[str]) -> list[int] | None:
+    """The columns of GRPO's rewards that `bots_success_reward` names (None: the weighted total); `ValueError` for a
+    name that is not a reward function's."""
+    if success_reward is None:
+        return None
+    unknown = [name for name in success_reward if name not in reward_names]
+    if unknown:
+        raise ValueError(
+            f"bots_success_reward={success_reward_label(success_reward)}: {success_reward_label(unknown)} is not one "
+            f"of the reward functions {reward_names}. Use their names, or None for the weighted total reward."
+        )
+    return [reward_names.index(name) for name in success_reward]
+
+
 def successes_and_trials(
     rewards_per_func: np.ndarray,
     reward_weights: np.ndarray,
     num_generations: int,
     *,
-    success_column: int | None = None,
+    success_columns: list[int] | None = None,
     threshold: float = 0.5,
     fractional: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Successes and scored trials of each task of a round, from its `[B * G, reward functions]` rewards, in which row
     `k * G + g` is the `g`-th completion of the round's `k`-th task.
 
+    A completion is scored when at least one deciding reward function returned a number for it (GRPO's `None`, "this
+    reward does not apply", is NaN here); its success reward is then the sum of the numbers returned (NaN terms
+    skipped, as GRPO's `nansum` does). The deciding functions are, by default, those with a non-zero weight, each
+    term weighted as GRPO weighs it: success is judged on GRPO's own total reward.
+
     Args:
         rewards_per_func: the rewards of every completion by every reward function (NaN: not scored).
         reward_weights: GRPO's weight of each reward function.
         num_generations: completions per task, G.
-        success_column: the column of the reward function that decides success (`bots_success_reward`); `None`: the
-            weighted total of the reward functions with a non-zero weight.
-        threshold: a completion succeeds when that reward is `>= threshold` (`bots_success_threshold`).
-        fractional: count the reward itself, which must lie in [0, 1], as a fractional success
+        success_columns: the columns of the reward functions that decide success (`bots_success_reward`), summed
+            without GRPO's weights (so a function of weight 0, logged only, can decide); `None`: the weighted total
+            of the reward functions with a non-zero weight.
+        threshold: a completion succeeds when its success reward is `>= threshold` (`bots_success_threshold`).
+        fractional: count the success reward itself, which must lie in [0, 1], as a fractional success
             (`bots_fractional_evidence`).
     """
     rewards_per_func = np.asarray(rewards_per_func, dtype=np.float64)
-    if success_column is None:
-        # A completion is scored only when every reward function with a non-zero weight scored it: GRPO's total
-        # would count a `None` as 0, so an unscorable answer with a scored side reward (e.g. a format bonus) would
-        # otherwise be a failure. A NaN term makes the sum NaN, i.e. unscored.
+    if success_columns is None:
         weights = np.asarray(reward_weights, dtype=np.float64)
         weighted = weights != 0
-        rewards = (rewards_per_func[:, weighted] * weights[weighted]).sum(axis=1)
+        terms = rewards_per_func[:, weighted] * weights[weighted]
     else:
-        rewards = rewards_per_func[:, success_column]
-    rewards = rewards.reshape(-1, num_generations)
-    scored = ~np.isnan(rewards)
+        terms = rewards_per_func[:, success_columns]
+    scored = ~np.isnan(terms).all(axis=1)
+    rewards = np.where(scored, np.nansum(terms, axis=1), np.nan).reshape(-1, num_generations)
+    scored = scored.reshape(-1, num_generations)
     if fractional:
         outside = scored & ((rewards < 0) | (rewards > 1))
         if outside.any():
@@ -58,9 +99,25 @@ def successes_and_trials(
     return successes, scored.sum(axis=1).astype(np.float64)
 
 
-def unscored_cause(success_reward: str | None, reward_names: list[str], reward_weights: list[float]) -> str:
-    """Why a round had no scored completion, in words: what the success reward returned."""
+def success_rule(reward_names: list[str], reward_weights: list[float], threshold: float) -> str:
+    """How the weighted total decides success, in words, for the log at the start of a run with several reward
+    functions and no `bots_success_reward`."""
+    weighted = [f"{name} (x{weight:g})" for name, weight in zip(reward_names, reward_weights, strict=True) if weight]
+    ignored = [name for name, weight in zip(reward_names, reward_weights, strict=True) if not weight]
+    return (
+        f"BOTS decides success on GRPO's weighted total reward of {', '.join(weighted) or 'no reward function'}"
+        + (f" ({', '.join(ignored)}: weight 0, ignored)" if ignored else "")
+        + ": a completion is a trial when at least one of them returned a number (None: this reward does not "
+        f"apply), and a success when the weighted sum of the numbers returned is >= bots_success_threshold="
+        f"{threshold:g}. A shaping reward (e.g. a format bonus) therefore also scores completions that the accuracy "
+        "reward returned None for, and counts toward success; to decide success by some reward functions only, set "
+        "bots_success_reward to their names."
+    )
+
+
+def unscored_cause(success_reward: list[str] | None, reward_names: list[str], reward_weights: list[float]) -> str:
+    """Why a round had no scored completion, in words: what the deciding reward functions returned."""
     if success_reward is not None:
-        return f"bots_success_reward={success_reward!r} returned None or NaN for every completion"
+        return f"bots_success_reward={success_reward_label(success_reward)} returned None or NaN for every completion"
     weighted = [name for name, weight in zip(reward_names, reward_weights, strict=True) if weight != 0]
-    return f"every completion lacked a score from at least one reward function with a non-zero weight {weighted}"
+    return f"no reward function with a non-zero weight {weighted} returned a number for any completion"

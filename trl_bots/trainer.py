@@ -31,7 +31,7 @@ from .model_card import bots_card_section
 from .sampler import BOTSSampler
 from .selector import BOTSSelector
 from .state import SELECTOR_FILE, write_atomic
-from .success import successes_and_trials, unscored_cause
+from .success import success_columns, success_rule, successes_and_trials, unscored_cause
 from .tasks import (
     TASK_ID_COLUMN,
     check_environments,
@@ -141,14 +141,11 @@ class BOTSGRPOTrainer(GRPOTrainer):
             check_same_tasks_on_every_process(self.accelerator, self.task_fingerprint)
         if self.environment_factories is not None:
             check_environments(self._environment_pool)
-        if args.bots_success_reward is not None and args.bots_success_reward not in self.reward_func_names:
-            raise ValueError(
-                f"bots_success_reward={args.bots_success_reward!r} is not one of the reward functions "
-                f"{self.reward_func_names}. Use one of these names, or None for the weighted total reward."
+        self._bots_success_columns = success_columns(args.bots_success_reward, self.reward_func_names)
+        if self._bots_success_columns is None and len(self.reward_func_names) > 1 and self.is_world_process_zero():
+            logger.warning(
+                success_rule(self.reward_func_names, self.reward_weights.tolist(), args.bots_success_threshold)
             )
-        self._bots_success_column = (  # the reward that decides success; None: the weighted total
-            None if args.bots_success_reward is None else self.reward_func_names.index(args.bots_success_reward)
-        )
 
     @property
     def bots_round_tasks(self) -> np.ndarray | None:
@@ -253,7 +250,7 @@ class BOTSGRPOTrainer(GRPOTrainer):
                 rewards_per_func.detach().to("cpu", torch.float64).numpy(),
                 self.reward_weights.to("cpu", torch.float64).numpy(),
                 self.num_generations,
-                success_column=self._bots_success_column,
+                success_columns=self._bots_success_columns,
                 threshold=self.args.bots_success_threshold,
                 fractional=self.args.bots_fractional_evidence,
             )

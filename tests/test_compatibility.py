@@ -192,11 +192,17 @@ def test_hooks_read_the_selected_rows(tiny_model_path, tmp_path):
 ENVIRONMENTS = {"count": CountingEnv, "echo": EchoEnv}
 
 
-@pytest.mark.parametrize("per_example", [True, False], ids=["environment-per-row", "one-environment"])
-def test_each_selected_task_gets_its_own_rows_environment(tiny_model_path, tmp_path, per_example):
-    """TRL routes a row to an environment by its `environment` column; that column travels with the row BOTS fills in."""
+@pytest.mark.parametrize(
+    ("per_example", "prompt"),
+    [(True, True), (False, True), (True, False)],
+    ids=["environment-per-row", "one-environment", "environment-per-row-without-prompt"],
+)
+def test_each_selected_task_gets_its_own_rows_environment(tiny_model_path, tmp_path, per_example, prompt):
+    """TRL routes a row to an environment by its `environment` column; that column travels with the row BOTS fills in.
+    With an environment the `prompt` column is optional (reset supplies it), in TRL and so in BOTS."""
     names = ["echo" if i % 3 == 0 else "count" for i in range(10)]
     dataset = task_dataset(10, conversational=True).add_column("environment", names)
+    dataset = dataset if prompt else dataset.remove_columns("prompt")
     scored = []
 
     def env_reward(completions, idx, environment, environments, **kwargs):

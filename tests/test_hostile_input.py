@@ -93,6 +93,18 @@ def test_too_few_tasks_for_a_round(tiny_model_path, tmp_path_factory, num_tasks,
         )
 
 
+def test_a_dataset_without_a_prompt_column_is_refused_when_the_trainer_is_built(tiny_model_path, tmp_path):
+    """GRPO would fail at the first step with a bare KeyError: 'prompt'."""
+    questions = task_dataset(10).rename_column("prompt", "question")
+    with pytest.raises(ValueError) as error:
+        make_trainer(tiny_model_path, tmp_path, questions)
+    assert str(error.value) == (
+        "train_dataset has no 'prompt' column, which GRPO reads for every task (its columns: ['idx', 'question']). "
+        "Name the column holding the prompts 'prompt' (dataset.rename_column(...), or "
+        "trl_bots.data.prepare_tasks(dataset, prompt_column=...))."
+    )
+
+
 def test_duplicate_prompts_are_separate_tasks(tiny_model_path, tmp_path):
     """Every row is a task, whatever its prompt: duplicates are credited separately, by row."""
     dataset = Dataset.from_dict({"idx": list(range(6)), "prompt": ["the same prompt"] * 6})

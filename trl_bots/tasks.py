@@ -59,6 +59,13 @@ def check_train_dataset(train_dataset: Any, args: BOTSConfig, environment_factor
         )
     if not isinstance(train_dataset, Dataset):
         raise TypeError(f"train_dataset must be a datasets.Dataset, got {type(train_dataset).__name__}.")
+    # GRPO reads every row's `prompt` at generation; only an environment may supply it (TRL defaults it then).
+    if environment_factory is None and "prompt" not in train_dataset.column_names:
+        raise ValueError(
+            f"train_dataset has no 'prompt' column, which GRPO reads for every task (its columns: "
+            f"{train_dataset.column_names}). Name the column holding the prompts 'prompt' "
+            "(dataset.rename_column(...), or trl_bots.data.prepare_tasks(dataset, prompt_column=...))."
+        )
     if TASK_ID_COLUMN in train_dataset.column_names:
         raise ValueError(
             f"train_dataset already has a column {TASK_ID_COLUMN!r}, which BOTS adds itself; rename or remove it."

@@ -643,7 +643,7 @@ def test_state_file_errors(tmp_path):
 
     with pytest.raises(ValueError, match="for 10 tasks but this selector has 11"):
         BOTSSelector(11, implicit_weight=0.0).load(path)
-    with pytest.raises(ValueError, match="strategy 'bots', not 'uniform'"):
+    with pytest.raises(ValueError, match="strategy 'bots', not 'uniform'.*built with strategy='bots'"):
         BOTSSelector(10, strategy="uniform").load(path)
 
     raw = path.read_bytes()

@@ -668,6 +668,21 @@ def test_resume_under_a_changed_schedule_is_refused(tiny_model_path, two_checkpo
     )
 
 
+def test_resume_with_another_strategy_is_refused_with_one_message(tiny_model_path, two_checkpoints, tmp_path, caplog):
+    """Before: a warning that the config's bots_strategy applies, then the selector's bare 'state is for strategy'."""
+    checkpoint = two_checkpoints / "checkpoint-1"
+    trainer, _, _ = make_trainer(tiny_model_path, tmp_path / "new", max_steps=4, bots_strategy="uniform")
+    with caplog.at_level("WARNING", logger="trl_bots.checkpoints"), pytest.raises(ValueError) as error:
+        trainer.train(resume_from_checkpoint=str(checkpoint))
+    assert str(error.value) == (
+        f"Cannot resume BOTS from {checkpoint} with bots_strategy='uniform': the setting differs from the "
+        "checkpoint's, and its saved selector belongs to bots_strategy='bots'. Resume with bots_strategy='bots', or "
+        "start a new run with 'uniform' (to start it from this checkpoint's weights, load the model from the "
+        "checkpoint folder and train without resume_from_checkpoint)."
+    )
+    assert not [record for record in caplog.records if record.name == "trl_bots.checkpoints"]
+
+
 def test_resume_with_another_task_list_is_refused(tiny_model_path, two_checkpoints, tmp_path):
     """Same size, other order: the task ids would name other rows, so the posterior would belong to other tasks."""
     original, shuffled = task_dataset(10), task_dataset(10).shuffle(seed=7)

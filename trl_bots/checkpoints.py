@@ -97,6 +97,7 @@ class RoundState:
                     "resume with the dataset the checkpoint was trained on, in the same order, or start a new run."
                 )
             _check_schedule(checkpoint, state.get("schedule"), schedule)
+            _check_strategy(checkpoint, state.get("settings"), settings)
             _log_changed_settings(checkpoint, state.get("settings"), settings)
         selector.load(paths[SELECTOR_FILE])
         try:
@@ -195,6 +196,21 @@ def _check_schedule(checkpoint: str | os.PathLike, saved: Any, schedule: dict[st
             f"Cannot resume BOTS from {checkpoint}: the generation schedule changed ({'; '.join(changed)}). The "
             "restored micro-step counter would put round boundaries elsewhere than in the run that saved it. "
             "Resume with the checkpoint's settings (number of processes included), or start a new run."
+        )
+
+
+def _check_strategy(checkpoint: str | os.PathLike, saved: Any, settings: dict[str, Any]) -> None:
+    """A selector's learned state belongs to its strategy (the baselines' serving order, the adaptive strategies'
+    evidence), so unlike the other settings the strategy cannot change on resume."""
+    saved_strategy = saved.get("bots_strategy") if isinstance(saved, dict) else None
+    strategy = settings["bots_strategy"]
+    if saved_strategy is not None and saved_strategy != strategy:
+        raise ValueError(
+            f"Cannot resume BOTS from {checkpoint} with bots_strategy={strategy!r}: the setting differs from the "
+            f"checkpoint's, and its saved selector belongs to bots_strategy={saved_strategy!r}. Resume with "
+            f"bots_strategy={saved_strategy!r}, or start a new run with {strategy!r} (to start it from this "
+            "checkpoint's weights, load the model from the checkpoint folder and train without "
+            "resume_from_checkpoint)."
         )
 
 

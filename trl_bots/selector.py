@@ -474,7 +474,10 @@ class BOTSSelector:
                 "it belongs to another dataset. Resume with the dataset it was saved with."
             )
         if state.get("strategy") != self.strategy:
-            raise ValueError(f"The selector state is for strategy {state.get('strategy')!r}, not {self.strategy!r}.")
+            raise ValueError(
+                f"The selector state is for strategy {state.get('strategy')!r}, not {self.strategy!r}: a state "
+                f"belongs to its strategy. Load it into a selector built with strategy={state.get('strategy')!r}."
+            )
         if not _same_domains(state.get("domains"), self._domain_signature()):
             raise ValueError(
                 f"The selector state was saved with other domains or domain weights ({state.get('domains')}) than this "

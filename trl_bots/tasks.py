@@ -16,7 +16,7 @@ from datasets import Dataset, IterableDataset
 from torch.utils.data import IterableDataset as TorchIterableDataset
 
 from .config import BOTSConfig
-from .data import column_values, task_fingerprint
+from .data import arrow_column, column_values, task_fingerprint
 from .domains import TaskDomains
 from .validation import check_enough_tasks
 
@@ -101,7 +101,14 @@ def reference_pass_rates(dataset: Dataset, columns: list[str] | None) -> np.ndar
             f"{dataset.column_names}). Add the reference pass-rate columns or fix bots_reference_columns."
         )
     try:
-        return np.stack([np.asarray(dataset[column], dtype=np.float64) for column in columns], axis=1)
+        # Numbers come as they are (missing values as NaN); text is parsed as numbers, or an error.
+        return np.stack(
+            [
+                np.asarray(arrow_column(dataset, column).to_numpy(zero_copy_only=False), dtype=np.float64)
+                for column in columns
+            ],
+            axis=1,
+        )
     except (TypeError, ValueError) as error:
         raise ValueError(
             f"bots_reference_columns {columns} must hold one number per row (a pass rate in [0, 1]), but they could "

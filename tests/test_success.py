@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from trl_bots.success import (
+    NeverScored,
     success_columns,
     success_reward_names,
     successes_and_trials,
@@ -93,3 +94,37 @@ def test_unscored_cause_names_what_returned_nothing():
     assert unscored_cause(None, ["acc", "fmt", "log"], [1.0, 0.5, 0.0]) == (
         "no reward function with a non-zero weight ['acc', 'fmt'] returned a number for any completion"
     )
+
+
+def test_never_scored_tasks_are_reported_once_after_three_servings():
+    watch = NeverScored(5, None)
+    rounds = [([0, 1], [2, 0]), ([1, 2], [0, 2]), ([3, 4], [2, 2]), ([1, 0], [0, 0])]
+    findings = [watch.observe(np.array(tasks), np.array(trials, dtype=float)) for tasks, trials in rounds]
+    assert findings[:3] == [[], [], []]  # task 1 served twice, task 0 scored once: nothing yet
+    assert findings[3] == [
+        "BOTS: tasks [1] were served 3 or more times and never scored (no reward function with a non-zero weight "
+        "returned a number for them): they keep the prior, and their rollouts teach the selector nothing whenever "
+        "they are selected. Make a reward function return numbers for these rows, or drop these rows. (Reported once.)"
+    ]
+    assert watch.observe(np.array([1, 2]), np.zeros(2)) == []  # once
+
+
+def test_a_domain_never_scored_is_reported_once_and_its_tasks_with_it():
+    names, codes = ("code", "math"), np.array([0, 0, 0, 1, 1, 1], dtype=np.uint8)
+    watch = NeverScored(6, ["guru_reward"], codes, names)
+    findings = [watch.observe(np.array([k % 3, 3 + k % 3]), np.array([0.0, 2.0])) for k in range(3)]
+    assert findings[:2] == [[], []]
+    assert findings[2] == [
+        "BOTS: domain 'code' was served in 3 rounds and none of its completions was ever scored "
+        "(bots_success_reward='guru_reward' returned None or NaN for them): its tasks keep the prior, and its share of "
+        "every batch teaches the selector nothing. Make a reward function return numbers for these rows and list it in "
+        "bots_success_reward (e.g. a code reward that returns None for the other domains, beside guru_reward), or give "
+        "'code' the weight 0 in bots_domain_weights."
+    ]
+    # Task 0 reaches 3 servings unscored, but its domain was reported: said once, with it. Math is scored.
+    assert [watch.observe(np.array([0, 3]), np.array([0.0, 2.0])) for _ in range(3)] == [[], [], []]
+    # A domain scored once is not reported; a task of it never scored still is.
+    scored_once = NeverScored(6, None, codes, names)
+    scored_once.observe(np.array([0, 3]), np.array([1.0, 2.0]))
+    findings = [scored_once.observe(np.array([1, 4]), np.array([0.0, 2.0])) for _ in range(4)]
+    assert [len(found) for found in findings] == [0, 0, 1, 0] and findings[2][0].startswith("BOTS: tasks [1] were")

@@ -121,3 +121,75 @@ def unscored_cause(success_reward: list[str] | None, reward_names: list[str], re
         return f"bots_success_reward={success_reward_label(success_reward)} returned None or NaN for every completion"
     weighted = [name for name, weight in zip(reward_names, reward_weights, strict=True) if weight != 0]
     return f"no reward function with a non-zero weight {weighted} returned a number for any completion"
+
+
+NEVER_SCORED_AFTER = 3  # servings without a scored completion after which a task, or a domain, is reported
+
+
+class NeverScored:
+    """Tasks and domains served again and again without one scored completion, each reported once, in words.
+
+    A round with no score at all warns and in the end stops training (`bots_max_unscored_rounds`), but rows that no
+    deciding reward scores go unnoticed while the other rows of their rounds are scored: their tasks keep the prior,
+    and every time they are served (with domain quotas, every round) their rollouts teach the selector nothing. Counted
+    since the trainer was built: a resumed run counts afresh.
+    """
+
+    def __init__(
+        self,
+        num_tasks: int,
+        success_reward: list[str] | None,
+        domain_codes: np.ndarray | None = None,
+        domain_names: tuple[str, ...] | None = None,
+        after: int = NEVER_SCORED_AFTER,
+    ) -> None:
+        self.after = after
+        self.served = np.zeros(num_tasks, dtype=np.uint32)
+        self.scored = np.zeros(num_tasks, dtype=bool)
+        self.domain_codes, self.domain_names = domain_codes, domain_names
+        num_domains = 0 if domain_names is None else len(domain_names)
+        self.domain_rounds = np.zeros(num_domains, dtype=np.int64)  # rounds that served the domain
+        self.domain_scored = np.zeros(num_domains, dtype=bool)
+        self.reported_domains: set[int] = set()
+        self.reported_tasks = False
+        if success_reward is None:
+            self._source = "no reward function with a non-zero weight returned a number for them"
+            self._fix = "Make a reward function return numbers for these rows"
+        else:
+            self._source = f"bots_success_reward={success_reward_label(success_reward)} returned None or NaN for them"
+            self._fix = "Make a reward function return numbers for these rows and list it in bots_success_reward"
+
+    def observe(self, tasks: np.ndarray, trials: np.ndarray) -> list[str]:
+        """Count one round (its task ids and the scored trials of each); return the newly reportable findings."""
+        self.served[tasks] += 1
+        self.scored[tasks[trials > 0]] = True
+        findings = []
+        if self.domain_names is not None:
+            codes = self.domain_codes[tasks]
+            served = np.unique(codes)
+            self.domain_rounds[served] += 1
+            self.domain_scored[codes[trials > 0]] = True
+            never = served[(self.domain_rounds[served] >= self.after) & ~self.domain_scored[served]]
+            for code in sorted(set(never.tolist()) - self.reported_domains):
+                self.reported_domains.add(code)
+                findings.append(self._domain_finding(code))
+        never = tasks[(self.served[tasks] >= self.after) & ~self.scored[tasks]]
+        if self.reported_domains:  # tasks of a domain already reported are said once, with it
+            never = never[~np.isin(self.domain_codes[never], list(self.reported_domains))]
+        if never.size and not self.reported_tasks:
+            self.reported_tasks = True
+            findings.append(
+                f"BOTS: tasks {sorted(never.tolist())[:5]} were served {self.after} or more times and never scored "
+                f"({self._source}): they keep the prior, and their rollouts teach the selector nothing whenever they "
+                f"are selected. {self._fix}, or drop these rows. (Reported once.)"
+            )
+        return findings
+
+    def _domain_finding(self, code: int) -> str:
+        name, rounds = self.domain_names[code], int(self.domain_rounds[code])
+        return (
+            f"BOTS: domain {name!r} was served in {rounds} rounds and none of its completions was ever scored "
+            f"({self._source}): its tasks keep the prior, and its share of every batch teaches the selector nothing. "
+            f"{self._fix} (e.g. a code reward that returns None for the other domains, beside guru_reward), or give "
+            f"{name!r} the weight 0 in bots_domain_weights."
+        )

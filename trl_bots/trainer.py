@@ -31,7 +31,7 @@ from .model_card import bots_card_section
 from .sampler import BOTSSampler
 from .selector import BOTSSelector
 from .state import SELECTOR_FILE, write_atomic
-from .success import success_columns, success_rule, successes_and_trials, unscored_cause
+from .success import NeverScored, success_columns, success_rule, successes_and_trials, unscored_cause
 from .tasks import (
     TASK_ID_COLUMN,
     check_environments,
@@ -146,6 +146,10 @@ class BOTSGRPOTrainer(GRPOTrainer):
             logger.warning(
                 success_rule(self.reward_func_names, self.reward_weights.tolist(), args.bots_success_threshold)
             )
+        selector = self.selector
+        self._bots_never_scored = NeverScored(
+            selector.num_tasks, args.bots_success_reward, selector.domain_codes, selector.domain_names
+        )
 
     @property
     def bots_round_tasks(self) -> np.ndarray | None:
@@ -255,6 +259,9 @@ class BOTSGRPOTrainer(GRPOTrainer):
                 fractional=self.args.bots_fractional_evidence,
             )
             stats = self.selector.update(selected.tasks, successes, trials)
+            for finding in self._bots_never_scored.observe(selected.tasks, trials):
+                if self.is_world_process_zero():
+                    logger.warning(finding)
             metrics = self._metrics["train"]
             for name, value in stats.as_dict().items():
                 if name != "round":

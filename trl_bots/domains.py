@@ -226,6 +226,18 @@ def domain_quotas(
         capped |= over
 
 
+def short_of_rounded_share(batch_size: int, weights: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+    """Which domains have fewer tasks than their exact share of a round rounded to the nearest whole number (halves
+    up): they cannot give their share. A domain that can is capped only in the rounds whose rotating extra seat it
+    cannot take, which is not worth a warning."""
+    weights = np.asarray(weights, dtype=np.float64)
+    short = np.zeros(len(weights), dtype=bool)
+    positive = np.flatnonzero(weights > 0)
+    for d, share in zip(positive, exact_shares(weights[positive]), strict=True):
+        short[d] = int(sizes[d]) < math.floor(batch_size * share + Fraction(1, 2))
+    return short
+
+
 def domain_round_stats(
     codes: np.ndarray, num_domains: int, successes: np.ndarray, trials: np.ndarray, posterior_means: np.ndarray
 ) -> dict[str, np.ndarray]:

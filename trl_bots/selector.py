@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from .baselines import CyclicOrder, easy_to_hard_order, uniform_order
-from .domains import TaskDomains, domain_quotas, domain_round_stats, exact_shares
+from .domains import TaskDomains, domain_quotas, domain_round_stats, exact_shares, short_of_rounded_share
 from .implicit import ImplicitEvidence, InterpolationEstimator
 from .posterior import ChunkedGroups, average_posterior_mean, group_posterior_means, posterior_mean, update_posterior
 from .selection import SelectionRule, select_by_quotas, select_tasks
@@ -311,6 +311,7 @@ class BOTSSelector:
 
     def _round_quotas(self, batch_size: int) -> tuple[np.ndarray, list[Fraction]]:
         quotas, capped, lag = domain_quotas(batch_size, self.domain_weights, self.domain_sizes, self.domain_lag)
+        capped &= short_of_rounded_share(batch_size, self.domain_weights, self.domain_sizes)  # worth a warning
         newly_capped = [name for name, cap in zip(self.domain_names, capped, strict=True) if cap]
         newly_capped = [name for name in newly_capped if name not in self._reported_capped]
         if newly_capped:

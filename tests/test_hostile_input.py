@@ -151,6 +151,29 @@ def test_reward_of_wrong_length_is_named(tiny_model_path, tmp_path_factory, delt
     assert trainer.selector.round == 0
 
 
+@pytest.mark.parametrize("value", [math.inf, -math.inf])
+def test_an_infinite_reward_stops_training_with_its_function_named(tiny_model_path, tmp_path, value):
+    """Before: +inf counted as a success without a word (and GRPO's advantages of the group became NaN)."""
+
+    def grader(completions, idx, **kwargs):
+        return [value if i == idx[0] else 1.0 for i in idx]
+
+    def logged_only(completions, idx, **kwargs):  # weight 0: its inf is GRPO's NaN term, ignored, as GRPO does
+        return [math.inf] * len(idx)
+
+    trainer, _, _ = make_trainer(
+        tiny_model_path, tmp_path, reward_funcs=(grader, logged_only), reward_weights=[1.0, 0.0], max_steps=1
+    )
+    with pytest.raises(ValueError) as error:
+        trainer.train()
+    assert str(error.value) == (
+        f"Reward function 'grader' returned {value} for 2 completions of the round (completions [0, 1]), which is "
+        "neither a score nor None: BOTS cannot count it as a success or a failure, and GRPO's advantages of its group "
+        "would be NaN. Return a finite number, or None where the reward does not apply."
+    )
+    assert trainer.selector.round == 0
+
+
 def test_reward_that_raises_propagates_and_leaves_the_selector_alone(tiny_model_path, tmp_path):
     calls = []
 

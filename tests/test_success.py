@@ -68,6 +68,18 @@ def test_named_rewards_are_summed_unweighted_so_a_weight_zero_reward_can_decide(
     assert successes.tolist() == [1.0, 1.0, 0.0] and trials.tolist() == [1.0, 1.0, 0.0]  # 0.6 and 0.6; unscored
 
 
+def test_an_infinite_deciding_reward_is_an_error_and_an_ignored_one_is_not():
+    rewards = np.array([[1.0, math.inf], [0.0, 1.0], [-math.inf, 0.0], [1.0, 0.0]])  # 2 tasks x 2 completions
+    with pytest.raises(
+        ValueError, match=r"^Reward function 'acc' returned -inf for 1 completions .*\(completions \[2\]\)"
+    ):
+        successes_and_trials(rewards, np.array([1.0, 0.0]), 2, reward_names=["acc", "log"])
+    with pytest.raises(ValueError, match=r"^Reward function number 1 returned inf for 1 completions"):
+        successes_and_trials(rewards, np.ones(2), 2, success_columns=[1])
+    successes, trials = successes_and_trials(rewards[[0, 1, 3, 3]], np.array([1.0, 0.0]), 2)  # inf has weight 0
+    assert successes.tolist() == [1.0, 2.0] and trials.tolist() == [2.0, 2.0]
+
+
 def test_success_reward_names_and_columns():
     assert success_reward_names(None) is None
     assert success_reward_names("acc") == ["acc"] == success_reward_names(("acc",))

@@ -55,6 +55,7 @@ def successes_and_trials(
     success_columns: list[int] | None = None,
     threshold: float = 0.5,
     fractional: bool = False,
+    reward_names: list[str] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Successes and scored trials of each task of a round, from its `[B * G, reward functions]` rewards, in which row
     `k * G + g` is the `g`-th completion of the round's `k`-th task.
@@ -62,7 +63,9 @@ def successes_and_trials(
     A completion is scored when at least one deciding reward function returned a number for it (GRPO's `None`, "this
     reward does not apply", is NaN here); its success reward is then the sum of the numbers returned (NaN terms
     skipped, as GRPO's `nansum` does). The deciding functions are, by default, those with a non-zero weight, each
-    term weighted as GRPO weighs it: success is judged on GRPO's own total reward.
+    term weighted as GRPO weighs it: success is judged on GRPO's own total reward. An infinite reward from a deciding
+    function is an error (`ValueError`): it is neither "does not apply" nor a score to threshold, and GRPO's advantages
+    of its group would be NaN.
 
     Args:
         rewards_per_func: the rewards of every completion by every reward function (NaN: not scored).
@@ -74,14 +77,25 @@ def successes_and_trials(
         threshold: a completion succeeds when its success reward is `>= threshold` (`bots_success_threshold`).
         fractional: count the success reward itself, which must lie in [0, 1], as a fractional success
             (`bots_fractional_evidence`).
+        reward_names: the reward functions' names, for messages.
     """
     rewards_per_func = np.asarray(rewards_per_func, dtype=np.float64)
+    weights = np.asarray(reward_weights, dtype=np.float64)
+    columns = np.flatnonzero(weights != 0) if success_columns is None else np.asarray(success_columns, dtype=np.int64)
+    terms = rewards_per_func[:, columns]
+    infinite = np.isinf(terms)
+    if infinite.any():
+        position = int(np.flatnonzero(infinite.any(axis=0))[0])
+        column, rows = int(columns[position]), np.flatnonzero(infinite[:, position])
+        name = repr(reward_names[column]) if reward_names is not None else f"number {column}"
+        raise ValueError(
+            f"Reward function {name} returned {terms[rows[0], position]} for {rows.size} completions of the round "
+            f"(completions {rows[:5].tolist()}), which is neither a score nor None: BOTS cannot count it as a success "
+            "or a failure, and GRPO's advantages of its group would be NaN. Return a finite number, or None where the "
+            "reward does not apply."
+        )
     if success_columns is None:
-        weights = np.asarray(reward_weights, dtype=np.float64)
-        weighted = weights != 0
-        terms = rewards_per_func[:, weighted] * weights[weighted]
-    else:
-        terms = rewards_per_func[:, success_columns]
+        terms = terms * weights[columns]
     scored = ~np.isnan(terms).all(axis=1)
     rewards = np.where(scored, np.nansum(terms, axis=1), np.nan).reshape(-1, num_generations)
     scored = scored.reshape(-1, num_generations)

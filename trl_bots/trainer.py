@@ -257,6 +257,7 @@ class BOTSGRPOTrainer(GRPOTrainer):
                 success_columns=self._bots_success_columns,
                 threshold=self.args.bots_success_threshold,
                 fractional=self.args.bots_fractional_evidence,
+                reward_names=self.reward_func_names,
             )
             stats = self.selector.update(selected.tasks, successes, trials)
             for finding in self._bots_never_scored.observe(selected.tasks, trials):

@@ -24,6 +24,7 @@ from trl.trainer.utils import RepeatSampler
 
 from trl_bots.checkpoints import ROUND_STATE_FILE
 from trl_bots.data import task_fingerprint
+from trl_bots.model_card import EffectiveTaskRatios
 from trl_bots.sampler import BOTSSampler
 from trl_bots.selector import BOTSSelector
 from trl_bots.state import SELECTOR_FILE
@@ -429,8 +430,25 @@ def test_exact_resume_and_saved_folder(tiny_model_path, tmp_path, umask_022):
     card = (tmp_path / "full" / "README.md").read_text()
     assert "## BOTS task selection" in card and "2510.26374" in card
     assert "- bots" in card.split("---")[1]  # the tag, in the card's YAML header
-    ratio = full.selector.last_stats.effective_task_ratio
-    assert f"| final effective-task ratio | {ratio:.4f} |" in card
+    # The card states the run's mean effective-task ratio and the last ten rounds' (here all 6), also when resumed.
+    ratios = logged(full, "bots/effective_task_ratio")
+    assert len(ratios) == 6 and len(set(ratios)) > 1
+    line = (
+        f"| effective-task ratio | {np.mean(ratios):.4f} (mean of 6 rounds); {np.mean(ratios):.4f} (last 6 rounds) |"
+    )
+    assert line in card
+    resumed.create_model_card(model_name="tiny-bots")
+    assert line in (tmp_path / "resumed" / "README.md").read_text()
+
+
+def test_the_cards_effective_task_ratio_is_the_runs_mean_and_the_last_ten_rounds():
+    ratios = EffectiveTaskRatios()
+    assert ratios.card_text() == "n/a (no round trained)"
+    for k in range(12):
+        ratios.add(k / 16)  # 0, 1/16, ..., 11/16: mean 5.5/16, the last ten 6.5/16
+    assert ratios.card_text() == "0.3438 (mean of 12 rounds); 0.4062 (last 10 rounds)"
+    assert EffectiveTaskRatios.from_dict(ratios.as_dict()) == ratios  # as a checkpoint keeps it
+    assert EffectiveTaskRatios.from_dict(None) == EffectiveTaskRatios()  # a checkpoint from before
 
 
 class RowsTrainedOn(TrainerCallback):

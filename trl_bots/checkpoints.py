@@ -47,6 +47,7 @@ class RoundState:
     schedule: dict[str, int]  # what decides where rounds start and what they hold (see `generation_schedule`)
     task_fingerprint: str  # of the train dataset's rows (trl_bots.data.task_fingerprint)
     settings: dict[str, Any]  # the bots_* settings (see `bots_settings`)
+    effective_task_ratios: dict[str, Any] | None = None  # the model card's summary (None: saved before it was kept)
 
     def save(self, checkpoint: str | os.PathLike) -> None:
         """Write the round state into the folder `checkpoint`, atomically."""
@@ -60,6 +61,7 @@ class RoundState:
             "schedule": self.schedule,
             "task_fingerprint": self.task_fingerprint,
             "settings": self.settings,
+            "effective_task_ratios": self.effective_task_ratios,
         }
         write_atomic(Path(checkpoint) / ROUND_STATE_FILE, json.dumps(state).encode())
 
@@ -113,6 +115,7 @@ class RoundState:
             schedule=schedule,
             task_fingerprint=task_fingerprint,
             settings=settings,
+            effective_task_ratios=state.get("effective_task_ratios"),
         )
 
 

@@ -27,7 +27,7 @@ from .checkpoints import (
     resume_refusal,
 )
 from .config import BOTSConfig
-from .model_card import bots_card_section
+from .model_card import EffectiveTaskRatios, bots_card_section
 from .sampler import BOTSSampler
 from .selector import BOTSSelector
 from .state import SELECTOR_FILE, write_atomic
@@ -150,6 +150,7 @@ class BOTSGRPOTrainer(GRPOTrainer):
         self._bots_never_scored = NeverScored(
             selector.num_tasks, args.bots_success_reward, selector.domain_codes, selector.domain_names
         )
+        self._bots_ratios = EffectiveTaskRatios()  # for the model card; restored on resume
 
     @property
     def bots_round_tasks(self) -> np.ndarray | None:
@@ -260,6 +261,7 @@ class BOTSGRPOTrainer(GRPOTrainer):
                 reward_names=self.reward_func_names,
             )
             stats = self.selector.update(selected.tasks, successes, trials)
+            self._bots_ratios.add(stats.effective_task_ratio)
             for finding in self._bots_never_scored.observe(selected.tasks, trials):
                 if self.is_world_process_zero():
                     logger.warning(finding)
@@ -361,6 +363,7 @@ class BOTSGRPOTrainer(GRPOTrainer):
                 schedule=generation_schedule(args),
                 task_fingerprint=self.task_fingerprint,
                 settings=bots_settings(args),
+                effective_task_ratios=self._bots_ratios.as_dict(),
             ).save(output_dir)
         super()._save_checkpoint(model, trial)
 
@@ -380,6 +383,7 @@ class BOTSGRPOTrainer(GRPOTrainer):
         self._bots_tasks = state.tasks
         self._bots_rounds_selected = state.rounds_selected
         self._bots_unscored_rounds = state.unscored_rounds
+        self._bots_ratios = EffectiveTaskRatios.from_dict(state.effective_task_ratios)
         self._bots_uncredited = None
         # A new trainer starts GRPO's micro-step counter at 0. Restoring it keeps GRPO's generation schedule that of
         # the uninterrupted run; inside a round, GRPO then trains on the restored buffer instead of generating.
@@ -405,4 +409,4 @@ class BOTSGRPOTrainer(GRPOTrainer):
         super().create_model_card(model_name=model_name, dataset_name=dataset_name, tags=tags)
         if self.is_world_process_zero():
             with open(os.path.join(self.args.output_dir, "README.md"), "a") as f:
-                f.write(bots_card_section(self.args, self.selector))
+                f.write(bots_card_section(self.args, self.selector, self._bots_ratios))

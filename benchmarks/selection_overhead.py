@@ -13,10 +13,11 @@ reference / ours (of the medians), persistent state bytes per task (the arrays o
 and the peak resident memory of the process.
 
 Multi-domain pools: in the same run, a round of the single pool and a round of the same pool split into the six GURU
-domains (labels interleaved at random, GURU's domain proportions, ``domain_weights="proportional"``: quotas every
-round, per-domain diagnostics every update), side by side at N = 1e6, B = 256 (``--quick``: N = 1e4, B = 64). The two
-are timed in alternation, twice each, and each keeps its better median, so a load spike on a shared machine does not
-land on one side only.
+domains (GURU's domain proportions, ``domain_weights="proportional"``: quotas every round, per-domain diagnostics
+every update), side by side at N = 1e6, B = 256 (``--quick``: N = 1e4, B = 64), with the labels in two layouts: at
+random (a shuffled mixture) and each domain a contiguous range of tasks (GURU's files concatenated). The three are
+timed in alternation, twice each, and each keeps its better median, so a load spike on a shared machine does not land
+on one side only.
 Then uniform quotas over 6, 32 and 256 equal domains (``--quick``: 2 and 8) against the single pool: one thinned
 selection per domain, so the fixed cost of a round grows with the number of domains.
 
@@ -165,7 +166,7 @@ def peak_rss_mib() -> float:
 
 
 def domain_labels(num_tasks: int, seed: int = 2) -> np.ndarray:
-    """GURU's domains in GURU's proportions, in random order (the hardest layout: no domain is a contiguous range)."""
+    """GURU's domains in GURU's proportions, in random order (no domain is a contiguous range)."""
     shares = np.array(list(GURU_DOMAINS.values()))
     return np.random.default_rng(seed).choice(list(GURU_DOMAINS), size=num_tasks, p=shares / shares.sum())
 
@@ -184,18 +185,21 @@ def alternating_medians(
 
 
 def compare_domains(num_tasks: int, batch_size: int, warmup: int, budget_s: float, max_rounds: int) -> dict:
-    """Round times of the single pool and of the six-domain pool with proportional quotas, timed in alternation."""
+    """Round times of the single pool and of the six-domain pool with proportional quotas, its labels at random and
+    in contiguous ranges, timed in alternation."""
     reference, true_rates = make_task_pool(num_tasks)
+    labels = domain_labels(num_tasks)
     settings = {
         "single_pool": {"reference_pass_rates": reference},
-        "six_domains": {
+        "six_domains": {"reference_pass_rates": reference, "domains": labels, "domain_weights": "proportional"},
+        "six_contiguous_domains": {
             "reference_pass_rates": reference,
-            "domains": domain_labels(num_tasks),
+            "domains": np.sort(labels),
             "domain_weights": "proportional",
         },
     }
     timing = (warmup, budget_s, max_rounds)
-    single, domains = alternating_medians(settings, true_rates, batch_size, timing).values()
+    single, domains, contiguous = alternating_medians(settings, true_rates, batch_size, timing).values()
     row = {
         "num_tasks": num_tasks,
         "batch_size": batch_size,
@@ -203,9 +207,12 @@ def compare_domains(num_tasks: int, batch_size: int, warmup: int, budget_s: floa
         "single_pool_median_ms": single,
         "six_domains_median_ms": domains,
         "ratio": domains / single,
+        "six_contiguous_domains_median_ms": contiguous,
+        "contiguous_ratio": contiguous / single,
     }
     log(
-        f"N={num_tasks:>9} B={batch_size:>5}: single pool {single:.2f} ms, six domains {domains:.2f} ms, ratio {row['ratio']:.2f}x"
+        f"N={num_tasks:>9} B={batch_size:>5}: single pool {single:.2f} ms, six domains {domains:.2f} ms at random "
+        f"({row['ratio']:.2f}x), {contiguous:.2f} ms contiguous ({row['contiguous_ratio']:.2f}x)"
     )
     return row
 

@@ -8,9 +8,10 @@ script is a flag and a key of a `--config` YAML file:
     accelerate launch --config_file configs/accelerate/multi_gpu.yaml examples/train_bots.py \\
         --config examples/configs/guru_math_qwen2.5_1.5b.yaml
 
-With no dataset (no `--dataset_name`, no `--config`) it runs the offline demonstration, on a CPU, with no downloads,
-using `examples/configs/offline_demo.yaml` for its defaults (flags still override them). Its world is the package
-`bots_demo` beside this script (a checkout of the repository has it; `pip install trl-bots` does not):
+With no dataset (no `dataset_name` from a flag, in any spelling the parser accepts, nor from the `--config` file) it
+runs the offline demonstration, on a CPU, with no downloads, using `examples/configs/offline_demo.yaml` for its
+defaults (a config file's values and flags override them). Its world is the package `bots_demo` beside this script (a
+checkout of the repository has it; `pip install trl-bots` does not):
 
     python examples/train_bots.py
     python examples/train_bots.py --demo_check_only      # only check the shipped warm start, no training
@@ -29,8 +30,9 @@ from pathlib import Path
 import datasets
 import numpy as np
 import transformers
+import yaml
 from accelerate import PartialState
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoModelForCausalLM, AutoTokenizer, IntervalStrategy
 from trl import ModelConfig, ScriptArguments, TrlParser, get_peft_config, get_quantization_config
 
 from bots_demo.arguments import OfflineDemoArguments
@@ -38,11 +40,14 @@ from bots_demo.grpo_runs import steps_to_reach, train_from_setup
 from bots_demo.measure import HeldoutEvaluation, check_start, start_shape
 from bots_demo.offline_setup import build_offline_setup
 from trl_bots import BOTSConfig, BOTSGRPOTrainer
+from trl_bots.checkpoints import checkpoint_folders, checkpoint_problems, latest_complete_checkpoint
 from trl_bots.data import load_guru, load_tasks, prepare_tasks
 from trl_bots.plotting import log_series, plot_comparison, plot_run
-from trl_bots.rewards import get_reward_function
+from trl_bots.rewards import REWARD_FUNCTIONS, get_reward_function
 from trl_bots.validation import default_implicit_weight
 
+
+logger = logging.getLogger(__name__)
 
 # The demonstration's comparison runs beside the configured one, as its report names them.
 DEMO_RUNS = {
@@ -69,14 +74,15 @@ class BOTSScriptArguments(ScriptArguments):
     reward_funcs: list[str] = field(
         default_factory=lambda: ["math_accuracy_reward"],
         metadata={
-            "help": "Reward functions: math_accuracy_reward, exact_match_reward, partial_match_reward, format_reward, "
-            "or dotted import paths (my_package.rewards.my_reward). Weight them with reward_weights."
+            "help": f"Reward functions: {', '.join(REWARD_FUNCTIONS)} (trl_bots.rewards), or dotted import paths "
+            "(my_package.rewards.my_reward). Weight them with reward_weights."
         },
     )
     eval_dataset_name: str | None = field(
         default=None,
         metadata={
-            "help": "Evaluation dataset (Hub name or local file), read at dataset_test_split; default: dataset_name."
+            "help": "Evaluation dataset (Hub name or local file), read at dataset_test_split. Default: dataset_name "
+            "at dataset_test_split, which for a local file is the training data itself (the script warns)."
         },
     )
     load_guru: bool = field(
@@ -108,11 +114,6 @@ def quiet_third_party_noise() -> None:
     logging.getLogger("DeepSpeed").addFilter(lambda record: not record.getMessage().startswith("Setting accelerator"))
 
 
-def offline_demo_requested(argv: list[str]) -> bool:
-    """No dataset on the command line nor in a config file: the offline demonstration."""
-    return "--config" not in argv and not any(arg.split("=")[0] == "--dataset_name" for arg in argv)
-
-
 def load_datasets(script_args: BOTSScriptArguments, training_args: BOTSConfig):
     def load(name, split):
         if script_args.load_guru:  # evaluation files (e.g. MATH500) carry no reference pass rates
@@ -124,6 +125,13 @@ def load_datasets(script_args: BOTSScriptArguments, training_args: BOTSConfig):
     train_dataset = load(script_args.dataset_name, script_args.dataset_train_split)
     eval_dataset = None
     if training_args.eval_strategy != "no":
+        if script_args.eval_dataset_name is None and training_args.process_index == 0:
+            logger.warning(
+                f"eval_strategy='{IntervalStrategy(training_args.eval_strategy).value}' but no eval_dataset_name: "
+                f"evaluation reads dataset_name={script_args.dataset_name!r} at dataset_test_split="
+                f"{script_args.dataset_test_split!r}, which for a local file (or load_guru) is the training data "
+                "itself. Set eval_dataset_name to held-out tasks, or eval_strategy='no'."
+            )
         eval_dataset = load(script_args.eval_dataset_name or script_args.dataset_name, script_args.dataset_test_split)
     return train_dataset, eval_dataset
 
@@ -147,6 +155,7 @@ def main(script_args: BOTSScriptArguments, training_args: BOTSConfig, model_args
             )
         offline_demo(script_args, training_args, demo_args)
         return
+    checkpoint = checkpoint_to_resume(training_args)
     model = model_args.model_name_or_path
     training_args.model_init_kwargs = {
         "revision": model_args.model_revision,
@@ -170,10 +179,50 @@ def main(script_args: BOTSScriptArguments, training_args: BOTSConfig, model_args
         peft_config=get_peft_config(model_args),
         quantization_config=get_quantization_config(model_args),
     )
-    trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    trainer.train(resume_from_checkpoint=checkpoint)
     finish(trainer, training_args, script_args.dataset_name)
     trainer.accelerator.wait_for_everyone()
     trainer.end()  # finishes the trackers and destroys the process group
+
+
+def checkpoint_to_resume(training_args: BOTSConfig) -> str | None:
+    """
+    The checkpoint folder `resume_from_checkpoint` names. On the command line it is text, so `true` (any case; or a
+    YAML boolean) means what `train(resume_from_checkpoint=True)` intends: the newest checkpoint of `output_dir`, here
+    the newest complete one (newer incomplete folders are named in a warning); `false` means none; any other value is
+    a path.
+    """
+    resume_from_checkpoint, output_dir = training_args.resume_from_checkpoint, training_args.output_dir
+    if isinstance(resume_from_checkpoint, str) and resume_from_checkpoint.lower() in ("true", "false"):
+        spelling, resume = resume_from_checkpoint, resume_from_checkpoint.lower() == "true"
+    else:
+        spelling, resume = str(resume_from_checkpoint).lower(), resume_from_checkpoint
+    if resume is not True:
+        return resume or None
+    folders, checkpoint = checkpoint_folders(output_dir), latest_complete_checkpoint(output_dir)
+    if checkpoint is None:
+        if not os.path.isdir(output_dir):
+            why = "there is no such folder"
+        elif not folders:
+            why = "it has no checkpoint-<step> folder"
+        else:
+            why = "; ".join(f"{folder.name}: {', '.join(checkpoint_problems(folder))}" for folder in folders)
+        raise ValueError(
+            f"resume_from_checkpoint={spelling} resumes from the newest complete checkpoint in output_dir={output_dir}, "
+            f"which holds none ({why}). Start a new run without resume_from_checkpoint, or set it to a checkpoint "
+            "folder (<output_dir>/checkpoint-<step>)."
+        )
+    newer = folders[folders.index(Path(checkpoint)) + 1 :]  # incomplete, or the newest complete would be one of them
+    if newer and training_args.process_index == 0:
+        logger.warning(
+            f"resume_from_checkpoint={spelling}: resuming from {checkpoint}, the newest complete checkpoint in "
+            f"{output_dir}; skipping the newer "
+            + "; ".join(
+                f"{folder}, which is incomplete ({', '.join(checkpoint_problems(folder))})" for folder in newer
+            )
+            + "."
+        )
+    return checkpoint
 
 
 def finish(trainer: BOTSGRPOTrainer, training_args: BOTSConfig, dataset_name: str) -> None:
@@ -188,10 +237,16 @@ def finish(trainer: BOTSGRPOTrainer, training_args: BOTSConfig, dataset_name: st
         trainer.accelerator.print(
             f"\nBOTS run finished on {trainer.accelerator.num_processes} process(es) "
             f"({trainer.accelerator.distributed_type.value}).\n"
-            f"  mean effective-task ratio: {etr.mean():.3f} over {trainer.selector.round} rounds\n"
+            f"  mean effective-task ratio: {mean_etr(etr)} ({trainer.selector.round} rounds)\n"
             f"  model and selector state:  {training_args.output_dir}\n"
             f"  plots:                     {', '.join(str(p) for p in plots)}"
         )
+
+
+def mean_etr(etr) -> str:
+    """The run's mean effective-task ratio as printed, or that no training log carried it (e.g. logging_steps >
+    max_steps): the mean of nothing would print NaN, with a NumPy warning."""
+    return f"{np.mean(etr):.3f}" if len(etr) else "no BOTS metrics were logged"
 
 
 def offline_demo(script_args: BOTSScriptArguments, training_args: BOTSConfig, demo_args: OfflineDemoArguments) -> None:
@@ -268,7 +323,7 @@ def report(runs: dict, before: float, start: dict, training_args: BOTSConfig, de
     reference = runs[names[-1]]
     target = reference["accuracy"][-1]
     rows = {
-        "mean effective-task ratio": [f"{np.mean(run['etr']):.3f}" for run in runs.values()],
+        "mean effective-task ratio": [mean_etr(run["etr"]) for run in runs.values()],
         "held-out accuracy, start -> end": [f"{before:.3f} -> {run['accuracy'][-1]:.3f}" for run in runs.values()],
         f"steps to {target:.3f} ({names[-1]}'s final)": [
             str(steps_to_reach(run["eval_steps"], run["accuracy"], target) or f"not in {training_args.max_steps}")
@@ -328,13 +383,43 @@ def range_verdict(runs: dict, before: float, training_args: BOTSConfig, demo_arg
     return f"Inside the README's range ({expected['measured_over']})."
 
 
-def make_parser() -> TrlParser:
-    return TrlParser((BOTSScriptArguments, BOTSConfig, ModelConfig, OfflineDemoArguments))
+class ScriptParser(TrlParser):
+    """
+    TrlParser with the script's two additions. `--config=PATH` is read as `--config PATH` (TrlParser looks for the
+    latter only). And a run without a dataset, the offline demonstration, takes its defaults from the demo's YAML,
+    under the config file's values and the flags; whether there is a dataset is decided on what argparse parsed, so
+    every spelling it accepts counts (`--dataset_name X`, `--dataset-name=X`, an abbreviation, a config file's key).
+    """
+
+    _config_keys: frozenset[str] = frozenset()  # the settings the config file gave
+
+    def parse_args_and_config(self, args: list[str] | None = None, *rest, **kwargs):
+        args = sys.argv[1:] if args is None else list(args)
+        args = [part for arg in args for part in (arg.split("=", 1) if arg.startswith("--config=") else [arg])]
+        self._config_keys = frozenset()
+        return super().parse_args_and_config(args, *rest, **kwargs)
+
+    def set_defaults_with_config(self, **kwargs) -> list[str]:
+        self._config_keys = frozenset(kwargs)  # the demo's defaults go under these
+        return super().set_defaults_with_config(**kwargs)
+
+    # The one place every argument source (flags, config file, `.args` file) has been read: decide here.
+    def parse_known_args(self, args: list[str] | None = None, namespace=None):
+        args = sys.argv[1:] if args is None else list(args)
+        probe, _ = super().parse_known_args([arg for arg in args if arg not in ("-h", "--help")])
+        if probe.dataset_name is None:
+            with open(OFFLINE_DEMO_CONFIG) as f:
+                demo = yaml.safe_load(f)
+            super().set_defaults_with_config(
+                **{key: value for key, value in demo.items() if key not in self._config_keys}
+            )
+        return super().parse_known_args(args, namespace)
+
+
+def make_parser() -> ScriptParser:
+    return ScriptParser((BOTSScriptArguments, BOTSConfig, ModelConfig, OfflineDemoArguments))
 
 
 if __name__ == "__main__":
     quiet_third_party_noise()
-    argv = sys.argv[1:]
-    if offline_demo_requested(argv):
-        argv = ["--config", OFFLINE_DEMO_CONFIG, *argv]
-    main(*make_parser().parse_args_and_config(argv))
+    main(*make_parser().parse_args_and_config())

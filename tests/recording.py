@@ -36,10 +36,12 @@ class RewardRecorder:
 
 
 def total_rewards(call: dict, weights) -> np.ndarray:
-    """The weighted total per completion; NaN (unscored) where a function with a non-zero weight did not score it."""
+    """GRPO's weighted total per completion (NaN terms skipped); NaN (unscored) where no function with a non-zero
+    weight scored it."""
     table = np.array([[math.nan if v is None else v for v in values] for values in call["rewards"]], dtype=float)
     weights = np.asarray(weights, dtype=float)
-    return np.sum(table[weights != 0] * weights[weights != 0, None], axis=0)
+    terms = table[weights != 0] * weights[weights != 0, None]
+    return np.where(np.isnan(terms).all(axis=0), math.nan, np.nansum(terms, axis=0))
 
 
 def replay_posterior(num_tasks, rounds, forgetting=0.1, prior=(1.0, 1.0), threshold=0.5, fractional=False):

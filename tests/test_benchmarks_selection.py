@@ -41,6 +41,8 @@ def test_quick_benchmark_prints_complete_json(tmp_path):
     assert (domains["num_tasks"], domains["batch_size"], domains["num_domains"]) == (10**4, 64, 6)
     assert positive(domains["single_pool_median_ms"]) and positive(domains["six_domains_median_ms"])
     assert domains["ratio"] == domains["six_domains_median_ms"] / domains["single_pool_median_ms"]
+    contiguous = domains["six_contiguous_domains_median_ms"]  # the same labels, each domain a range of tasks
+    assert positive(contiguous) and domains["contiguous_ratio"] == contiguous / domains["single_pool_median_ms"]
     assert "six domains" in result.stderr
     sweep = report["domain_counts"]  # uniform quotas over more and more domains, against the single pool
     assert [row["num_domains"] for row in sweep] == [2, 8]

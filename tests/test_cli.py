@@ -3,6 +3,8 @@
 import json
 import math
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -237,6 +239,56 @@ def test_estimate_resumes_exactly_after_a_last_line_cut_mid_batch(tiny, tmp_path
     assert [json.loads(line)["index"] for line in progress.read_text().splitlines()[1:]] == [0, 1, 2, 3, 4, 5]
 
 
+def test_estimate_refuses_a_partial_file_of_other_rows(tiny, tmp_path):
+    """Issue 20 item 2: rows are saved by index, so a partial file is valid only for the exact rows it was written for."""
+    model, tokenizer = tiny
+    settings = GenerationSettings(num_samples=4, max_new_tokens=4, batch_size=2, seed=3)
+    tasks = _letter_tasks()
+    progress = tmp_path / "p.partial.jsonl"
+    rates = estimate_pass_rates(tasks, model, tokenizer, contains_a, settings, progress_path=progress)
+    assert len(set(rates.tolist())) > 1  # reusing rows by index would give the reversed file the wrong rates
+    saved = progress.read_text()
+    edits = {
+        "reversed": tasks.select(range(5, -1, -1)),
+        "one prompt edited": tasks.map(lambda row, i: {"prompt": row["prompt"] + "!" * (i == 4)}, with_indices=True),
+        "a row dropped": tasks.select(range(5)),
+    }
+    for edit, other in edits.items():
+        with pytest.raises(ValueError) as refused:
+            estimate_pass_rates(other, model, tokenizer, contains_a, settings, progress_path=progress)
+        message = str(refused.value)
+        assert message.startswith(f"{progress} holds partial results for other data: "), edit
+        assert "Delete it to start afresh" in message and "rerun on the dataset it was written for" in message, edit
+        assert progress.read_text() == saved, edit  # untouched
+    progress.unlink()
+    reversed_rates = estimate_pass_rates(edits["reversed"], model, tokenizer, contains_a, settings)
+    assert reversed_rates.shape == (6,)
+
+
+def stop_after_the_first_row(rows: dict, tiny_model_path: str, tmp_path) -> list[str]:
+    """Run `estimate-pass-rates` on `rows` (row 1 unscorable: an empty solution) one row per batch: it stops with
+    row 0 kept in the partial file. Returns the command's arguments, to run it again."""
+    source = tmp_path / "tasks.jsonl"
+    save_tasks(Dataset.from_dict(rows), source)
+    argv = ["estimate-pass-rates", "--dataset_name", str(source), "--model_name_or_path", tiny_model_path]
+    argv += ["--output_path", str(tmp_path / "rates.jsonl"), "--num_samples", "2", "--max_new_tokens", "2"]
+    argv += ["--batch_size", "1"]
+    with pytest.raises(ValueError, match="cannot be scored"):
+        cli_main(argv)
+    assert len((tmp_path / "rates.jsonl.partial.jsonl").read_text().splitlines()) == 2  # the header and row 0
+    return argv
+
+
+def test_cli_estimate_pass_rates_refuses_to_resume_on_a_reordered_file(tiny_model_path, tmp_path):
+    rows = {"prompt": ["task 0: say a", "task 1: say a"], "solution": ["1", ""]}
+    argv = stop_after_the_first_row(rows, tiny_model_path, tmp_path)
+    # The user fixes the file by putting the bad row first: row 0's saved count belongs to the other prompt now.
+    save_tasks(Dataset.from_dict({name: values[::-1] for name, values in rows.items()}), tmp_path / "tasks.jsonl")
+    with pytest.raises(ValueError, match=r"rates\.jsonl\.partial\.jsonl holds partial results for other data"):
+        cli_main(argv)
+    assert not (tmp_path / "rates.jsonl").exists()
+
+
 def test_estimate_stops_on_a_corrupt_line_that_is_not_the_last(tiny, tmp_path):
     model, tokenizer = tiny
     settings = GenerationSettings(num_samples=2, max_new_tokens=2, batch_size=2)
@@ -274,15 +326,8 @@ def test_vllm_samples_each_row_with_its_own_seed(monkeypatch):
 
 
 def test_cli_estimate_pass_rates_refuses_a_partial_file_of_another_answer_column(tiny_model_path, tmp_path):
-    source = tmp_path / "tasks.jsonl"
     rows = {"prompt": ["task 0: say a", "task 1: say a"], "solution": ["1", ""], "answer": ["1", "2"]}
-    save_tasks(Dataset.from_dict(rows), source)
-    output = tmp_path / "rates.jsonl"
-    argv = ["estimate-pass-rates", "--dataset_name", str(source), "--model_name_or_path", tiny_model_path]
-    argv += ["--output_path", str(output), "--num_samples", "2", "--max_new_tokens", "2", "--batch_size", "1"]
-    with pytest.raises(ValueError, match="cannot be scored"):  # row 1's empty solution: row 0 is kept
-        cli_main(argv)
-    assert len((tmp_path / "rates.jsonl.partial.jsonl").read_text().splitlines()) == 2
+    argv = stop_after_the_first_row(rows, tiny_model_path, tmp_path)
     with pytest.raises(ValueError, match="answer_column='solution' there, 'answer' now"):
         cli_main([*argv, "--answer_column", "answer"])
 
@@ -396,8 +441,31 @@ def test_plot_skips_a_trainer_state_cut_short_and_says_so(tmp_path, capsys, capl
 
 
 def test_plot_without_a_run_names_what_is_missing(tmp_path):
-    with pytest.raises(FileNotFoundError, match="No trainer_state.json"):
+    with pytest.raises(FileNotFoundError) as missing:
         cli_main(["plot", str(tmp_path)])
+    assert str(missing.value) == (
+        f"No trainer_state.json in {tmp_path} or its checkpoint-* folders. Pass the output_dir of a BOTSGRPOTrainer "
+        "run that saved a checkpoint or called save_state()/save_model()."
+    )
+    assert list(tmp_path.iterdir()) == []  # no empty plots folder left behind
+    absent = tmp_path / "no-such-run"
+    with pytest.raises(FileNotFoundError) as missing:
+        cli_main(["plot", str(absent)])
+    assert str(missing.value) == (
+        f"{absent} does not exist. Pass the output_dir of a BOTSGRPOTrainer run (the folder holding its checkpoint-* "
+        "folders)."
+    )
+    assert not absent.exists()
+
+
+def test_python_m_trl_bots_cli_is_the_trl_bots_command(tmp_path):
+    env = {**os.environ, "PYTHONPATH": os.path.dirname(os.path.dirname(os.path.abspath(__file__)))}
+    run = [sys.executable, "-m", "trl_bots.cli"]
+    shown = subprocess.run([*run, "--help"], capture_output=True, text=True, env=env, timeout=120)
+    assert shown.returncode == 0 and shown.stdout.startswith("usage: trl-bots ")
+    assert "estimate-pass-rates" in shown.stdout and "plot" in shown.stdout
+    failed = subprocess.run([*run, "plot", str(tmp_path / "x")], capture_output=True, text=True, env=env, timeout=120)
+    assert failed.returncode == 1 and f"FileNotFoundError: {tmp_path / 'x'} does not exist." in failed.stderr
 
 
 def test_log_series_skips_nan_none_and_other_entries():

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 import trl
 from datasets import Dataset
 from recording import RewardRecorder, SelectionLog, replay_posterior, total_rewards
@@ -191,11 +192,17 @@ def test_hooks_read_the_selected_rows(tiny_model_path, tmp_path):
 ENVIRONMENTS = {"count": CountingEnv, "echo": EchoEnv}
 
 
-@pytest.mark.parametrize("per_example", [True, False], ids=["environment-per-row", "one-environment"])
-def test_each_selected_task_gets_its_own_rows_environment(tiny_model_path, tmp_path, per_example):
-    """TRL routes a row to an environment by its `environment` column; that column travels with the row BOTS fills in."""
+@pytest.mark.parametrize(
+    ("per_example", "prompt"),
+    [(True, True), (False, True), (True, False)],
+    ids=["environment-per-row", "one-environment", "environment-per-row-without-prompt"],
+)
+def test_each_selected_task_gets_its_own_rows_environment(tiny_model_path, tmp_path, per_example, prompt):
+    """TRL routes a row to an environment by its `environment` column; that column travels with the row BOTS fills in.
+    With an environment the `prompt` column is optional (reset supplies it), in TRL and so in BOTS."""
     names = ["echo" if i % 3 == 0 else "count" for i in range(10)]
     dataset = task_dataset(10, conversational=True).add_column("environment", names)
+    dataset = dataset if prompt else dataset.remove_columns("prompt")
     scored = []
 
     def env_reward(completions, idx, environment, environments, **kwargs):
@@ -339,6 +346,43 @@ def test_async_reward_function_works(tiny_model_path, tmp_path):
 
     trainer = train_tiny(tiny_model_path, tmp_path, [async_even_reward])
     assert_credited(trainer, calls)
+
+
+def test_train_multiple_reward_funcs_with_None_output(tiny_model_path, tmp_path, caplog):  # noqa: N802 (TRL's name)
+    """TRL's test of the same name: one reward function scores every completion, the other returns None for all
+    ("not applicable to this sample"). GRPO trains on the first; so must BOTS, and credit every completion."""
+    recorder = RewardRecorder()
+
+    def applicable_reward_func(completions, **kwargs):  # rewards longer completions
+        return [float(len(completion)) for completion in completions]
+
+    def non_applicable_reward_func(completions, **kwargs):
+        return [None] * len(completions)
+
+    model, _ = load_tiny(tiny_model_path)
+    before = {name: parameter.clone() for name, parameter in model.named_parameters()}
+    with caplog.at_level("WARNING", logger="trl_bots.trainer"):
+        trainer = train_tiny(
+            tiny_model_path,
+            tmp_path,
+            recorder.wrap(applicable_reward_func, non_applicable_reward_func),
+            model=model,
+            max_steps=12,  # more rounds than bots_max_unscored_rounds (10), after which BOTS used to stop
+            learning_rate=0.1,  # TRL's: gradients are tiny
+        )
+    assert trainer.state.log_history[-1]["train_loss"] is not None
+    changed = [name for name, parameter in model.named_parameters() if not torch.equal(parameter, before[name])]
+    assert changed
+    assert logged(trainer, "bots/scored_ratio") == [1.0] * 12
+    assert_credited(trainer, recorder.calls, weights=(1.0, 1.0))
+    assert [record.getMessage() for record in caplog.records if record.name == "trl_bots.trainer"] == [
+        "BOTS decides success on GRPO's weighted total reward of applicable_reward_func (x1), "
+        "non_applicable_reward_func (x1): a completion is a trial when at least one of them returned a number (None: "
+        "this reward does not apply), and a success when the weighted sum of the numbers returned is >= "
+        "bots_success_threshold=0.5. A shaping reward (e.g. a format bonus) therefore also scores completions that "
+        "the accuracy reward returned None for, and counts toward success; to decide success by some reward functions "
+        "only, set bots_success_reward to their names."
+    ]  # once, at the start
 
 
 def test_evaluation_works_and_is_not_selected_or_credited(tiny_model_path, tmp_path):

@@ -96,6 +96,8 @@ def test_recipe_parses_with_trl_parser(path):
     assert model_args.model_name_or_path.startswith("Qwen/Qwen2.5-") and recipe["bf16"] is True
     if os.path.basename(path) == "guru_mixture_qwen2.5_7b.yaml":
         assert script_args.load_guru and script_args.reward_funcs == ["guru_reward"]
+        # Success is the weighted total, so that a code reward added as the header says scores the code rows.
+        assert training_args.bots_success_reward is None and "run_tests]" in header
         assert (training_args.bots_domain_column, training_args.bots_domain_weights) == ("domain", "proportional")
         # The baseline command in the header parses too, and turns the quotas off.
         baseline = header.split("Uniform baseline")[1].split("train_bots.py")[1].replace("\\", " ").replace("#", " ")

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from trl_bots import BOTSSelector
-from trl_bots.domains import MAX_DOMAINS, apportion, domain_quotas
+from trl_bots.domains import MAX_DOMAINS, apportion, domain_quotas, short_of_rounded_share
 from trl_bots.posterior import CHUNK_SIZE
 
 
@@ -197,6 +197,24 @@ def test_small_domain_is_logged_once(caplog):
     assert all(quotas == {"big": 18, "tiny": 2} for quotas, _, _ in history)
     warnings = [record.getMessage() for record in caplog.records]
     assert len(warnings) == 1 and "{'tiny': 2}" in warnings[0] and "fewer tasks than their quota" in warnings[0]
+
+
+def test_a_domain_that_fills_its_rounded_share_is_not_logged(caplog):
+    """7 seats over 3 equal domains: exact shares of 2.33, so the rotating extra seat goes to each domain in turn; a
+    domain of 2 tasks gives its rounded share, 2, and only the extra seat goes elsewhere: no warning. With 9 seats
+    (a share of 3) it is short, and said once."""
+    labels = labelled_pool({"a": 50, "b": 50, "tiny": 2})
+    selector = BOTSSelector(102, implicit_weight=0.0, domains=labels, domain_weights="uniform")
+    with caplog.at_level(logging.WARNING, logger="trl_bots.selector"):
+        history = play(selector, 6, 7)
+    assert {quotas["tiny"] for quotas, _, _ in history} == {2}
+    assert not caplog.records
+    with caplog.at_level(logging.WARNING, logger="trl_bots.selector"):
+        play(selector, 2, 9)
+    assert len(caplog.records) == 1 and "{'tiny': 2}" in caplog.records[0].getMessage()
+    assert short_of_rounded_share(7, np.ones(3), np.array([50, 50, 2])).tolist() == [False, False, False]
+    assert short_of_rounded_share(8, np.ones(3), np.array([50, 50, 2])).tolist() == [False, False, True]  # 2.67 -> 3
+    assert short_of_rounded_share(9, np.array([1.0, 1.0, 0.0]), np.array([4, 50, 0])).tolist() == [True, False, False]
 
 
 @pytest.mark.parametrize("rule", [{}, {"temperature": 0.1, "strategy": "mopps"}])

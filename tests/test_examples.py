@@ -85,16 +85,6 @@ def assert_files_match_manifest(folder: str) -> dict:
 
 
 # ---------------------------------------------------------------- the script's arguments
-def test_offline_demo_is_chosen_only_without_a_dataset():
-    from train_bots import offline_demo_requested
-
-    assert offline_demo_requested([])
-    assert offline_demo_requested(["--max_steps", "3", "--output_dir", "x"])
-    assert not offline_demo_requested(["--dataset_name", "data.parquet"])
-    assert not offline_demo_requested(["--dataset_name=data.parquet"])
-    assert not offline_demo_requested(["--config", "examples/configs/guru_math_qwen2.5_1.5b.yaml"])
-
-
 def test_script_defaults_are_the_offline_demo_config():
     script_args, training_args, _, demo_args = demo_arguments("x", "--max_steps", "7")
     assert script_args.dataset_name is None and script_args.reward_funcs == ["exact_match_reward"]

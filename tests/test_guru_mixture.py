@@ -168,34 +168,78 @@ def test_example_script_loads_a_guru_folder_and_its_eval_file(guru_folder, tmp_p
         main(*without_dataset)
 
 
-def test_code_rows_stay_unscored_beside_a_format_reward(tiny_model_path, tmp_path):
-    """guru_reward's None for code rows is neither success nor failure, though format_reward (weight 0.1) scores them."""
-    domains = ["codegen" if i % 3 == 0 else "logic" for i in range(12)]
-    dataset = task_dataset(12).add_column("domain", domains).add_column("solution", [str(i) for i in range(12)])
-    model, tokenizer = load_tiny(tiny_model_path)
+MIXTURE_DOMAINS = ["codegen" if i % 3 == 0 else "logic" for i in range(12)]
+
+
+def train_mixture(model_path, output_dir, reward_funcs, weights, **overrides):
+    """4 rounds of 3 tasks (one code task, two logic tasks) on 12 rows with guru_reward's columns."""
+    dataset = task_dataset(12).add_column("domain", MIXTURE_DOMAINS)
+    dataset = dataset.add_column("solution", [str(i) for i in range(12)])
+    model, tokenizer = load_tiny(model_path)
     recorder = RewardRecorder()
-    weights = [1.0, 0.1]
     args = tiny_args(
-        str(tmp_path),
-        per_device_train_batch_size=6,  # 3 tasks a round: one code task, two logic tasks
+        str(output_dir),
+        per_device_train_batch_size=6,
         max_steps=4,
         reward_weights=weights,
         bots_domain_column="domain",
         bots_domain_weights={"codegen": 1, "logic": 2},
+        **overrides,
     )
     trainer = BOTSGRPOTrainer(
-        model, recorder.wrap(guru_reward, format_reward), args=args, train_dataset=dataset, processing_class=tokenizer
+        model, recorder.wrap(*reward_funcs), args=args, train_dataset=dataset, processing_class=tokenizer
     )
     trainer.train()
-    code = sorted({i for call in recorder.calls for i in call["idx"] if domains[i] == "codegen"})
+    return trainer, recorder
+
+
+def test_code_rows_stay_unscored_beside_a_format_reward(tiny_model_path, tmp_path, caplog):
+    """With bots_success_reward='guru_reward', its None for code rows is neither success nor failure, though
+    format_reward (weight 0.1) scores them; after 3 rounds BOTS says that the code domain is never scored."""
+    with caplog.at_level("WARNING", logger="trl_bots.trainer"):
+        trainer, recorder = train_mixture(
+            tiny_model_path, tmp_path, (guru_reward, format_reward), [1.0, 0.1], bots_success_reward="guru_reward"
+        )
+    code = sorted({i for call in recorder.calls for i in call["idx"] if MIXTURE_DOMAINS[i] == "codegen"})
     assert len(recorder.calls) == 4 and code
     assert all(r is not None for call in recorder.calls for r in call["rewards"][1])  # format scored every row
     # Code tasks never got a trial: alpha and beta stay at the flat prior (a failure would have raised beta).
     assert trainer.selector.alpha[code].tolist() == trainer.selector.beta[code].tolist() == [1.0] * len(code)
-    alpha, beta = replay_posterior(12, [(call["idx"], total_rewards(call, weights)) for call in recorder.calls])
+    alpha, beta = replay_posterior(12, [(call["idx"], total_rewards(call, [1.0, 0.0])) for call in recorder.calls])
     np.testing.assert_allclose(trainer.selector.alpha, alpha, rtol=1e-6)
     np.testing.assert_allclose(trainer.selector.beta, beta, rtol=1e-6)
     history = trainer.state.log_history
     assert [e["bots/scored_ratio"] for e in history if "bots/scored_ratio" in e] == [4 / 6] * 4
     code_etr = [e["bots/domain/codegen/effective_task_ratio"] for e in history if "bots/domain/codegen/share" in e]
     assert code_etr == [0.0] * 4
+    assert [record.getMessage() for record in caplog.records if record.getMessage().startswith("BOTS: ")] == [
+        "BOTS: domain 'codegen' was served in 3 rounds and none of its completions was ever scored "
+        "(bots_success_reward='guru_reward' returned None or NaN for them): its tasks keep the prior, and its share of "
+        "every batch teaches the selector nothing. Make a reward function return numbers for these rows and list it in "
+        "bots_success_reward (e.g. a code reward that returns None for the other domains, beside guru_reward), or give "
+        "'codegen' the weight 0 in bots_domain_weights."
+    ]
+
+
+def code_tests_reward(completions, domain, **kwargs):
+    """A stand-in for a sandboxed code reward: a number for code rows (the tests pass when the answer starts with
+    'a'), None for the rows of the other domains."""
+    return [
+        float(str(completion).strip().startswith("a")) if label == "codegen" else None
+        for completion, label in zip(completions, domain, strict=True)
+    ]
+
+
+def test_the_mixture_recipes_advice_for_code_credits_code_tasks(tiny_model_path, tmp_path, caplog):
+    """The recipe's comment: add a code reward beside guru_reward (no bots_success_reward): code rows are scored."""
+    with caplog.at_level("WARNING", logger="trl_bots.trainer"):
+        trainer, recorder = train_mixture(tiny_model_path, tmp_path, (guru_reward, code_tests_reward), [1.0, 1.0])
+    code = sorted({i for call in recorder.calls for i in call["idx"] if MIXTURE_DOMAINS[i] == "codegen"})
+    assert len(recorder.calls) == 4 and code
+    alpha, beta = replay_posterior(12, [(call["idx"], total_rewards(call, [1.0, 1.0])) for call in recorder.calls])
+    np.testing.assert_allclose(trainer.selector.alpha, alpha, rtol=1e-6)
+    np.testing.assert_allclose(trainer.selector.beta, beta, rtol=1e-6)
+    assert (trainer.selector.alpha[code] + trainer.selector.beta[code] > 2.0).all()  # every code task got trials
+    history = trainer.state.log_history
+    assert [e["bots/scored_ratio"] for e in history if "bots/scored_ratio" in e] == [1.0] * 4
+    assert not [record for record in caplog.records if record.getMessage().startswith("BOTS: ")]

@@ -93,6 +93,18 @@ def test_too_few_tasks_for_a_round(tiny_model_path, tmp_path_factory, num_tasks,
         )
 
 
+def test_a_dataset_without_a_prompt_column_is_refused_when_the_trainer_is_built(tiny_model_path, tmp_path):
+    """GRPO would fail at the first step with a bare KeyError: 'prompt'."""
+    questions = task_dataset(10).rename_column("prompt", "question")
+    with pytest.raises(ValueError) as error:
+        make_trainer(tiny_model_path, tmp_path, questions)
+    assert str(error.value) == (
+        "train_dataset has no 'prompt' column, which GRPO reads for every task (its columns: ['idx', 'question']). "
+        "Name the column holding the prompts 'prompt' (dataset.rename_column(...), or "
+        "trl_bots.data.prepare_tasks(dataset, prompt_column=...))."
+    )
+
+
 def test_duplicate_prompts_are_separate_tasks(tiny_model_path, tmp_path):
     """Every row is a task, whatever its prompt: duplicates are credited separately, by row."""
     dataset = Dataset.from_dict({"idx": list(range(6)), "prompt": ["the same prompt"] * 6})
@@ -135,6 +147,29 @@ def test_reward_of_wrong_length_is_named(tiny_model_path, tmp_path_factory, delt
     assert str(error.value) == (
         f"The reward function 'wrong_length' returned {4 + delta} rewards, but 4 were expected (one per "
         "prompt-completion pair). Make sure the reward function returns exactly one reward per completion."
+    )
+    assert trainer.selector.round == 0
+
+
+@pytest.mark.parametrize("value", [math.inf, -math.inf])
+def test_an_infinite_reward_stops_training_with_its_function_named(tiny_model_path, tmp_path, value):
+    """Before: +inf counted as a success without a word (and GRPO's advantages of the group became NaN)."""
+
+    def grader(completions, idx, **kwargs):
+        return [value if i == idx[0] else 1.0 for i in idx]
+
+    def logged_only(completions, idx, **kwargs):  # weight 0: its inf is GRPO's NaN term, ignored, as GRPO does
+        return [math.inf] * len(idx)
+
+    trainer, _, _ = make_trainer(
+        tiny_model_path, tmp_path, reward_funcs=(grader, logged_only), reward_weights=[1.0, 0.0], max_steps=1
+    )
+    with pytest.raises(ValueError) as error:
+        trainer.train()
+    assert str(error.value) == (
+        f"Reward function 'grader' returned {value} for 2 completions of the round (completions [0, 1]), which is "
+        "neither a score nor None: BOTS cannot count it as a success or a failure, and GRPO's advantages of its group "
+        "would be NaN. Return a finite number, or None where the reward does not apply."
     )
     assert trainer.selector.round == 0
 

@@ -98,7 +98,7 @@ def test_push_to_hub_uploads_model_selector_state_and_bots_card(fake_hub, tiny_m
 
 def test_the_card_names_the_embedding_plug_in_and_its_final_accuracy(tmp_path):
     from trl_bots import BOTSConfig, BOTSSelector
-    from trl_bots.model_card import bots_card_section
+    from trl_bots.model_card import EffectiveTaskRatios, bots_card_section
 
     args = BOTSConfig(str(tmp_path), use_cpu=True, bots_embedding_dim=16)
     x = np.random.default_rng(0).normal(size=(200, 16))
@@ -108,7 +108,7 @@ def test_the_card_names_the_embedding_plug_in_and_its_final_accuracy(tmp_path):
     for _ in range(10):
         idx = selector.select(32)
         selector.update(idx, rng.binomial(8, truth[idx]).astype(float), np.full(32, 8.0))
-    section = bots_card_section(args, selector)
+    section = bots_card_section(args, selector, EffectiveTaskRatios())
     correlation = selector.estimator.correlation
     assert correlation > 0.5
     assert (

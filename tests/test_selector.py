@@ -649,7 +649,7 @@ def test_state_file_errors(tmp_path):
 
     with pytest.raises(ValueError, match="for 10 tasks but this selector has 11"):
         BOTSSelector(11, implicit_weight=0.0).load(path)
-    with pytest.raises(ValueError, match="strategy 'bots', not 'uniform'"):
+    with pytest.raises(ValueError, match="strategy 'bots', not 'uniform'.*built with strategy='bots'"):
         BOTSSelector(10, strategy="uniform").load(path)
 
     raw = path.read_bytes()
@@ -680,3 +680,81 @@ def test_state_file_errors(tmp_path):
     reliability = (Path(__file__).parents[1] / "docs" / "reliability.md").read_text()
     assert f"`ValueError: {str(raised.value).replace(str(edited), '{path}')}`" in reliability
     assert "Known gap" not in reliability
+
+
+def continues_identically(original: BOTSSelector, restored: BOTSSelector, rounds: int = 5, batch_size: int = 6):
+    """Both selectors hold the same learned state and select the same batches from here on."""
+    assert restored.num_tasks == original.num_tasks and restored.strategy == original.strategy
+    assert restored.round == original.round and restored.implicit_weight == original.implicit_weight
+    assert restored.alpha.tobytes() == original.alpha.tobytes() and restored.beta.tobytes() == original.beta.tobytes()
+    for a, b in zip(run_rounds(original, rounds, batch_size), run_rounds(restored, rounds, batch_size), strict=True):
+        assert a.tolist() == b.tolist()
+    assert restored.alpha.tobytes() == original.alpha.tobytes()
+
+
+@pytest.mark.parametrize(
+    ("settings", "given"),
+    [
+        ({"forgetting": 0.2, "seed": 3}, {"forgetting": 0.2}),  # implicit weight 0.1 from the file
+        ({"implicit_weight": 0.3, "adaptive_implicit_weight": True}, {"adaptive_implicit_weight": True}),
+        ({"strategy": "dots"}, {}),
+        ({"strategy": "uniform", "seed": 4}, {}),  # the serving order and its cursor from the file
+        ({"strategy": "easy2hard"}, {}),
+        ({"strategy": "mopps", "implicit_weight": 0.0, "target": 0.3}, {"target": 0.3}),
+    ],
+    ids=["bots", "adaptive", "dots", "uniform", "easy2hard", "mopps"],
+)
+def test_from_file_builds_the_saved_selector(tmp_path, settings, given):
+    reference = make_reference(40)
+    original = BOTSSelector(40, reference, **settings)
+    run_rounds(original, 7, 6)
+    path = tmp_path / "state.safetensors"
+    original.save(path)
+    continues_identically(original, BOTSSelector.from_file(path, reference_pass_rates=reference, **given))
+
+
+def test_from_file_takes_domains_weights_from_the_file_and_asks_for_what_it_lacks(tmp_path):
+    labels = np.array(["a", "b", "c", "c"] * 10)
+    original = BOTSSelector(40, implicit_weight=0.0, domains=labels, domain_weights={"a": 1, "b": 2, "c": 3})
+    run_rounds(original, 7, 6)
+    path = tmp_path / "state.safetensors"
+    original.save(path)
+    continues_identically(original, BOTSSelector.from_file(path, domains=labels))
+    with pytest.raises(ValueError) as error:
+        BOTSSelector.from_file(path)
+    assert str(error.value) == (
+        f"{path} was saved with the domains ['a', 'b', 'c'], which it holds only a checksum of: pass domains= (the "
+        "domain label of every task, as when it was saved)."
+    )
+
+
+def test_from_file_refuses_another_size_or_strategy_and_missing_evidence(tmp_path):
+    original = BOTSSelector(40, make_reference(40))
+    run_rounds(original, 2, 6)
+    path = tmp_path / "state.safetensors"
+    original.save(path)
+    with pytest.raises(ValueError) as error:
+        BOTSSelector.from_file(path, num_tasks=41, strategy="bots")
+    assert str(error.value) == (
+        f"{path} holds the state of a selector of num_tasks=40 and strategy='bots', but from_file got "
+        "num_tasks=41. Leave them out: the file decides them."
+    )
+    # The state was learned with implicit evidence (rho = 0.1): continuing it needs the reference pass rates.
+    with pytest.raises(ValueError, match="implicit_weight=0.1 needs implicit evidence"):
+        BOTSSelector.from_file(path)
+    with pytest.raises(FileNotFoundError):
+        BOTSSelector.from_file(tmp_path / "missing.safetensors")
+
+
+def test_repr_is_short_and_says_what_the_selector_is():
+    selector = BOTSSelector(40, make_reference(40), forgetting=0.2)
+    run_rounds(selector, 3, 6)
+    assert repr(selector) == (
+        "BOTSSelector(num_tasks=40, strategy='bots', round=3, target=0.5, forgetting=0.2, implicit_weight=0.1)"
+    )
+    labels = ["a", "b"] * 20
+    weighted = BOTSSelector(40, implicit_weight=0.0, strategy="mopps", domains=labels, domain_weights="uniform")
+    assert repr(weighted) == (
+        "BOTSSelector(num_tasks=40, strategy='mopps', round=0, target=0.5, forgetting=0.1, implicit_weight=0, "
+        "domains=2 (weighted))"
+    )

@@ -24,6 +24,7 @@ from trl.trainer.utils import RepeatSampler
 
 from trl_bots.checkpoints import ROUND_STATE_FILE
 from trl_bots.data import task_fingerprint
+from trl_bots.model_card import EffectiveTaskRatios
 from trl_bots.sampler import BOTSSampler
 from trl_bots.selector import BOTSSelector
 from trl_bots.state import SELECTOR_FILE
@@ -281,8 +282,9 @@ def test_success_definition(tiny_model_path, tmp_path, reward_funcs, overrides, 
     np.testing.assert_allclose(trainer.selector.beta, beta, rtol=1e-6)
 
 
-def test_unscored_accuracy_is_not_a_failure_when_a_side_reward_scores_it(tiny_model_path, tmp_path):
-    """Weighted total: a completion is scored only when every reward function with a non-zero weight scored it."""
+def test_unscored_accuracy_is_not_a_failure_when_a_side_reward_scores_it(tiny_model_path, tmp_path, caplog):
+    """bots_success_reward names the accuracy: a completion it could not grade (None) is not a trial, although a
+    format bonus with a non-zero weight scored it (GRPO's weighted total would have made it a 0.1 failure)."""
 
     def accuracy(completions, idx, **kwargs):  # cannot grade tasks divisible by 3
         return [None if i % 3 == 0 else float(i % 2 == 0) for i in idx]
@@ -290,19 +292,22 @@ def test_unscored_accuracy_is_not_a_failure_when_a_side_reward_scores_it(tiny_mo
     def format_bonus(completions, idx, **kwargs):  # scores every completion
         return [1.0] * len(idx)
 
-    def ignored(completions, idx, **kwargs):  # weight 0: whether it scores changes nothing
+    def ignored(completions, idx, **kwargs):
         return [None] * len(idx)
 
-    weights = [1.0, 0.1, 0.0]
-    trainer, recorder, _ = make_trainer(
-        tiny_model_path,
-        tmp_path,
-        reward_funcs=(accuracy, format_bonus, ignored),
-        max_steps=8,
-        reward_weights=weights,
-        bots_thompson=False,  # posterior means: the unscored tasks (exactly 0.5) stay the favourites
-    )
-    trainer.train()
+    with caplog.at_level("WARNING", logger="trl_bots.trainer"):
+        trainer, recorder, _ = make_trainer(
+            tiny_model_path,
+            tmp_path,
+            reward_funcs=(accuracy, format_bonus, ignored),
+            max_steps=8,
+            reward_weights=[1.0, 0.1, 0.0],
+            bots_success_reward="accuracy",
+            bots_thompson=False,  # posterior means: the unscored tasks (exactly 0.5) stay the favourites
+        )
+        trainer.train()
+    assert not [record for record in caplog.records if "decides success" in record.getMessage()]  # the user's rule
+    assert trainer.args.bots_success_reward == ["accuracy"]
     selected = {i for call in recorder.calls for i in call["idx"]}
     ungraded = sorted(i for i in selected if i % 3 == 0)
     assert ungraded  # the test saw unscorable tasks
@@ -310,11 +315,39 @@ def test_unscored_accuracy_is_not_a_failure_when_a_side_reward_scores_it(tiny_mo
     assert (
         trainer.selector.alpha[ungraded].tolist() == trainer.selector.beta[ungraded].tolist() == [1.0] * len(ungraded)
     )
-    rounds = [(c["idx"], total_rewards(c, weights)) for c in recorder.calls]
+    rounds = [(c["idx"], total_rewards(c, [1.0, 0.0, 0.0])) for c in recorder.calls]  # the accuracy alone, unweighted
     alpha, beta = replay_posterior(10, rounds)
     np.testing.assert_allclose(trainer.selector.alpha, alpha, rtol=1e-6)
     np.testing.assert_allclose(trainer.selector.beta, beta, rtol=1e-6)
     assert logged(trainer, "bots/scored_ratio") == [float(np.mean(~np.isnan(total))) for _, total in rounds]
+
+
+def test_each_row_is_scored_by_the_reward_that_applies_to_it(tiny_model_path, tmp_path):
+    """A math and a code reward, each None on the other's rows: every completion is scored (GRPO's weighted total),
+    and naming both in bots_success_reward decides success the same way."""
+
+    def math_reward(completions, idx, **kwargs):  # even tasks are math: solved when divisible by 4
+        return [float(i % 4 == 0) if i % 2 == 0 else None for i in idx]
+
+    def code_reward(completions, idx, **kwargs):  # odd tasks are code: passes when i % 4 == 1
+        return [float(i % 4 == 1) if i % 2 else None for i in idx]
+
+    posteriors = []
+    for success_reward in (None, ["math_reward", "code_reward"]):
+        trainer, recorder, _ = make_trainer(
+            tiny_model_path,
+            tmp_path / str(success_reward),
+            reward_funcs=(math_reward, code_reward),
+            max_steps=6,
+            bots_success_reward=success_reward,
+        )
+        trainer.train()
+        assert logged(trainer, "bots/scored_ratio") == [1.0] * 6
+        alpha, beta = replay_posterior(10, [(c["idx"], total_rewards(c, [1.0, 1.0])) for c in recorder.calls])
+        np.testing.assert_allclose(trainer.selector.alpha, alpha, rtol=1e-6)
+        np.testing.assert_allclose(trainer.selector.beta, beta, rtol=1e-6)
+        posteriors.append((trainer.selector.alpha.tobytes(), trainer.selector.beta.tobytes()))
+    assert posteriors[0] == posteriors[1]
 
 
 def test_a_success_reward_that_never_scores_warns_then_stops(tiny_model_path, tmp_path, caplog):
@@ -397,8 +430,25 @@ def test_exact_resume_and_saved_folder(tiny_model_path, tmp_path, umask_022):
     card = (tmp_path / "full" / "README.md").read_text()
     assert "## BOTS task selection" in card and "2510.26374" in card
     assert "- bots" in card.split("---")[1]  # the tag, in the card's YAML header
-    ratio = full.selector.last_stats.effective_task_ratio
-    assert f"| final effective-task ratio | {ratio:.4f} |" in card
+    # The card states the run's mean effective-task ratio and the last ten rounds' (here all 6), also when resumed.
+    ratios = logged(full, "bots/effective_task_ratio")
+    assert len(ratios) == 6 and len(set(ratios)) > 1
+    line = (
+        f"| effective-task ratio | {np.mean(ratios):.4f} (mean of 6 rounds); {np.mean(ratios):.4f} (last 6 rounds) |"
+    )
+    assert line in card
+    resumed.create_model_card(model_name="tiny-bots")
+    assert line in (tmp_path / "resumed" / "README.md").read_text()
+
+
+def test_the_cards_effective_task_ratio_is_the_runs_mean_and_the_last_ten_rounds():
+    ratios = EffectiveTaskRatios()
+    assert ratios.card_text() == "n/a (no round trained)"
+    for k in range(12):
+        ratios.add(k / 16)  # 0, 1/16, ..., 11/16: mean 5.5/16, the last ten 6.5/16
+    assert ratios.card_text() == "0.3438 (mean of 12 rounds); 0.4062 (last 10 rounds)"
+    assert EffectiveTaskRatios.from_dict(ratios.as_dict()) == ratios  # as a checkpoint keeps it
+    assert EffectiveTaskRatios.from_dict(None) == EffectiveTaskRatios()  # a checkpoint from before
 
 
 class RowsTrainedOn(TrainerCallback):
@@ -636,6 +686,21 @@ def test_resume_under_a_changed_schedule_is_refused(tiny_model_path, two_checkpo
     )
 
 
+def test_resume_with_another_strategy_is_refused_with_one_message(tiny_model_path, two_checkpoints, tmp_path, caplog):
+    """Before: a warning that the config's bots_strategy applies, then the selector's bare 'state is for strategy'."""
+    checkpoint = two_checkpoints / "checkpoint-1"
+    trainer, _, _ = make_trainer(tiny_model_path, tmp_path / "new", max_steps=4, bots_strategy="uniform")
+    with caplog.at_level("WARNING", logger="trl_bots.checkpoints"), pytest.raises(ValueError) as error:
+        trainer.train(resume_from_checkpoint=str(checkpoint))
+    assert str(error.value) == (
+        f"Cannot resume BOTS from {checkpoint} with bots_strategy='uniform': the setting differs from the "
+        "checkpoint's, and its saved selector belongs to bots_strategy='bots'. Resume with bots_strategy='bots', or "
+        "start a new run with 'uniform' (to start it from this checkpoint's weights, load the model from the "
+        "checkpoint folder and train without resume_from_checkpoint)."
+    )
+    assert not [record for record in caplog.records if record.name == "trl_bots.checkpoints"]
+
+
 def test_resume_with_another_task_list_is_refused(tiny_model_path, two_checkpoints, tmp_path):
     """Same size, other order: the task ids would name other rows, so the posterior would belong to other tasks."""
     original, shuffled = task_dataset(10), task_dataset(10).shuffle(seed=7)
@@ -680,6 +745,23 @@ def test_resume_takes_settings_from_the_config_and_says_which_changed(
     assert not math.isnan(logged(trainer, "bots/cap_coef")[-1])
 
 
+def test_a_checkpoint_with_a_success_reward_name_resumes_under_the_list_of_that_name(
+    tiny_model_path, two_checkpoints, tmp_path, caplog
+):
+    """Checkpoints saved before bots_success_reward could be a list hold the name: the same setting, not a change."""
+    checkpoint = two_checkpoints / "checkpoint-1"
+    state = json.loads((checkpoint / ROUND_STATE_FILE).read_text())
+    state["settings"]["bots_success_reward"] = "even_task_reward"
+    (checkpoint / ROUND_STATE_FILE).write_text(json.dumps(state))
+    trainer, _, _ = make_trainer(
+        tiny_model_path, tmp_path / "new", max_steps=2, bots_success_reward="even_task_reward"
+    )
+    with caplog.at_level("WARNING", logger="trl_bots.checkpoints"):
+        trainer.train(resume_from_checkpoint=str(checkpoint))
+    assert trainer.selector.round == 2
+    assert not [record.getMessage() for record in caplog.records if record.name == "trl_bots.checkpoints"]
+
+
 def test_config_is_read_by_trl_parser(tmp_path):
     from trl import TrlParser
 
@@ -703,3 +785,20 @@ def test_config_is_read_by_trl_parser(tmp_path):
     for field in BOTSConfig.__dataclass_fields__:
         if field.startswith("bots_"):
             assert f"--{field}" in help_text
+
+
+def test_success_reward_is_one_name_or_several_from_yaml_or_the_command_line(tmp_path):
+    from trl import TrlParser
+
+    from trl_bots.config import BOTSConfig
+
+    config = tmp_path / "bots.yaml"
+    config.write_text(f"output_dir: {tmp_path}\nuse_cpu: true\nbf16: false\nbots_success_reward: guru_reward\n")
+    (args,) = TrlParser((BOTSConfig,)).parse_args_and_config(["--config", str(config)])
+    assert args.bots_success_reward == ["guru_reward"]
+    (args,) = TrlParser((BOTSConfig,)).parse_args_and_config(
+        ["--config", str(config), "--bots_success_reward", "guru_reward", "code_reward"]
+    )
+    assert args.bots_success_reward == ["guru_reward", "code_reward"]
+    with pytest.raises(ValueError, match=r"bots_success_reward must name the reward function .*got \[\]"):
+        tiny_args(str(tmp_path), bots_success_reward=[])

@@ -117,3 +117,24 @@ def test_more_than_256_domains_is_refused(tiny_model_path, tmp_path):
 def test_bad_domain_settings_are_named(tmp_path, overrides, message):
     with pytest.raises(ValueError, match=message):
         tiny_args(str(tmp_path), **{"bots_domain_column": "meta.domain", **overrides})
+
+
+def test_a_shuffled_or_selected_dataset_gives_each_row_its_own_domain_and_references(tiny_model_path, tmp_path):
+    """The reference and domain columns are read in Arrow: after shuffle/select they must follow the rows kept, in
+    their new order (the table underneath keeps the old order)."""
+    rows = domain_dataset().add_column("weak", [i / 20 for i in range(12)]).add_column("strong", [0.9] * 12)
+    dataset = rows.shuffle(seed=3).select([10, 2, 7, 0, 5, 11, 1, 8, 4, 9])
+    trainer, _ = make_trainer(
+        tiny_model_path,
+        tmp_path,
+        dataset=dataset,
+        bots_reference_columns=["weak", "strong"],
+        bots_domain_weights="uniform",
+    )
+    selector = trainer.selector
+    idx = dataset["idx"]
+    assert [selector.domain_names[code] for code in selector.domain_codes] == [DOMAINS[i] for i in idx]
+    np.testing.assert_array_equal(
+        selector.estimator.weak, np.array([i / 20 for i in idx], dtype=selector.estimator.weak.dtype)
+    )
+    assert selector.domain_sizes.tolist() == [sum(DOMAINS[i] == "x" for i in idx), sum(DOMAINS[i] == "y" for i in idx)]

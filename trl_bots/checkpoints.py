@@ -47,6 +47,7 @@ class RoundState:
     schedule: dict[str, int]  # what decides where rounds start and what they hold (see `generation_schedule`)
     task_fingerprint: str  # of the train dataset's rows (trl_bots.data.task_fingerprint)
     settings: dict[str, Any]  # the bots_* settings (see `bots_settings`)
+    effective_task_ratios: dict[str, Any] | None = None  # the model card's summary (None: saved before it was kept)
 
     def save(self, checkpoint: str | os.PathLike) -> None:
         """Write the round state into the folder `checkpoint`, atomically."""
@@ -60,6 +61,7 @@ class RoundState:
             "schedule": self.schedule,
             "task_fingerprint": self.task_fingerprint,
             "settings": self.settings,
+            "effective_task_ratios": self.effective_task_ratios,
         }
         write_atomic(Path(checkpoint) / ROUND_STATE_FILE, json.dumps(state).encode())
 
@@ -97,6 +99,7 @@ class RoundState:
                     "resume with the dataset the checkpoint was trained on, in the same order, or start a new run."
                 )
             _check_schedule(checkpoint, state.get("schedule"), schedule)
+            _check_strategy(checkpoint, state.get("settings"), settings)
             _log_changed_settings(checkpoint, state.get("settings"), settings)
         selector.load(paths[SELECTOR_FILE])
         try:
@@ -112,6 +115,7 @@ class RoundState:
             schedule=schedule,
             task_fingerprint=task_fingerprint,
             settings=settings,
+            effective_task_ratios=state.get("effective_task_ratios"),
         )
 
 
@@ -198,8 +202,26 @@ def _check_schedule(checkpoint: str | os.PathLike, saved: Any, schedule: dict[st
         )
 
 
+def _check_strategy(checkpoint: str | os.PathLike, saved: Any, settings: dict[str, Any]) -> None:
+    """A selector's learned state belongs to its strategy (the baselines' serving order, the adaptive strategies'
+    evidence), so unlike the other settings the strategy cannot change on resume."""
+    saved_strategy = saved.get("bots_strategy") if isinstance(saved, dict) else None
+    strategy = settings["bots_strategy"]
+    if saved_strategy is not None and saved_strategy != strategy:
+        raise ValueError(
+            f"Cannot resume BOTS from {checkpoint} with bots_strategy={strategy!r}: the setting differs from the "
+            f"checkpoint's, and its saved selector belongs to bots_strategy={saved_strategy!r}. Resume with "
+            f"bots_strategy={saved_strategy!r}, or start a new run with {strategy!r} (to start it from this "
+            "checkpoint's weights, load the model from the checkpoint folder and train without "
+            "resume_from_checkpoint)."
+        )
+
+
 def _log_changed_settings(checkpoint: str | os.PathLike, saved: Any, settings: dict[str, Any]) -> None:
     """On resume the settings are the config's and the learned state the checkpoint's: say which settings changed."""
+    if isinstance(saved, dict) and isinstance(saved.get("bots_success_reward"), str):
+        # Saved before bots_success_reward could list several functions: a name is the list of that name.
+        saved = {**saved, "bots_success_reward": [saved["bots_success_reward"]]}
     changed = [f"{name} {old!r} -> {new!r}" for name, old, new in _differences(saved, settings)]
     if changed:
         logger.warning(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
 
 from transformers import HfArgumentParser
 
@@ -56,3 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         for path in plot_run(args.run_dir, args.output_dir):
             print(path)
     return 0
+
+
+if __name__ == "__main__":  # `python -m trl_bots.cli`, the same as the `trl-bots` command
+    sys.exit(main())

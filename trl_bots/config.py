@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -9,6 +10,7 @@ from dataclasses import dataclass, field
 from trl import GRPOConfig
 
 from .domains import DOMAIN_WEIGHT_MODES
+from .success import success_reward_names
 from .validation import (
     CAP_FITS,
     HYPERPARAMETERS,
@@ -26,6 +28,24 @@ from .validation import (
 # The implicit evidence a dataset without reference columns gets by default (bots and dots strategies): the embedding
 # estimator, which beat explicit evidence alone on fresh seeds (README, "BOTS on a plain dataset").
 PLAIN_DATASET_ESTIMATOR = "embedding"
+
+
+def _check_json_object(name: str, value) -> None:
+    """
+    What transformers' `TrainingArguments.__post_init__` parses as JSON (a dict field's text starting with `{`), checked
+    first: its `json.loads` fails with a bare `JSONDecodeError` that names neither the field nor the form it wants.
+    """
+    if not isinstance(value, str) or not value.startswith("{"):
+        return
+    try:
+        json.loads(value)
+    except json.JSONDecodeError as error:
+        example = '{"math": 1, "logic": 1}' if name == "bots_domain_weights" else '{"name": 1}'
+        modes = f"; or {' or '.join(DOMAIN_WEIGHT_MODES)}" if name == "bots_domain_weights" else ""
+        raise ValueError(
+            f"{name}={value!r} is not valid JSON ({error}). Write a JSON object with quoted names, in single quotes on "
+            f"a shell command line: --{name} '{example}'{modes}."
+        ) from error
 
 
 @dataclass
@@ -72,10 +92,13 @@ class BOTSConfig(GRPOConfig):
             (in that order). They feed the implicit evidence and the `"easy2hard"` order.
         bots_success_threshold (`float`, *optional*, defaults to `0.5`):
             A completion succeeds when its reward is >= this value.
-        bots_success_reward (`str` or `None`, *optional*, defaults to `None`):
-            Reward that decides success: `None` for GRPO's weighted total, or the name of one reward function. With
-            the weighted total, a completion is scored only when every reward function with a non-zero weight scored
-            it (returned a number, not `None`/NaN); otherwise it counts as neither a success nor a failure.
+        bots_success_reward (`str`, `list[str]` or `None`, *optional*, defaults to `None`):
+            Reward function(s) that decide success. `None`: GRPO's weighted total of the reward functions with a
+            non-zero weight; a completion is scored when at least one of them returned a number (`None`/NaN means
+            "this reward does not apply") and its success reward is the weighted sum of the numbers returned. A name,
+            or a list of names (e.g. an accuracy reward per domain, each `None` on the others' rows): only these
+            decide, summed without weights; a completion none of them scored counts as neither success nor failure,
+            whatever a shaping reward (e.g. a format bonus) returned. A single name is stored as a list of one.
         bots_fractional_evidence (`bool`, *optional*, defaults to `False`):
             Count each completion's reward, which must lie in [0, 1], as fractional success instead of thresholding.
         bots_adaptive_implicit_weight (`bool`, *optional*, defaults to `False`):
@@ -184,12 +207,14 @@ class BOTSConfig(GRPOConfig):
         default=0.5,
         metadata={"help": "A completion succeeds when its reward is >= this value."},
     )
-    bots_success_reward: str | None = field(
+    # `list[str]` for the parser (`--bots_success_reward a b`); a single name (Python, YAML) is accepted too.
+    bots_success_reward: list[str] | None = field(
         default=None,
         metadata={
-            "help": "Reward that decides success: None for GRPO's weighted total reward, or the name of one reward "
-            "function. With the weighted total, a completion is scored only when every reward function with a "
-            "non-zero weight scored it; otherwise it is neither a success nor a failure."
+            "help": "Reward function(s) that decide success. None: GRPO's weighted total of the reward functions "
+            "with a non-zero weight, a completion being scored when at least one of them returned a number. One or "
+            "more names: only these decide (summed, unweighted); a completion none of them scored is neither a "
+            "success nor a failure."
         },
     )
     bots_fractional_evidence: bool = field(
@@ -258,6 +283,8 @@ class BOTSConfig(GRPOConfig):
     )
 
     def __post_init__(self):
+        for name in self._VALID_DICT_FIELDS:
+            _check_json_object(name, getattr(self, name))
         super().__post_init__()
         check_strategy("bots_strategy", self.bots_strategy)
         check_choice("bots_cap_fit", self.bots_cap_fit, CAP_FITS)
@@ -281,6 +308,7 @@ class BOTSConfig(GRPOConfig):
             self.bots_seed = self.seed
         for parameter in HYPERPARAMETERS:
             parameter.check(parameter.config_value(self), parameter.field_label)
+        self.bots_success_reward = success_reward_names(self.bots_success_reward)
         check_in_interval("bots_success_threshold", self.bots_success_threshold, -math.inf, math.inf, high_open=True)
         rounds = self.bots_max_unscored_rounds
         if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:

@@ -14,6 +14,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.compute as pc
 from datasets import Dataset, DatasetDict, Features, Value, concatenate_datasets, load_dataset, load_from_disk
 
 
@@ -74,16 +76,31 @@ def _check_column(dataset: Dataset, field_name: str, column: str, holds: str) ->
         )
 
 
-def column_values(dataset: Dataset, column: str, field_name: str, holds: str) -> list[Any]:
+def arrow_column(dataset: Dataset, name: str) -> pa.ChunkedArray:
     """
-    Every row's value of ``column``, a column or a dotted path into a nested one (``extra_info.domain``); a missing
-    column is an error naming ``field_name`` (the setting that named it) and what it should hold.
+    The column ``name`` of ``dataset`` as Arrow values in row order, read without converting a value to Python:
+    ``dataset[name]`` formats row after row (about 15 s for a million numbers), the Arrow column is ready at once.
+    After ``shuffle`` or ``select`` a dataset's rows are an indices mapping over its table, taken here in one Arrow
+    call (``flatten_indices()`` would rewrite the whole table, and ``with_format("arrow")`` turns the indices into a
+    Python list: seconds at a million rows).
+    """
+    values = dataset.data.column(name)
+    if dataset._indices is not None:  # datasets' own record of the rows a shuffle or select kept, in order
+        values = values.take(dataset._indices.column(0))
+    return values
+
+
+def column_values(dataset: Dataset, column: str, field_name: str, holds: str) -> pa.ChunkedArray:
+    """
+    Every row's value of ``column``, a column or a dotted path into a nested one (``extra_info.domain``), as Arrow
+    values (:func:`arrow_column`); a missing column is an error naming ``field_name`` (the setting that named it) and
+    what it should hold.
     """
     _check_column(dataset, field_name, column, holds)
     head, *rest = column.split(".")
-    values = dataset[head]
+    values = arrow_column(dataset, head)
     for key in rest:
-        values = [None if value is None else value[key] for value in values]
+        values = pc.struct_field(values, key)  # null where the parent is null
     return values
 
 

@@ -16,8 +16,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from functools import cached_property
+from typing import Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from .validation import check_enough_tasks, is_real
 
@@ -31,30 +34,39 @@ TOO_FEW_WEIGHTED_TASKS = (
 
 
 def encode_domains(
-    labels: Sequence[str] | np.ndarray, num_tasks: int, name: str = "domains"
+    labels: Sequence[str] | np.ndarray | pa.Array | pa.ChunkedArray, num_tasks: int, name: str = "domains"
 ) -> tuple[tuple[str, ...], np.ndarray]:
-    """Validate one label per task; return the sorted distinct names and each task's code (index into the names)."""
-    labels = list(labels)
+    """Validate one label per task; return the sorted distinct names and each task's code (index into the names).
+
+    Encoded in Arrow, once over the labels (a dataset column is passed as its Arrow values): only the few distinct
+    labels are checked and sorted in Python, so a million tasks take a fraction of a second.
+    """
+    if not isinstance(labels, (np.ndarray, pa.Array, pa.ChunkedArray)):
+        labels = list(labels)
     if len(labels) != num_tasks:
         raise ValueError(f"{name} must hold one label per task ({num_tasks}), got {len(labels)} labels.")
-    bad = [(i, label) for i, label in enumerate(labels) if not isinstance(label, str) or not label.strip()]
-    if bad:
+    array = _string_array(labels)
+    encoded = None if array is None else pc.dictionary_encode(array)
+    distinct = [] if encoded is None else encoded.dictionary.to_pylist()  # the labels that occur, each once
+    if encoded is None or encoded.indices.null_count or any(not label.strip() for label in distinct):
+        values = labels.to_pylist() if isinstance(labels, (pa.Array, pa.ChunkedArray)) else labels
+        bad = [(i, label) for i, label in enumerate(values) if not isinstance(label, str) or not label.strip()]
         examples = ", ".join(f"task {i}: {label!r}" for i, label in bad[:5])
         raise ValueError(
             f"{name} must be non-empty strings; {len(bad)} tasks have another value ({examples}"
             f"{', ...' if len(bad) > 5 else ''}). Fill in the domain of these tasks or drop them; write numbers (e.g. "
             "the ids of a ClassLabel column) as their names."
         )
-    names, codes = np.unique(np.asarray(labels, dtype=object).astype(str), return_inverse=True)
-    if names.size > MAX_DOMAINS:
+    names = sorted(distinct)
+    if len(names) > MAX_DOMAINS:
         raise ValueError(
-            f"{name} has {names.size} distinct labels, more than {MAX_DOMAINS}: it looks like a per-task field (an id "
-            f"or a prompt), not a domain. First labels: {names[:5].tolist()}. Name a column with a few domain labels."
+            f"{name} has {len(names)} distinct labels, more than {MAX_DOMAINS}: it looks like a per-task field (an id "
+            f"or a prompt), not a domain. First labels: {names[:5]}. Name a column with a few domain labels."
         )
     # "Math" beside "math" (or "logic " beside "logic") is one domain spelled twice: as two, it would split the
     # domain's metrics and quotas without a word.
     spellings: dict[str, list[str]] = {}
-    for label in names.tolist():
+    for label in names:
         spellings.setdefault(label.strip().casefold(), []).append(label)
     clashes = [group for group in spellings.values() if len(group) > 1]
     if clashes:
@@ -62,7 +74,21 @@ def encode_domains(
             f"{name} has labels that differ only in case or surrounding spaces: {clashes}. Each would be a domain of "
             "its own; write every domain one way (e.g. strip and lower-case the labels)."
         )
-    return tuple(names.tolist()), codes.astype(np.uint8)  # MAX_DOMAINS labels fit in a byte
+    code_of = {label: code for code, label in enumerate(names)}
+    recode = np.array([code_of[label] for label in distinct], dtype=np.uint8)  # MAX_DOMAINS labels fit in a byte
+    return tuple(names), recode[encoded.indices.to_numpy()]
+
+
+def _string_array(labels: list[Any] | np.ndarray | pa.Array | pa.ChunkedArray) -> pa.Array | None:
+    """The labels as one Arrow string array (None kept as null), or None if some label is neither text nor None."""
+    if isinstance(labels, (pa.Array, pa.ChunkedArray)):
+        if not (pa.types.is_string(labels.type) or pa.types.is_large_string(labels.type)):
+            return None
+        return labels.combine_chunks() if isinstance(labels, pa.ChunkedArray) else labels
+    try:
+        return pa.array(labels, type=pa.string())
+    except pa.ArrowException:  # a number, a list, ...: reported label by label
+        return None
 
 
 def resolve_domain_weights(
@@ -114,7 +140,9 @@ class TaskDomains:
     weights: np.ndarray | None = None  # resolved, in the order of names; None: no quotas, one selection over all tasks
 
     @classmethod
-    def from_labels(cls, labels: Sequence[str] | np.ndarray, num_tasks: int, name: str = "domains") -> TaskDomains:
+    def from_labels(
+        cls, labels: Sequence[str] | np.ndarray | pa.Array | pa.ChunkedArray, num_tasks: int, name: str = "domains"
+    ) -> TaskDomains:
         """:func:`encode_domains` of one label per task."""
         return cls(*encode_domains(labels, num_tasks, name=name))
 
@@ -196,6 +224,18 @@ def domain_quotas(
             return quotas, capped, new_lag
         quotas[over] = sizes[over]
         capped |= over
+
+
+def short_of_rounded_share(batch_size: int, weights: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+    """Which domains have fewer tasks than their exact share of a round rounded to the nearest whole number (halves
+    up): they cannot give their share. A domain that can is capped only in the rounds whose rotating extra seat it
+    cannot take, which is not worth a warning."""
+    weights = np.asarray(weights, dtype=np.float64)
+    short = np.zeros(len(weights), dtype=bool)
+    positive = np.flatnonzero(weights > 0)
+    for d, share in zip(positive, exact_shares(weights[positive]), strict=True):
+        short[d] = int(sizes[d]) < math.floor(batch_size * share + Fraction(1, 2))
+    return short
 
 
 def domain_round_stats(

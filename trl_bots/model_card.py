@@ -5,9 +5,47 @@ The card itself, with the paper's citation, is TRL's (`BOTSGRPOTrainer._paper`);
 
 from __future__ import annotations
 
+import math
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .state import SELECTOR_FILE
+
+
+RECENT_ROUNDS = 10  # the card's "last rounds"
+
+
+@dataclass
+class EffectiveTaskRatios:
+    """The run's effective-task ratios as the card states them: their mean over every round, and over the last
+    :data:`RECENT_ROUNDS` (one round's alone says little: it swings from round to round). Kept with the round state of
+    every checkpoint, so that a resumed run's card covers the whole run."""
+
+    total: float = 0.0  # sum over the rounds
+    rounds: int = 0
+    recent: list[float] = field(default_factory=list)  # the last RECENT_ROUNDS, oldest first
+
+    def add(self, ratio: float) -> None:
+        self.total += ratio
+        self.rounds += 1
+        self.recent = [*self.recent, ratio][-RECENT_ROUNDS:]
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, saved: dict[str, Any] | None) -> EffectiveTaskRatios:
+        """From :meth:`as_dict`; empty for a checkpoint written before these were kept (`None`)."""
+        return cls() if saved is None else cls(float(saved["total"]), int(saved["rounds"]), list(saved["recent"]))
+
+    def card_text(self) -> str:
+        if not self.rounds:
+            return "n/a (no round trained)"
+        recent = math.fsum(self.recent) / len(self.recent)
+        return (
+            f"{self.total / self.rounds:.4f} (mean of {self.rounds} rounds); {recent:.4f} (last {len(self.recent)} "
+            "rounds)"
+        )
 
 
 def implicit_evidence(args: Any, selector: Any) -> str:
@@ -22,9 +60,9 @@ def implicit_evidence(args: Any, selector: Any) -> str:
     )
 
 
-def bots_card_section(args: Any, selector: Any) -> str:
-    """The section for a run with the `BOTSConfig` `args` whose selector (a `BOTSSelector`) is `selector`."""
-    stats = selector.last_stats
+def bots_card_section(args: Any, selector: Any, ratios: EffectiveTaskRatios) -> str:
+    """The section for a run with the `BOTSConfig` `args` whose selector (a `BOTSSelector`) is `selector` and whose
+    rounds had the effective-task `ratios`."""
     settings = {
         "strategy": args.bots_strategy,
         "target pass rate": args.bots_target_pass_rate,
@@ -39,13 +77,11 @@ def bots_card_section(args: Any, selector: Any) -> str:
         "reference columns": args.bots_reference_columns,
         "implicit evidence": implicit_evidence(args, selector),
         "domain column (weights)": f"{args.bots_domain_column} ({args.bots_domain_weights})",
-        "success": f"reward {args.bots_success_reward or '(weighted total)'} >= {args.bots_success_threshold}"
-        + (" (fractional evidence)" if args.bots_fractional_evidence else ""),
+        "success": f"reward {' + '.join(args.bots_success_reward or ['(weighted total)'])} >= "
+        f"{args.bots_success_threshold}" + (" (fractional evidence)" if args.bots_fractional_evidence else ""),
         "tasks": selector.num_tasks,
         "rounds": selector.round,
-        "final effective-task ratio": "n/a (no round trained)"
-        if stats is None
-        else f"{stats.effective_task_ratio:.4f}",
+        "effective-task ratio": ratios.card_text(),
     }
     rows = "\n".join(f"| {name} | {value} |" for name, value in settings.items())
     return (

@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from trl.data_utils import is_conversational, maybe_apply_chat_template
 
+from .data import task_fingerprint
 from .rewards import RewardFunction
 
 
@@ -63,14 +64,16 @@ class GenerationSettings:
 
 
 _NOT_RECORDED = "(not recorded)"
+_FINGERPRINT = "dataset_fingerprint"  # trl_bots.data.task_fingerprint of the rows the partial file's counts belong to
 
 
 @dataclass
 class _Progress:
     """Per-prompt counts already computed, kept in a JSON-lines file so that a run can resume.
 
-    The first line is the header: every setting that changes a result. A run with other settings refuses the file,
-    naming the settings that differ. A last line cut short (the process stopped while appending) is dropped, with a
+    The first line is the header: every setting that changes a result, and the dataset's content fingerprint (rows are
+    saved by index, so they hold only for the exact rows they were computed on). A run on other rows (edited, added,
+    removed or reordered) or with other settings refuses the file, naming what differs. A last line cut short (the process stopped while appending) is dropped, with a
     warning; any other line that is not valid JSON stops the run.
     """
 
@@ -113,16 +116,23 @@ class _Progress:
         self.done = {row["index"]: (row["successes"], row["trials"]) for row in rows[1:]}
 
     def _check_header(self, saved: dict[str, Any]) -> None:
-        differing = [
-            f"{key}={saved.get(key, _NOT_RECORDED)!r} there, {self.header.get(key, _NOT_RECORDED)!r} now"
+        differing = {
+            key: f"{key}={saved.get(key, _NOT_RECORDED)!r} there, {self.header.get(key, _NOT_RECORDED)!r} now"
             for key in sorted(set(saved) | set(self.header))
             if saved.get(key, _NOT_RECORDED) != self.header.get(key, _NOT_RECORDED)
-        ]
-        if differing:
+        }
+        if differing and differing.keys() <= {_FINGERPRINT, "num_rows"}:
             raise ValueError(
-                f"{self.path} holds partial results of a run with other settings ({'; '.join(differing)}), which "
-                "would change the pass rates. Rerun with the settings it was written with, or delete it to start "
-                "afresh."
+                f"{self.path} holds partial results for other data: its rows were computed on a dataset with content "
+                f"fingerprint {saved.get(_FINGERPRINT, _NOT_RECORDED)}, this one has {self.header[_FINGERPRINT]} "
+                "(rows edited, added, removed or reordered since). Its saved rows, matched by index, would be "
+                "credited to other prompts. Delete it to start afresh, or rerun on the dataset it was written for."
+            )
+        if differing:  # a setting changed (e.g. answer_column, which changes the data too): name every difference
+            raise ValueError(
+                f"{self.path} holds partial results of a run with other settings ({'; '.join(differing.values())}), "
+                "which would change the pass rates. Rerun with the settings it was written with, or delete it to "
+                "start afresh."
             )
 
     def record(self, rows: dict[int, tuple[float, int]]) -> None:
@@ -246,11 +256,13 @@ def estimate_pass_rates(
     batch is appended there and a rerun skips the rows it already holds. vLLM samples row ``i`` with ``settings.seed +
     i``; ``transformers`` samples each batch of the fixed grid of ``settings.batch_size`` rows with ``settings.seed`` +
     its first row. So a resumed run gives exactly the numbers of an uninterrupted one. The file's first line records
-    every setting that changes a result (the generation settings, ``success_threshold``, the backend and
-    ``progress_key``, JSON-able, e.g. the dataset, model and reward names): a run whose settings differ refuses it.
+    the content fingerprint of ``dataset`` (:func:`trl_bots.data.task_fingerprint`) and every setting that changes a
+    result (the generation settings, ``success_threshold``, the backend and ``progress_key``, JSON-able, e.g. the
+    dataset, model and reward names): a run on other rows or whose settings differ refuses it.
     """
     uses_vllm = _uses_vllm(model)
     header = {
+        _FINGERPRINT: task_fingerprint(dataset),
         "num_rows": len(dataset),
         **{name: getattr(settings, name) for name in GenerationSettings.__dataclass_fields__},
         "success_threshold": success_threshold,

@@ -73,9 +73,15 @@ def plot_run(run_dir: str | os.PathLike, output_dir: str | os.PathLike | None = 
     import matplotlib.pyplot as plt
 
     run_dir = Path(run_dir)
-    output_dir = Path(output_dir) if output_dir is not None else run_dir / "plots"
-    output_dir.mkdir(parents=True, exist_ok=True)
+    if not run_dir.is_dir():
+        raise FileNotFoundError(
+            f"{run_dir} does not exist{' as a folder' if run_dir.exists() else ''}. Pass the output_dir of a "
+            "BOTSGRPOTrainer run (the folder holding its checkpoint-* folders)."
+        )
     history = _newest_log_history(run_dir)
+    selector_file = _candidates(run_dir, SELECTOR_FILE)[0]
+    output_dir = Path(output_dir) if output_dir is not None else run_dir / "plots"
+    output_dir.mkdir(parents=True, exist_ok=True)  # once the run's files are found: no empty folder otherwise
     written = []
 
     figure, (etr_axis, reward_axis) = plt.subplots(2, 1, sharex=True, figsize=(7, 6))
@@ -89,7 +95,7 @@ def plot_run(run_dir: str | os.PathLike, output_dir: str | os.PathLike | None = 
     reward_axis.set(xlabel="step", ylabel="mean reward")
     written.append(_save(figure, output_dir / "training_curves.png"))
 
-    arrays, _ = read_state_file(_candidates(run_dir, SELECTOR_FILE)[0])
+    arrays, _ = read_state_file(selector_file)
     means = posterior_mean(arrays["alpha"], arrays["beta"])
     figure, axis = plt.subplots(figsize=(7, 4))
     axis.hist(means, bins=np.linspace(0, 1, 21), edgecolor="white")

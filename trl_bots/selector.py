@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from .baselines import CyclicOrder, easy_to_hard_order, uniform_order
-from .domains import TaskDomains, domain_quotas, domain_round_stats, exact_shares
+from .domains import TaskDomains, domain_quotas, domain_round_stats, exact_shares, short_of_rounded_share
 from .embedding_estimator import EmbeddingEstimator, check_embeddings
 from .implicit import ImplicitEvidence, InterpolationEstimator
 from .posterior import ChunkedGroups, average_posterior_mean, group_posterior_means, posterior_mean, update_posterior
@@ -335,6 +335,7 @@ class BOTSSelector:
 
     def _round_quotas(self, batch_size: int) -> tuple[np.ndarray, list[Fraction]]:
         quotas, capped, lag = domain_quotas(batch_size, self.domain_weights, self.domain_sizes, self.domain_lag)
+        capped &= short_of_rounded_share(batch_size, self.domain_weights, self.domain_sizes)  # worth a warning
         newly_capped = [name for name, cap in zip(self.domain_names, capped, strict=True) if cap]
         newly_capped = [name for name in newly_capped if name not in self._reported_capped]
         if newly_capped:
@@ -518,7 +519,10 @@ class BOTSSelector:
                 "it belongs to another dataset. Resume with the dataset it was saved with."
             )
         if state.get("strategy") != self.strategy:
-            raise ValueError(f"The selector state is for strategy {state.get('strategy')!r}, not {self.strategy!r}.")
+            raise ValueError(
+                f"The selector state is for strategy {state.get('strategy')!r}, not {self.strategy!r}: a state "
+                f"belongs to its strategy. Load it into a selector built with strategy={state.get('strategy')!r}."
+            )
         if not _same_domains(state.get("domains"), self._domain_signature()):
             raise ValueError(
                 f"The selector state was saved with other domains or domain weights ({state.get('domains')}) than this "
@@ -577,3 +581,53 @@ class BOTSSelector:
             raise ValueError(
                 f"{path} is not a complete BOTS selector state (missing or malformed {error})."
             ) from error
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike, **kwargs: Any) -> BOTSSelector:
+        """A selector continuing the state saved in ``path`` (by :meth:`save`: a checkpoint's or a saved model's
+        ``bots_selector.safetensors``), built with the file's size and strategy.
+
+        From the file: ``num_tasks`` and ``strategy`` (giving them in ``kwargs`` is an error unless they match),
+        everything :meth:`load` restores (alpha, beta, round, the plug-in's fit, the random generator, the serving
+        order, the domain lag) and, unless ``kwargs`` give them, ``implicit_weight`` (the value in use when the state
+        was saved) and, with ``domains``, ``domain_weights``.
+
+        From ``kwargs`` (the constructor's arguments; its defaults for those left out): every other hyper-parameter,
+        which the file does not hold (``target``, ``forgetting``, ``prior``, ``pseudo_count``, ``thompson``,
+        ``temperature``, ``cap_momentum``, ``cap_fit``, ``adaptive_implicit_weight``, ``seed``), and the inputs the file
+        holds nothing or only a checksum of: ``reference_pass_rates``, ``embeddings`` or ``estimator`` (needed by a state saved with
+        implicit evidence, and by ``dots`` and ``easy2hard``; without them a plug-in's saved fit is not restored) and
+        ``domains`` (each task's label; needed by a state saved with domains).
+        """
+        _, scalars = read_state_file(path)
+        saved = {"num_tasks": scalars.get("num_tasks"), "strategy": scalars.get("strategy")}
+        given = {name: kwargs.pop(name) for name in saved if name in kwargs}
+        clashes = [f"{name}={value!r}" for name, value in given.items() if value != saved[name]]
+        if clashes:
+            raise ValueError(
+                f"{path} holds the state of a selector of num_tasks={saved['num_tasks']!r} and strategy="
+                f"{saved['strategy']!r}, but from_file got {', '.join(clashes)}. Leave them out: the file decides them."
+            )
+        kwargs.update(saved)
+        kwargs.setdefault("implicit_weight", scalars.get("implicit_weight"))
+        domains = scalars.get("domains")
+        if isinstance(domains, dict) and kwargs.get("domains") is None:
+            raise ValueError(
+                f"{path} was saved with the domains {domains.get('names')}, which it holds only a checksum of: pass "
+                "domains= (the domain label of every task, as when it was saved)."
+            )
+        weights = domains.get("weights") if isinstance(domains, dict) else None
+        if weights is not None and "domain_weights" not in kwargs and not isinstance(kwargs["domains"], TaskDomains):
+            kwargs["domain_weights"] = dict(zip(domains["names"], weights, strict=True))
+        selector = cls(**kwargs)
+        selector.load(path)
+        return selector
+
+    def __repr__(self) -> str:
+        domains = "" if self.domain_names is None else f", domains={len(self.domain_names)}"
+        weighted = "" if self.domain_weights is None else " (weighted)"
+        return (
+            f"BOTSSelector(num_tasks={self.num_tasks}, strategy={self.strategy!r}, round={self.round}, "
+            f"target={self.target:g}, forgetting={self.forgetting:g}, implicit_weight={self.implicit_weight:g}"
+            f"{domains}{weighted})"
+        )

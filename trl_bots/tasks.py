@@ -16,7 +16,7 @@ from datasets import Dataset, IterableDataset
 from torch.utils.data import IterableDataset as TorchIterableDataset
 
 from .config import BOTSConfig
-from .data import column_values, task_fingerprint
+from .data import arrow_column, column_values, task_fingerprint
 from .domains import TaskDomains
 from .validation import check_enough_tasks
 
@@ -59,6 +59,13 @@ def check_train_dataset(train_dataset: Any, args: BOTSConfig, environment_factor
         )
     if not isinstance(train_dataset, Dataset):
         raise TypeError(f"train_dataset must be a datasets.Dataset, got {type(train_dataset).__name__}.")
+    # GRPO reads every row's `prompt` at generation; only an environment may supply it (TRL defaults it then).
+    if environment_factory is None and "prompt" not in train_dataset.column_names:
+        raise ValueError(
+            f"train_dataset has no 'prompt' column, which GRPO reads for every task (its columns: "
+            f"{train_dataset.column_names}). Name the column holding the prompts 'prompt' "
+            "(dataset.rename_column(...), or trl_bots.data.prepare_tasks(dataset, prompt_column=...))."
+        )
     if TASK_ID_COLUMN in train_dataset.column_names:
         raise ValueError(
             f"train_dataset already has a column {TASK_ID_COLUMN!r}, which BOTS adds itself; rename or remove it."
@@ -94,7 +101,14 @@ def reference_pass_rates(dataset: Dataset, columns: list[str] | None) -> np.ndar
             f"{dataset.column_names}). Add the reference pass-rate columns or fix bots_reference_columns."
         )
     try:
-        return np.stack([np.asarray(dataset[column], dtype=np.float64) for column in columns], axis=1)
+        # Numbers come as they are (missing values as NaN); text is parsed as numbers, or an error.
+        return np.stack(
+            [
+                np.asarray(arrow_column(dataset, column).to_numpy(zero_copy_only=False), dtype=np.float64)
+                for column in columns
+            ],
+            axis=1,
+        )
     except (TypeError, ValueError) as error:
         raise ValueError(
             f"bots_reference_columns {columns} must hold one number per row (a pass rate in [0, 1]), but they could "

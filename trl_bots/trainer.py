@@ -27,12 +27,12 @@ from .checkpoints import (
     resume_refusal,
 )
 from .config import BOTSConfig
-from .model_card import bots_card_section
+from .model_card import EffectiveTaskRatios, bots_card_section
 from .prompt_embeddings import task_embeddings
 from .sampler import BOTSSampler
 from .selector import BOTSSelector
 from .state import SELECTOR_FILE, write_atomic
-from .success import successes_and_trials, unscored_cause
+from .success import NeverScored, success_columns, success_rule, successes_and_trials, unscored_cause
 from .tasks import (
     TASK_ID_COLUMN,
     check_environments,
@@ -149,14 +149,16 @@ class BOTSGRPOTrainer(GRPOTrainer):
         )
         if self.environment_factories is not None:
             check_environments(self._environment_pool)
-        if args.bots_success_reward is not None and args.bots_success_reward not in self.reward_func_names:
-            raise ValueError(
-                f"bots_success_reward={args.bots_success_reward!r} is not one of the reward functions "
-                f"{self.reward_func_names}. Use one of these names, or None for the weighted total reward."
+        self._bots_success_columns = success_columns(args.bots_success_reward, self.reward_func_names)
+        if self._bots_success_columns is None and len(self.reward_func_names) > 1 and self.is_world_process_zero():
+            logger.warning(
+                success_rule(self.reward_func_names, self.reward_weights.tolist(), args.bots_success_threshold)
             )
-        self._bots_success_column = (  # the reward that decides success; None: the weighted total
-            None if args.bots_success_reward is None else self.reward_func_names.index(args.bots_success_reward)
+        selector = self.selector
+        self._bots_never_scored = NeverScored(
+            selector.num_tasks, args.bots_success_reward, selector.domain_codes, selector.domain_names
         )
+        self._bots_ratios = EffectiveTaskRatios()  # for the model card; restored on resume
 
     @property
     def bots_round_tasks(self) -> np.ndarray | None:
@@ -261,11 +263,16 @@ class BOTSGRPOTrainer(GRPOTrainer):
                 rewards_per_func.detach().to("cpu", torch.float64).numpy(),
                 self.reward_weights.to("cpu", torch.float64).numpy(),
                 self.num_generations,
-                success_column=self._bots_success_column,
+                success_columns=self._bots_success_columns,
                 threshold=self.args.bots_success_threshold,
                 fractional=self.args.bots_fractional_evidence,
+                reward_names=self.reward_func_names,
             )
             stats = self.selector.update(selected.tasks, successes, trials)
+            self._bots_ratios.add(stats.effective_task_ratio)
+            for finding in self._bots_never_scored.observe(selected.tasks, trials):
+                if self.is_world_process_zero():
+                    logger.warning(finding)
             metrics = self._metrics["train"]
             for name, value in stats.as_dict().items():
                 if name != "round":
@@ -362,6 +369,7 @@ class BOTSGRPOTrainer(GRPOTrainer):
                 schedule=generation_schedule(args),
                 task_fingerprint=self.task_fingerprint,
                 settings=bots_settings(args),
+                effective_task_ratios=self._bots_ratios.as_dict(),
             ).save(output_dir)
         super()._save_checkpoint(model, trial)
 
@@ -381,6 +389,7 @@ class BOTSGRPOTrainer(GRPOTrainer):
         self._bots_tasks = state.tasks
         self._bots_rounds_selected = state.rounds_selected
         self._bots_unscored_rounds = state.unscored_rounds
+        self._bots_ratios = EffectiveTaskRatios.from_dict(state.effective_task_ratios)
         self._bots_uncredited = None
         # A new trainer starts GRPO's micro-step counter at 0. Restoring it keeps GRPO's generation schedule that of
         # the uninterrupted run; inside a round, GRPO then trains on the restored buffer instead of generating.
@@ -406,4 +415,4 @@ class BOTSGRPOTrainer(GRPOTrainer):
         super().create_model_card(model_name=model_name, dataset_name=dataset_name, tags=tags)
         if self.is_world_process_zero():
             with open(os.path.join(self.args.output_dir, "README.md"), "a") as f:
-                f.write(bots_card_section(self.args, self.selector))
+                f.write(bots_card_section(self.args, self.selector, self._bots_ratios))

@@ -222,3 +222,16 @@ def test_a_state_of_another_plug_in_is_refused_with_what_to_do():
     feed(interpolation, truth, rounds=2, select=interpolation.select)
     with pytest.raises(ValueError, match="came from InterpolationEstimator, this selector's from EmbeddingEstimator"):
         make_selector(x).load_state_dict(interpolation.state_dict())
+
+
+def test_a_plug_in_added_on_resume_starts_afresh_and_one_removed_is_dropped():
+    x, truth, _ = linear_world()
+    explicit = BOTSSelector(x.shape[0], implicit_weight=0.0, seed=3)
+    feed(explicit, truth, rounds=2, select=explicit.select)
+    added = make_selector(x)
+    added.load_state_dict(explicit.state_dict())
+    np.testing.assert_array_equal(added.alpha, explicit.alpha)
+    assert added.estimator_rounds == 0 and added.estimator.rows == 0  # no fit yet: it learns from the next round
+    dropped = BOTSSelector(x.shape[0], implicit_weight=0.0, seed=3)
+    dropped.load_state_dict(added.state_dict())
+    assert dropped.estimator is None and dropped.round == 2

@@ -32,6 +32,10 @@ STRATEGIES = [
 ]
 
 
+# The end-to-end quick run: the reference, BOTS, a setting of it, and a plain dataset's BOTS (8 runs of 4 steps).
+QUICK_STRATEGIES = ["uniform", "bots", "bots-no-thompson", "bots-embedding"]
+
+
 # ------------------------------------------------------------------ statistics
 def test_t_quantile_matches_the_closed_forms_and_scipy():
     # df 1 and 2 have closed forms: tan(pi/2 * c) and c * sqrt(2 / (1 - c^2)).
@@ -168,6 +172,7 @@ def test_an_unknown_flag_is_named_by_the_demo_parser():
 def quick(tmp_path_factory):
     folder = tmp_path_factory.mktemp("grpo_ab")
     argv = ["--quick", "--workdir", str(folder / "work"), "--output", str(folder / "report.json")]
+    argv += ["--strategies", *QUICK_STRATEGIES]
     result = subprocess.run(
         [sys.executable, _PATH, *argv, "--plots", str(folder / "plots"), "--markdown"],
         capture_output=True,
@@ -181,7 +186,7 @@ def quick(tmp_path_factory):
 def test_quick_run_reports_json_on_stdout_and_a_summary_on_stderr(quick):
     folder, report, result = quick
     assert json.loads(result.stdout) == report  # stdout carries the JSON only
-    assert "[grpo_ab] run 16/16: bots-embedding-refs, seed 1" in result.stderr
+    assert "[grpo_ab] run 8/8: bots-embedding, seed 1" in result.stderr
     assert "| strategy | ETR | final acc [95% CI] | steps to uniform's final [CI] | s/step |" in result.stderr
     assert grpo_ab.render(report, markdown=True) in result.stderr
     # The targets table says met/missed as the flags do, in the ETR, steps, accuracy order.
@@ -202,7 +207,7 @@ def test_quick_run_reports_json_on_stdout_and_a_summary_on_stderr(quick):
 def test_quick_run_keeps_the_runs_layout(quick):
     _, report, _ = quick
     config = report["config"]
-    assert list(report["runs"]) == list(report["summary"]) == list(config["strategies"]) == STRATEGIES
+    assert list(report["runs"]) == list(report["summary"]) == list(config["strategies"]) == QUICK_STRATEGIES
     assert config["strategies"]["bots-no-thompson"] == {"bots_strategy": "bots", "bots_thompson": False}
     assert config["seeds"] == [0, 1] and config["steps"] == 4
     assert config["heldout_standard_error"] == pytest.approx(0.5 / math.sqrt(config["heldout_tasks"]))

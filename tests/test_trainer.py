@@ -527,7 +527,7 @@ def test_bad_input_errors(tiny_model_path, tmp_path):
     with pytest.raises(ValueError, match="task 0 weak=3.0"):
         build(refs.map(lambda r: {"weak": 3.0}), bots_reference_columns=["weak", "strong"])
     with pytest.raises(ValueError, match="bots_implicit_weight=0.1 needs implicit evidence.*bots_reference_columns"):
-        tiny_args(str(tmp_path), bots_implicit_weight=0.1)
+        tiny_args(str(tmp_path), bots_implicit_estimator="none", bots_implicit_weight=0.1)
     with pytest.raises(ValueError, match=r"bots_forgetting must be a number in \(0.0, 1.0\], got 0"):
         tiny_args(str(tmp_path), bots_forgetting=0)
     with pytest.raises(ValueError, match="bots_target_pass_rate"):
@@ -736,7 +736,8 @@ def test_resume_takes_settings_from_the_config_and_says_which_changed(
     assert [r.getMessage() for r in caplog.records if r.name == "trl_bots.checkpoints"] == [
         f"Resuming BOTS from {checkpoint} with settings that differ from the checkpoint's (the config's apply; alpha, "
         "beta, mu, round and random state continue from the checkpoint): bots_forgetting 0.1 -> 0.2, "
-        "bots_implicit_weight 0.0 -> 0.3, bots_reference_columns None -> ['weak', 'strong']."
+        "bots_implicit_estimator None -> 'reference', bots_implicit_weight 0.0 -> 0.3, bots_reference_columns None -> "
+        "['weak', 'strong']."
     ]
     assert trainer.selector.round == 3 and trainer.selector.forgetting == 0.2
     # Round 1 (from the checkpoint's log) had no implicit evidence; round 2 fits the plug-in, and rounds 2 and 3 weigh

@@ -529,10 +529,12 @@ class BOTSSelector:
                 f"selector has ({self._domain_signature()}). Resume with the same domain labels and weights."
             )
         own_type = None if self.estimator is None else type(self.estimator).__name__
-        # Files saved before the type was recorded lack it; the plug-in then checks its own state.
-        if "estimator_type" in state and state["estimator_type"] != own_type:
+        # Files saved before the type was recorded lack it; the plug-in then checks its own state. A plug-in added (or
+        # removed) on resume starts afresh (or is dropped), as the config's settings apply on resume.
+        saved_type = state.get("estimator_type", own_type)
+        if saved_type is not None and own_type is not None and saved_type != own_type:
             raise ValueError(
-                f"The selector state's implicit evidence came from {state['estimator_type']}, this selector's from "
+                f"The selector state's implicit evidence came from {saved_type}, this selector's from "
                 f"{own_type}: its learned state cannot continue in another plug-in. Resume with the same implicit "
                 "evidence (bots_implicit_estimator, bots_reference_columns), or start a new run."
             )
@@ -547,8 +549,8 @@ class BOTSSelector:
         if self.adaptive_implicit_weight and state.get("adaptive_implicit_weight"):
             # Learned: the weight halved so far. Otherwise rho is a setting, and the constructor's value applies.
             self.implicit_weight = float(state["implicit_weight"])
-        self.estimator_rounds = int(state["estimator_rounds"])
-        if self.estimator is not None:
+        self.estimator_rounds = 0 if saved_type is None else int(state["estimator_rounds"])
+        if self.estimator is not None and saved_type is not None:
             self.estimator.load_state_dict(state["estimator"])
         self.rng.bit_generator.state = state["rng"]
         if self.domain_weights is not None:

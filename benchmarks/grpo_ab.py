@@ -462,7 +462,6 @@ def run_benchmark(options: argparse.Namespace) -> dict[str, Any]:
                 file=sys.stderr,
                 flush=True,
             )
-    target = float(np.mean([run["accuracy"][-1] for run in runs[REFERENCE]]))
     tasks = len(setup.eval_dataset)
     return {
         "config": {
@@ -482,15 +481,8 @@ def run_benchmark(options: argparse.Namespace) -> dict[str, Any]:
         },
         "setup": {"folder": setup.folder, "build": setup.manifest["build"], "seconds": setup_seconds},
         "start": start,
-        "target_accuracy": target,
-        "summary": {name: summarise(runs[name], start, target, options.steps) for name in options.strategies},
         "targets": TARGETS,
-        "paired": {
-            name: compare(runs[name], runs[REFERENCE], target, options.steps)
-            for name in options.strategies
-            if name != REFERENCE
-        },
-        "accuracy_differences": accuracy_differences(runs),
+        **comparisons(runs, start, options.steps),
         "wall_seconds": time.perf_counter() - started,
         "runs": runs,
     }
@@ -579,19 +571,32 @@ def pooled_report(reports: list[dict[str, Any]]) -> dict[str, Any]:
         raise ValueError(f"--report: the reports must have distinct seeds, got {seeds}.")
     strategies = [name for name in first["runs"] if all(name in report["runs"] for report in reports)]
     runs = {name: [run for report in reports for run in report["runs"][name]] for name in strategies}
-    steps, start = first["config"]["steps"], first["start"]
-    target = float(np.mean([run["accuracy"][-1] for run in runs[REFERENCE]]))
-    seconds = sum(report["wall_seconds"] for report in reports)
+    config = first["config"]
     return {
         **first,
-        "config": {**first["config"], "seeds": [run["seed"] for run in runs[REFERENCE]]},
+        "config": {
+            **config,
+            "strategies": {name: config["strategies"][name] for name in strategies},
+            "seeds": [run["seed"] for run in runs[REFERENCE]],
+        },
+        **comparisons(runs, first["start"], config["steps"]),
+        "wall_seconds": sum(report["wall_seconds"] for report in reports),
+    }
+
+
+def comparisons(runs: dict[str, list[dict]], start: dict[str, Any], steps: int) -> dict[str, Any]:
+    """What a report computes from its runs: the target (uniform's final accuracy), every strategy's summary, its
+    paired comparison with uniform, the accuracy differences of every pair, and the runs themselves."""
+    target = float(np.mean([run["accuracy"][-1] for run in runs[REFERENCE]]))
+    return {
         "target_accuracy": target,
-        "summary": {name: summarise(runs[name], start, target, steps) for name in strategies},
+        "summary": {name: summarise(strategy_runs, start, target, steps) for name, strategy_runs in runs.items()},
         "paired": {
-            name: compare(runs[name], runs[REFERENCE], target, steps) for name in strategies if name != REFERENCE
+            name: compare(strategy_runs, runs[REFERENCE], target, steps)
+            for name, strategy_runs in runs.items()
+            if name != REFERENCE
         },
         "accuracy_differences": accuracy_differences(runs),
-        "wall_seconds": seconds,
         "runs": runs,
     }
 

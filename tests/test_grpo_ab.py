@@ -311,12 +311,14 @@ def test_pooled_report_concatenates_the_runs_of_the_common_strategies():
             for name, offset in strategies.items()
         }
         start = {"accuracy": 0.3, "accuracy_by_level": {"0": 0.3}, "pool_shape": {"always": 0.3, "mixed": 0.3}}
-        return {"config": {"seeds": seeds, "steps": 10}, "start": start, "wall_seconds": 60.0, "runs": runs}
+        config = {"seeds": seeds, "steps": 10, "strategies": {name: {"bots_strategy": name} for name in strategies}}
+        return {"config": config, "start": start, "wall_seconds": 60.0, "runs": runs}
 
     first = report([1, 2], [0.4, 0.5], {"uniform": 0.0, "bots": 0.1, "dots": 0.2})
     second = report([3, 4], [0.45, 0.55], {"uniform": 0.0, "bots": 0.1})
     pooled = grpo_ab.pooled_report([first, second])
     assert list(pooled["runs"]) == ["uniform", "bots"]  # dots is only in the first
+    assert list(pooled["config"]["strategies"]) == list(pooled["summary"]) == ["uniform", "bots"]
     assert pooled["config"]["seeds"] == [1, 2, 3, 4] and pooled["wall_seconds"] == 120.0
     assert pooled["target_accuracy"] == pytest.approx(0.475)
     assert pooled["accuracy_differences"]["bots"]["uniform"]["mean"] == pytest.approx(0.1)

@@ -167,6 +167,7 @@ class EmbeddingEstimator:
         accuracy_decay: weight kept per round by the older terms of the honest accuracy, in (0, 1].
         follow_accuracy: scale the selector's ``rho`` by the honest correlation (:meth:`implicit_weight_scale`);
             ``False`` keeps ``rho`` fixed.
+        num_tasks: the number of rows ``embeddings`` must have (``None``: any).
     """
 
     def __init__(
@@ -178,8 +179,9 @@ class EmbeddingEstimator:
         refresh_rows: int = REFRESH_ROWS,
         accuracy_decay: float = 0.9,
         follow_accuracy: bool = True,
+        num_tasks: int | None = None,
     ) -> None:
-        embeddings = check_embeddings(embeddings)
+        embeddings = check_embeddings(embeddings, num_tasks)
         for name, value in (("decay", decay), ("accuracy_decay", accuracy_decay)):
             if not (isinstance(value, (int, float)) and 0 < value <= 1):
                 raise ValueError(f"{name} must be a number in (0, 1], got {value!r}.")

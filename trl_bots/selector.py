@@ -26,7 +26,7 @@ import numpy as np
 
 from .baselines import CyclicOrder, easy_to_hard_order, uniform_order
 from .domains import TaskDomains, domain_quotas, domain_round_stats, exact_shares, short_of_rounded_share
-from .embedding_estimator import EmbeddingEstimator, check_embeddings
+from .embedding_estimator import EmbeddingEstimator
 from .implicit import ImplicitEvidence, InterpolationEstimator
 from .posterior import ChunkedGroups, average_posterior_mean, group_posterior_means, posterior_mean, update_posterior
 from .selection import SelectionRule, select_by_quotas, select_tasks
@@ -202,9 +202,7 @@ class BOTSSelector:
         if estimator is not None and embeddings is not None:
             raise ValueError("Pass either estimator or embeddings (which builds an EmbeddingEstimator), not both.")
         if embeddings is not None and strategy != "mopps":
-            estimator = EmbeddingEstimator(
-                check_embeddings(embeddings, self.num_tasks), reference_pass_rates=reference
-            )
+            estimator = EmbeddingEstimator(embeddings, reference_pass_rates=reference, num_tasks=self.num_tasks)
         elif estimator is None and reference is not None and strategy != "mopps":
             estimator = InterpolationEstimator(reference, momentum=float(cap_momentum), fit=cap_fit)
         self.estimator = estimator

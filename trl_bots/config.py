@@ -11,6 +11,7 @@ from trl import GRPOConfig
 
 from .domains import DOMAIN_WEIGHT_MODES
 from .success import success_reward_names
+from .task_stream import STREAM_ENDS
 from .validation import (
     CAP_FITS,
     HYPERPARAMETERS,
@@ -28,6 +29,8 @@ from .validation import (
 # The implicit evidence a dataset without reference columns gets by default (bots and dots strategies): the embedding
 # estimator, which beat explicit evidence alone on fresh seeds (README, "BOTS on a plain dataset").
 PLAIN_DATASET_ESTIMATOR = "embedding"
+# The default active pool holds this many generation batches of tasks (README, "BOTS on a stream").
+POOL_ROUNDS = 8
 
 
 def _check_json_object(name: str, value) -> None:
@@ -133,6 +136,21 @@ class BOTSConfig(GRPOConfig):
             weight (JSON on the command line), `"proportional"` (to the domain's number of tasks) or `"uniform"`.
             Every round takes each domain's quota and selects within the domain by the BOTS rule. `None` (`"none"` on
             the command line, to override a recipe): one selection over all tasks.
+        bots_pool_size (`int` or `None`, *optional*, defaults to `None`):
+            Tasks kept in memory when the tasks come as a stream (an active pool): every round selects among them,
+            and the tasks that no longer pay are replaced by the stream's next ones. `None`: 8 generation batches of
+            tasks (8 x `generation_batch_size // num_generations`) when `train_dataset` is a `datasets.IterableDataset`;
+            no pool with a map-style dataset (every row is a task). Set it with a map-style dataset to read its rows in
+            order as a stream (for datasets too large to hold a belief about every row).
+        bots_retire_threshold (`float`, *optional*, defaults to `0.5`):
+            Active pool: after every round, a task is retired when the probability under its posterior that its next
+            group of `num_generations` completions has mixed outcomes (the groups GRPO learns from) is below this
+            share, in [0, 1), of that probability for a task nothing is known about (under the base prior); 0 never
+            retires. The baselines `uniform` and `easy2hard` retire every task once it is served.
+        bots_stream_end (`str`, *optional*, defaults to `"restart"`):
+            Active pool, when the stream runs out: `"restart"` reads it again (another pass, reshuffled by
+            `set_epoch` if the dataset shuffles), as the Trainer does with `max_steps`; `"stop"` ends training at the
+            first round whose retired tasks cannot be replaced.
     """
 
     # Accepted as a JSON string on the command line, like GRPOConfig's other dict fields.
@@ -282,6 +300,31 @@ class BOTSConfig(GRPOConfig):
         },
     )
 
+    bots_pool_size: int | None = field(
+        default=None,
+        metadata={
+            "help": "Active pool: tasks kept in memory when the tasks come as a stream; retired tasks are replaced by "
+            "the stream's next ones. None: 8 x tasks per round with an IterableDataset, no pool with a map-style "
+            "dataset (set it to read a map-style dataset as a stream)."
+        },
+    )
+    bots_retire_threshold: float = field(
+        default=0.5,
+        metadata={
+            "help": "Active pool: retire a task when its posterior probability that the next group of completions "
+            "has mixed outcomes (what GRPO learns from) is below this share, in [0, 1), of that probability for a "
+            "task nothing is known about. 0 never retires."
+        },
+    )
+    bots_stream_end: str = field(
+        default="restart",
+        metadata={
+            "help": "Active pool, when the stream runs out: 'restart' (another pass) or 'stop' (training ends when "
+            "retired tasks cannot be replaced).",
+            "choices": list(STREAM_ENDS),
+        },
+    )
+
     def __post_init__(self):
         for name in self._VALID_DICT_FIELDS:
             _check_json_object(name, getattr(self, name))
@@ -332,6 +375,7 @@ class BOTSConfig(GRPOConfig):
                 "set. Set bots_reference_columns=[weak_column, strong_column] or choose another bots_strategy."
             )
         self._check_domain_settings()
+        self._check_pool_settings()
 
     def _resolve_implicit_estimator(self) -> None:
         """``bots_implicit_estimator``: checked against the strategy and the reference columns, ``None`` resolved
@@ -378,6 +422,23 @@ class BOTSConfig(GRPOConfig):
         dim = self.bots_embedding_dim
         if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
             raise ValueError(f"bots_embedding_dim must be a positive integer, got {dim!r}.")
+
+    def _check_pool_settings(self) -> None:
+        size = self.bots_pool_size
+        if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < self.tasks_per_round):
+            raise ValueError(
+                f"bots_pool_size must be an integer of at least the tasks of one generation batch "
+                f"({self.tasks_per_round} = generation_batch_size // num_generations), got {size!r}. The default "
+                f"(None) keeps 8 batches of tasks for a stream."
+            )
+        check_in_interval("bots_retire_threshold", self.bots_retire_threshold, 0.0, 1.0, high_open=True)
+        self.bots_retire_threshold = float(self.bots_retire_threshold)
+        check_choice("bots_stream_end", self.bots_stream_end, STREAM_ENDS)
+
+    @property
+    def pool_size(self) -> int:
+        """The active pool's size: `bots_pool_size`, or 8 generation batches of tasks when it is `None`."""
+        return self.bots_pool_size if self.bots_pool_size is not None else POOL_ROUNDS * self.tasks_per_round
 
     @property
     def tasks_per_round(self) -> int:

@@ -14,7 +14,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from .validation import CAP_FITS, check_choice, is_real
+from .validation import CAP_FITS, check_choice, check_reference_pass_rates, is_real
 
 
 # The robust fit keeps mu in this range: the policy may sit up to two reference gaps below the weak model or above
@@ -126,6 +126,13 @@ class InterpolationEstimator:
         q = gap * np.float32(mu)
         q += weak
         return np.clip(q, 0.0, 1.0, out=q)
+
+    def replace(self, indices: np.ndarray, reference_pass_rates: np.ndarray) -> None:
+        """Rows ``indices`` hold other tasks (an active pool's slots), with these ``[k, 2]`` reference pass rates;
+        ``mu`` is a property of the model, not of the tasks, so it stays."""
+        reference = check_reference_pass_rates(reference_pass_rates, len(indices))
+        self.weak[indices] = reference[:, 0]
+        self.gap[indices] = reference[:, 1] - reference[:, 0]
 
     def state_dict(self) -> dict[str, float]:
         return {} if self.mu is None else {"mu": self.mu}

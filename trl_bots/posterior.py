@@ -119,3 +119,19 @@ def group_posterior_means(alpha: np.ndarray, beta: np.ndarray, groups: ChunkedGr
         sums[present] += runs
         sums[groups.largest] += float(mean.sum()) - float(runs.sum())
     return sums / groups.sizes
+
+
+def informative_group_probability(alpha: np.ndarray, beta: np.ndarray, group_size: int) -> np.ndarray:
+    """The posterior probability that a task's next group of ``group_size`` rollouts has mixed outcomes.
+
+    GRPO learns only from a group whose rewards differ; with pass rate ``p`` that happens with probability
+    ``1 - p^G - (1 - p)^G``. Under ``Beta(alpha, beta)`` its expectation is exact: ``E[p^G]`` is the product over
+    ``j < G`` of ``(alpha + j) / (alpha + beta + j)``, and ``E[(1 - p)^G]`` the same with ``beta``. float64, one value
+    per task (the products over ``G`` small factors stay well inside float64's range).
+    """
+    alpha, beta = np.asarray(alpha, dtype=np.float64), np.asarray(beta, dtype=np.float64)
+    all_solved, none_solved, total = np.ones_like(alpha), np.ones_like(alpha), alpha + beta
+    for j in range(int(group_size)):
+        all_solved *= (alpha + j) / (total + j)
+        none_solved *= (beta + j) / (total + j)
+    return 1.0 - all_solved - none_solved

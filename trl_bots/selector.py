@@ -231,6 +231,7 @@ class BOTSSelector:
         self._pseudo_counts_buffer = np.empty((2, self.num_tasks), dtype=np.float32)
         self.round = 0
         self.estimator_rounds = 0  # rounds the plug-in has been fitted on; it cannot predict before the first
+        self.implicit_count = 0.0  # m of the last update's implicit evidence: newcomers' informed prior weighs as much
         self.last_stats: RoundStats | None = None
         self._init_domains(domains, domain_weights)
 
@@ -432,6 +433,7 @@ class BOTSSelector:
     ) -> tuple[np.ndarray, np.ndarray]:
         """Implicit counts ``m q_i`` and ``m (1 - q_i)`` for every task; observed counts for the selected (bots)."""
         m = self.pseudo_count if self.pseudo_count is not None else float(trials.max(initial=0.0))
+        self.implicit_count = m
         pseudo_successes, pseudo_failures = self._pseudo_counts_buffer
         np.multiply(self.estimator.predict(), np.float32(m), out=pseudo_successes)
         np.subtract(np.float32(m), pseudo_successes, out=pseudo_failures)
@@ -446,6 +448,39 @@ class BOTSSelector:
             return posterior_mean(self.alpha, self.beta)
         tasks = check_task_ids("tasks", tasks, self.num_tasks)
         return posterior_mean(self.alpha[tasks], self.beta[tasks])
+
+    def replace_tasks(self, tasks: np.ndarray | Sequence[int], **inputs: np.ndarray) -> None:
+        """The ids ``tasks`` now stand for other tasks (an active pool's slots, refilled from a stream).
+
+        Their beliefs restart from the prior, informed by the plug-in when it has been fitted: the new task gets the
+        implicit evidence one update gives it, ``rho * m * q`` successes and ``rho * m * (1 - q)`` failures, with
+        the last update's ``rho`` and ``m`` and the plug-in's prediction ``q`` for it. ``inputs`` are the new tasks'
+        rows of what the plug-in reads, passed to its ``replace(tasks, **inputs)`` (``embeddings``,
+        ``reference_pass_rates``): a plug-in without ``replace`` cannot follow a pool.
+        """
+        tasks = check_task_ids("tasks", tasks, self.num_tasks)
+        if np.unique(tasks).size != tasks.size:
+            raise ValueError(f"tasks must be distinct ids, got {tasks.tolist()}.")
+        if self.estimator is not None:
+            replace = getattr(self.estimator, "replace", None)
+            if replace is None:
+                raise ValueError(
+                    f"The implicit-evidence plug-in {type(self.estimator).__name__} has no replace(tasks, ...) "
+                    "method, so it cannot predict for tasks that join an active pool. Add one, or use explicit "
+                    "evidence only."
+                )
+            replace(tasks, **inputs)
+        elif inputs:
+            raise ValueError(
+                f"replace_tasks got {sorted(inputs)}, but this selector has no implicit-evidence plug-in."
+            )
+        self.alpha[tasks], self.beta[tasks] = self.prior
+        rho = 0.0 if self.last_stats is None else self.last_stats.implicit_weight
+        if self.estimator is not None and self.estimator_rounds and rho > 0:
+            weight = np.float32(rho * self.implicit_count)
+            predicted = np.asarray(self.estimator.predict(tasks), dtype=np.float32)
+            self.alpha[tasks] += weight * predicted
+            self.beta[tasks] += weight * (np.float32(1.0) - predicted)
 
     # ------------------------------------------------------------------ state
     def checksum(self) -> int:
@@ -470,6 +505,7 @@ class BOTSSelector:
             "implicit_weight": self.implicit_weight,
             "adaptive_implicit_weight": self.adaptive_implicit_weight,
             "estimator_rounds": self.estimator_rounds,
+            "implicit_count": self.implicit_count,
             "estimator_type": None if self.estimator is None else type(self.estimator).__name__,
             # A snapshot: a custom plug-in may return (and load into) its live state.
             "estimator": copy.deepcopy(self.estimator.state_dict()) if self.estimator is not None else {},
@@ -548,6 +584,7 @@ class BOTSSelector:
             # Learned: the weight halved so far. Otherwise rho is a setting, and the constructor's value applies.
             self.implicit_weight = float(state["implicit_weight"])
         self.estimator_rounds = 0 if saved_type is None else int(state["estimator_rounds"])
+        self.implicit_count = float(state.get("implicit_count", 0.0))  # files saved before pools lack it
         if self.estimator is not None and saved_type is not None:
             self.estimator.load_state_dict(state["estimator"])
         self.rng.bit_generator.state = state["rng"]

@@ -7,6 +7,7 @@ same on every process and when a run resumes (:func:`tasks_fingerprint`).
 from __future__ import annotations
 
 import inspect
+import logging
 import warnings
 from typing import Any
 
@@ -15,10 +16,15 @@ import torch
 from datasets import Dataset, IterableDataset
 from torch.utils.data import IterableDataset as TorchIterableDataset
 
+from .active_pool import ActivePool
 from .config import BOTSConfig
 from .data import arrow_column, column_values, task_fingerprint
 from .domains import TaskDomains
+from .task_stream import TaskStream
 from .validation import check_enough_tasks
+
+
+logger = logging.getLogger(__name__)
 
 
 TASK_ID_COLUMN = "bots_task_id"
@@ -51,11 +57,10 @@ def check_train_dataset(train_dataset: Any, args: BOTSConfig, environment_factor
             "BOTSGRPOTrainer needs a train_dataset, got None: BOTS chooses every generation batch among the rows "
             f"of train_dataset (one row per task). {instead}"
         )
-    if isinstance(train_dataset, (IterableDataset, TorchIterableDataset)):
-        raise ValueError(
-            f"BOTS selects tasks by index, so train_dataset must be a map-style datasets.Dataset, got "
-            f"{type(train_dataset).__name__}. Load the data without streaming (or call "
-            "Dataset.from_generator on the stream)."
+    if isinstance(train_dataset, TorchIterableDataset):
+        raise TypeError(
+            f"train_dataset must be a datasets.Dataset or datasets.IterableDataset, got {type(train_dataset).__name__}"
+            " (a torch IterableDataset). Wrap the stream with datasets.IterableDataset.from_generator."
         )
     if not isinstance(train_dataset, Dataset):
         raise TypeError(f"train_dataset must be a datasets.Dataset, got {type(train_dataset).__name__}.")
@@ -88,6 +93,73 @@ def check_train_dataset(train_dataset: Any, args: BOTSConfig, environment_factor
             stacklevel=3,  # the user's BOTSGRPOTrainer(...) call
         )
     return train_dataset
+
+
+def uses_pool(train_dataset: Any, args: BOTSConfig) -> bool:
+    """Whether BOTS keeps an active pool: a stream (`IterableDataset`), or a map-style dataset with `bots_pool_size`."""
+    return isinstance(train_dataset, IterableDataset) or (
+        isinstance(train_dataset, Dataset) and args.bots_pool_size is not None
+    )
+
+
+def task_pool(
+    train_dataset: Dataset | IterableDataset, args: BOTSConfig, environment_factory: Any = None
+) -> ActivePool:
+    """The active pool, filled from the start of the stream: `args.pool_size` tasks, or the whole stream if shorter."""
+    if isinstance(train_dataset, IterableDataset) and args.max_steps <= 0:
+        raise ValueError(
+            f"train_dataset is a stream (IterableDataset), which has no length, so training needs max_steps > 0 (got "
+            f"max_steps={args.max_steps}), as in TRL. Set max_steps."
+        )
+    unsupported = {
+        "bots_domain_column": args.bots_domain_column is not None,
+        "bots_strategy='easy2hard'": (args.bots_strategy == "easy2hard"),
+    }
+    for name, given in unsupported.items():
+        if given:
+            raise ValueError(
+                f"{name} is not supported with an active pool (a stream, or bots_pool_size): "
+                + (
+                    "domain quotas need every task's domain up front. Train on a map-style dataset without "
+                    "bots_pool_size, or leave bots_domain_column out."
+                    if name == "bots_domain_column"
+                    else "its fixed order needs every task up front. Use bots_strategy='uniform' as the baseline."
+                )
+            )
+    required = () if environment_factory is not None else ("prompt",)
+    stream = TaskStream(train_dataset, restart=args.bots_stream_end == "restart", required=required)
+    pool = ActivePool(stream, args.pool_size)
+    if pool.size and TASK_ID_COLUMN in pool.rows[0]:
+        raise ValueError(
+            f"train_dataset's rows already have a column {TASK_ID_COLUMN!r}, which BOTS adds itself; rename or remove it."
+        )
+    check_enough_tasks(
+        args.tasks_per_round,
+        pool.size,
+        TOO_FEW_ROWS,
+        generation_batch_size=args.generation_batch_size,
+        num_generations=args.num_generations,
+    )
+    if pool.size < args.pool_size:
+        logger.warning(
+            "BOTS: the stream holds %d tasks, fewer than the pool's %d (bots_pool_size): the pool holds them all.",
+            pool.size,
+            args.pool_size,
+        )
+    return pool
+
+
+def row_reference_pass_rates(rows: list[dict[str, Any]], columns: list[str] | None) -> np.ndarray | None:
+    """The `[rows, 2]` reference pass rates of stream rows (newcomers to an active pool), or None without columns."""
+    if columns is None:
+        return None
+    try:
+        return np.asarray([[row[column] for column in columns] for row in rows], dtype=np.float64)
+    except (TypeError, ValueError) as error:
+        raise ValueError(
+            f"bots_reference_columns {columns} must hold one number per row (a pass rate in [0, 1]), but a row of the "
+            f"stream could not be read as numbers: {error}. Fill missing values or drop those rows."
+        ) from error
 
 
 def reference_pass_rates(dataset: Dataset, columns: list[str] | None) -> np.ndarray | None:

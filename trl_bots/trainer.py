@@ -13,10 +13,12 @@ from typing import Any
 
 import numpy as np
 import torch
+from datasets import Dataset
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
 from trl import GRPOTrainer
 from trl.trainer.utils import get_config_model_id
 
+from .active_pool import ActivePool, tasks_to_retire
 from .checkpoints import (
     ROUND_BUFFER_FILE,
     RoundState,
@@ -39,8 +41,11 @@ from .tasks import (
     check_same_tasks_on_every_process,
     check_train_dataset,
     reference_pass_rates,
+    row_reference_pass_rates,
     task_domains,
+    task_pool,
     tasks_fingerprint,
+    uses_pool,
     with_task_ids,
 )
 from .validation import HYPERPARAMETERS
@@ -53,7 +58,8 @@ logger = logging.getLogger(__name__)
 class SelectedRound:
     """One generation batch: the tasks the selector chose for it, and how the choice was made."""
 
-    tasks: np.ndarray  # the B distinct task ids, in selection order: slot j holds tasks[j]
+    tasks: np.ndarray  # the B distinct task ids of the selector, in selection order: slot j holds tasks[j]
+    task_ids: np.ndarray  # the same tasks' dataset rows, or stream positions with an active pool
     evidence_lag: int  # rounds selected before this one whose rewards the selector had not seen yet
     selection_ms: float  # wall time of the selector's choice
 
@@ -117,15 +123,23 @@ class BOTSGRPOTrainer(GRPOTrainer):
             args = BOTSConfig(f"{model_name.split('/')[-1]}-BOTS")
         if not isinstance(args, BOTSConfig):
             raise TypeError(f"args must be a BOTSConfig, got {type(args).__name__}. Build a BOTSConfig instead.")
-        tasks = check_train_dataset(train_dataset, args, kwargs.get("environment_factory"))
+        self.pool: ActivePool | None = None  # the tasks in memory when they come as a stream
+        if uses_pool(train_dataset, args):
+            self.pool = task_pool(train_dataset, args, kwargs.get("environment_factory"))
+            tasks = Dataset.from_list(self.pool.rows)  # its first fill, which the selector starts from
+            train_dataset = with_task_ids(tasks.select(range(args.tasks_per_round)))  # the slots' placeholders
+        else:
+            tasks = check_train_dataset(train_dataset, args, kwargs.get("environment_factory"))
+            train_dataset = with_task_ids(tasks)
         reference, domains = reference_pass_rates(tasks, args.bots_reference_columns), task_domains(tasks, args)
-        # Task ids are row numbers: the rows must match across processes and on resume.
+        # Task ids are row numbers (or slots of a pool first filled from the stream's start): the rows must match
+        # across processes and on resume.
         self.task_fingerprint = tasks_fingerprint(tasks, args)
-        train_dataset = with_task_ids(tasks)
         self._bots_rounds_selected = 0  # over the whole run, restored on resume
         self._bots_unscored_rounds = 0  # consecutive rounds without a scored completion, restored on resume
         self._bots_warned_unscored = False
         self._bots_tasks: np.ndarray | None = None  # the task of each slot of the round GRPO generates or trains on
+        self._bots_slots: np.ndarray | None = None  # the same tasks as the selector's ids (pool slots)
         self._bots_uncredited: SelectedRound | None = None  # the round just selected, until its rewards are credited
         super().__init__(model, reward_funcs, args=args, train_dataset=train_dataset, **kwargs)
         if self.accelerator.num_processes > 1:
@@ -196,8 +210,12 @@ class BOTSGRPOTrainer(GRPOTrainer):
     # Overridden to read slots instead of tasks: the DataLoader reads ahead of training, so choosing tasks when it
     # reads them would ignore the rewards of the rounds still in flight. The layout is RepeatSampler's.
     def _get_train_sampler(self, dataset=None) -> BOTSSampler:
+        dataset = dataset if dataset is not None else self.train_dataset
+        if self.pool is not None:  # an epoch is a pass over a map-style source; a stream's is one round (max_steps)
+            source = self.pool.stream.source
+            dataset = source if isinstance(source, Dataset) else dataset
         return BOTSSampler(
-            len(dataset if dataset is not None else self.train_dataset),
+            len(dataset),
             mini_repeat_count=self.num_generations,
             batch_size=self.args.tasks_per_round,
             repeat_count=self.num_iterations * self.args.steps_per_generation,
@@ -229,11 +247,21 @@ class BOTSGRPOTrainer(GRPOTrainer):
                 "credit: the round's buffered generation batch is missing. Resume from a checkpoint written by "
                 "BOTSGRPOTrainer, which holds it."
             )
-        self._bots_uncredited = self._select_round(tasks_per_round)
-        self._bots_tasks = self._bots_uncredited.tasks
-        tasks = self._bots_tasks[slots].tolist()
-        rows = self.train_dataset[tasks]
-        return [{key: rows[key][position] for key in placeholder} for position, placeholder in enumerate(placeholders)]
+        selected = self._bots_uncredited = self._select_round(tasks_per_round)
+        self._bots_slots, self._bots_tasks = selected.tasks, selected.task_ids
+        if self.pool is None:
+            rows = self.train_dataset[selected.tasks[slots].tolist()]
+            return [
+                {key: rows[key][position] for key in placeholder} for position, placeholder in enumerate(placeholders)
+            ]
+        rows = [
+            {**self.pool.rows[task], TASK_ID_COLUMN: task_id}
+            for task, task_id in zip(selected.tasks, selected.task_ids, strict=True)
+        ]
+        return [
+            {key: rows[slot][key] for key in placeholder}
+            for slot, placeholder in zip(slots, placeholders, strict=True)
+        ]
 
     def _in_round(self) -> bool:
         """Whether GRPO's next micro-step trains on a buffered round instead of generating a new one."""
@@ -245,7 +273,8 @@ class BOTSGRPOTrainer(GRPOTrainer):
         tasks = np.asarray(self.selector.select(tasks_per_round), dtype=np.int64)
         selection_ms = (time.perf_counter() - start) * 1000.0
         self._bots_rounds_selected += 1
-        return SelectedRound(tasks, evidence_lag, selection_ms)
+        task_ids = tasks if self.pool is None else self.pool.task_ids[tasks]
+        return SelectedRound(tasks, task_ids, evidence_lag, selection_ms)
 
     # Overridden because this is where GRPO holds the rewards of every completion, gathered over all processes.
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
@@ -256,8 +285,8 @@ class BOTSGRPOTrainer(GRPOTrainer):
 
     def _credit_round(self, inputs: list[dict[str, Any]], rewards_per_func: torch.Tensor) -> None:
         local_ids = [int(example[TASK_ID_COLUMN]) for example in inputs]
-        if self._bots_uncredited is not None:
-            selected, self._bots_uncredited = self._bots_uncredited, None
+        selected, self._bots_uncredited = self._bots_uncredited, None
+        if selected is not None:
             self._check_round(selected, local_ids)
             successes, trials = successes_and_trials(
                 rewards_per_func.detach().to("cpu", torch.float64).numpy(),
@@ -284,13 +313,53 @@ class BOTSGRPOTrainer(GRPOTrainer):
                     metrics[f"bots/domain/{domain}/{name}"].append(value)
             metrics["bots/scored_ratio"].append(float(trials.sum()) / len(rewards_per_func))
             self._watch_unscored_rounds(trials.sum() > 0)
+        local_tasks = local_ids
+        if self.pool is not None:  # the selector's ids are the pool's slots
+            slot_of = dict(zip(self._bots_tasks.tolist(), self._bots_slots.tolist(), strict=True))
+            local_tasks = [slot_of[task_id] for task_id in local_ids]
         self._log_completion_extra(TASK_ID_COLUMN, local_ids)
-        self._log_completion_extra("bots_posterior_mean", self.selector.posterior_mean(local_ids).tolist())
+        self._log_completion_extra("bots_posterior_mean", self.selector.posterior_mean(local_tasks).tolist())
         if self.selector.domain_names is not None:
             domains = self.selector.domain_names
             self._log_completion_extra(
-                "bots_domain", [domains[code] for code in self.selector.domain_codes[local_ids]]
+                "bots_domain", [domains[code] for code in self.selector.domain_codes[local_tasks]]
             )
+        if selected is not None and self.pool is not None:
+            self._refresh_pool(selected)
+
+    def _refresh_pool(self, selected: SelectedRound) -> None:
+        """Retire the pool's tasks that no longer pay and give their slots the stream's next tasks (docs/algorithm.md,
+        "Active pool"); at the end of a stream that does not restart, stop training."""
+        selector, pool, args = self.selector, self.pool, self.args
+        if selector.order is not None:  # a baseline serves each task once, as GRPO reads a stream
+            retire = selected.tasks
+        else:
+            retire = tasks_to_retire(
+                selector.alpha, selector.beta, selector.prior, self.num_generations, args.bots_retire_threshold
+            )
+        replaced = pool.replace(retire)
+        if replaced.size:
+            selector.replace_tasks(replaced, **self._newcomer_inputs(replaced))
+        metrics = self._metrics["train"]
+        metrics["bots/pool_size"].append(pool.size)
+        metrics["bots/retired"].append(pool.retired)
+        metrics["bots/stream_position"].append(pool.stream.position)
+        if pool.exhausted and not self.control.should_training_stop:
+            self.control.should_training_stop = True
+            if self.is_world_process_zero():
+                logger.warning(
+                    "BOTS: the stream ended (bots_stream_end='stop') after %d tasks and the pool cannot replace its "
+                    "retired tasks: training stops after this step.",
+                    pool.stream.position,
+                )
+
+    def _newcomer_inputs(self, slots: np.ndarray) -> dict[str, np.ndarray]:
+        """What the selector's plug-in reads of the tasks that just joined the pool in ``slots``."""
+        rows = [self.pool.rows[slot] for slot in slots.tolist()]
+        inputs = {}
+        if self.args.bots_reference_columns is not None:
+            inputs["reference_pass_rates"] = row_reference_pass_rates(rows, self.args.bots_reference_columns)
+        return inputs
 
     def _watch_unscored_rounds(self, scored: bool) -> None:
         """Warn at the first round without a scored completion; stop after `bots_max_unscored_rounds` in a row."""
@@ -323,6 +392,8 @@ class BOTSGRPOTrainer(GRPOTrainer):
         selector, checksum = self.selector, 0
         if self.accelerator.num_processes > 1:
             checksum = zlib.crc32(np.asarray(selected.tasks, dtype=np.int64).tobytes(), selector.checksum())
+            if self.pool is not None:  # the pool's tasks: every process must have read the same stream
+                checksum = zlib.crc32(self.pool.task_ids.tobytes(), checksum)
         local = torch.tensor([[*local_ids, checksum]], dtype=torch.int64, device=self.accelerator.device)
         gathered = self.accelerator.gather(local).cpu().numpy()
         checksums, ids = gathered[:, -1].tolist(), gathered[:, :-1].ravel()
@@ -334,9 +405,9 @@ class BOTSGRPOTrainer(GRPOTrainer):
                 "build the trainer from the same dataset, BOTSConfig (seed, bots_seed) and checkpoint, and nothing "
                 "may change trainer.selector on one process only."
             )
-        if not np.array_equal(ids, np.repeat(selected.tasks, self.num_generations)):
+        if not np.array_equal(ids, np.repeat(selected.task_ids, self.num_generations)):
             raise RuntimeError(
-                f"BOTS selected tasks {selected.tasks.tolist()} for round {selector.round + 1}, each "
+                f"BOTS selected tasks {selected.task_ids.tolist()} for round {selector.round + 1}, each "
                 f"{self.num_generations} times in a row, but the first rewards computed after that selection are "
                 f"for the task ids {ids.tolist()}. GRPOTrainer no longer scores a round the way BOTS expects "
                 "(an unsupported TRL version, or an override of _generate_and_score_completions or "

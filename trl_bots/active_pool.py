@@ -1,0 +1,119 @@
+"""ActivePool: the tasks BOTS keeps in memory when they come as a stream, and the rule that retires them.
+
+The pool has a fixed number of *slots*; the selector's task ids are slots. After every credited round, the tasks that
+no longer pay are retired and their slots take the stream's next tasks, so memory is O(pool size) whatever the stream's
+length. The rule (docs/algorithm.md, "Active pool"): a task is retired when the posterior probability that its next
+group of rollouts has mixed outcomes, the only groups GRPO learns from, falls below a share of what it is for a task
+nothing is known about.
+"""
+
+from __future__ import annotations
+
+import zlib
+from typing import Any
+
+import numpy as np
+
+from .posterior import informative_group_probability
+from .task_stream import StreamEnded, TaskStream
+
+
+def tasks_to_retire(
+    alpha: np.ndarray, beta: np.ndarray, prior: tuple[float, float], group_size: int, threshold: float
+) -> np.ndarray:
+    """The slots whose task no longer pays: the posterior probability that its next group of ``group_size`` rollouts
+    has mixed outcomes, ``E[1 - p^G - (1 - p)^G]`` under ``Beta(alpha, beta)``, is below ``threshold`` times that
+    probability for a task nothing is known about (under the base ``prior``). Relative, because the probability's
+    scale depends on ``G``: 1/3 for a new task at G = 2, 7/9 at G = 8."""
+    unknown = informative_group_probability(np.array([prior[0]]), np.array([prior[1]]), group_size)[0]
+    return np.flatnonzero(informative_group_probability(alpha, beta, group_size) < threshold * unknown)
+
+
+def row_key(row: dict[str, Any]) -> int:
+    """A checksum of a row's content: a row read again after the stream restarts is recognised while still pooled."""
+    return zlib.crc32(repr(sorted(row.items())).encode())
+
+
+class ActivePool:
+    """``size`` tasks read from ``stream`` in its order (fewer if the stream's first pass is shorter).
+
+    Attributes:
+        rows: each slot's row, as the stream gave it.
+        task_ids: each slot's task id, the stream position it was read at (unique over the run: a row read again in
+            a later pass is another task, with a fresh belief).
+        retired: tasks retired so far.
+        exhausted: the stream ended (``bots_stream_end="stop"``) and a retired task could not be replaced.
+    """
+
+    def __init__(self, stream: TaskStream, size: int):
+        self.stream = stream
+        self.rows: list[dict[str, Any]] = []
+        ids, keys = [], []
+        restart, stream.restart = stream.restart, False  # the pool holds at most one pass: no task twice
+        try:
+            while len(self.rows) < size:
+                row, _ = stream.next_row()
+                ids.append(stream.position - 1)
+                keys.append(row_key(row))
+                self.rows.append(row)
+        except StreamEnded:
+            pass  # a first pass shorter than the pool: the pool holds the whole stream
+        finally:
+            stream.restart = restart
+        self.task_ids = np.asarray(ids, dtype=np.int64)
+        self.keys = np.asarray(keys, dtype=np.int64)
+        self.retired = 0
+        self.exhausted = False
+
+    @property
+    def size(self) -> int:
+        return len(self.rows)
+
+    def replace(self, slots: np.ndarray) -> np.ndarray:
+        """Retire the tasks of ``slots`` and give each slot the stream's next row not already pooled. Returns the slots
+        that got a new task, ascending; at the end of a stream that does not restart, the rest keep their task and
+        :attr:`exhausted` is set."""
+        slots = np.sort(np.asarray(slots, dtype=np.int64))
+        self.retired += slots.size
+        pooled = set(self.keys.tolist()) - set(self.keys[slots].tolist())
+        for count, slot in enumerate(slots.tolist()):
+            try:
+                row, key = self._next_unpooled(pooled)
+            except StreamEnded:
+                self.exhausted = True
+                return slots[:count]
+            pooled.add(key)
+            self.rows[slot], self.keys[slot], self.task_ids[slot] = row, key, self.stream.position - 1
+        return slots
+
+    def _next_unpooled(self, pooled: set[int]) -> tuple[dict[str, Any], int]:
+        while True:
+            row, _ = self.stream.next_row()
+            key = row_key(row)
+            if key not in pooled:
+                return row, key
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self) -> dict[str, Any]:
+        """The pool's rows, task ids and counters, and the stream's position (JSON-able when the rows are)."""
+        return {
+            "rows": self.rows,
+            "task_ids": self.task_ids.tolist(),
+            "keys": self.keys.tolist(),
+            "retired": self.retired,
+            "exhausted": self.exhausted,
+            "stream": self.stream.state_dict(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore a :meth:`state_dict` of a pool of the same size over the same stream."""
+        if len(state["rows"]) != self.size or len(state["task_ids"]) != self.size:
+            raise ValueError(
+                f"The saved pool holds {len(state['rows'])} tasks, this one {self.size}: resume with the same "
+                "bots_pool_size and stream."
+            )
+        self.rows = [dict(row) for row in state["rows"]]
+        self.task_ids = np.asarray(state["task_ids"], dtype=np.int64)
+        self.keys = np.asarray(state["keys"], dtype=np.int64)
+        self.retired, self.exhausted = int(state["retired"]), bool(state["exhausted"])
+        self.stream.load_state_dict(state["stream"])

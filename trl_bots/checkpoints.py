@@ -30,6 +30,7 @@ ROUND_STATE_FORMAT = "trl-bots-round/2"
 ROUND_BUFFER_FILE = (
     "bots_round_{rank}.pt"  # a process's buffered generation batch, in checkpoints taken inside a round
 )
+POOL_FILE = "bots_pool.json"  # an active pool's rows, task ids and stream position (runs over a stream)
 TRAINER_STATE_FILE = "trainer_state.json"  # the Trainer's state, written last (by process 0)
 CHECKPOINT_PREFIX = "checkpoint-"
 
@@ -241,6 +242,34 @@ def read_json(path: str | os.PathLike) -> dict[str, Any]:
     if not isinstance(content, dict):
         raise ValueError(f"{Path(path).name} holds {type(content).__name__}, not a JSON object")
     return content
+
+
+def save_pool_state(checkpoint: str | os.PathLike, state: dict[str, Any]) -> None:
+    """Write an active pool's state (:meth:`trl_bots.active_pool.ActivePool.state_dict` and the trainer's round) as
+    JSON, atomically; a row JSON cannot hold exactly is refused by name rather than saved changed."""
+    try:
+        content = json.dumps(state, allow_nan=True)
+    except (TypeError, ValueError) as error:
+        raise ValueError(
+            f"Cannot checkpoint the active pool: its rows must be JSON values (text, numbers, lists, dicts) so that a "
+            f"resumed run reads them back unchanged, but {error}. Turn such columns into text or numbers in the stream "
+            "(IterableDataset.map), or save without the pool (save_strategy='no')."
+        ) from error
+    write_atomic(Path(checkpoint) / POOL_FILE, content.encode())
+
+
+def load_pool_state(checkpoint: str | os.PathLike, uses_pool: bool) -> dict[str, Any] | None:
+    """The pool state of `checkpoint` (None without a pool); refuses a checkpoint of the other kind of run."""
+    path = Path(checkpoint) / POOL_FILE
+    if path.is_file() != uses_pool:
+        has = "has an active pool" if path.is_file() else "has no active pool"
+        runs = "over a stream (or with bots_pool_size)" if path.is_file() else "over a map-style dataset"
+        raise ValueError(
+            f"Cannot resume BOTS from {checkpoint}: it {has} ({POOL_FILE}), this run {'has' if uses_pool else 'has not'}"
+            f". Its selector's tasks are {'pool slots' if path.is_file() else 'dataset rows'}: resume a run {runs}, "
+            "as the checkpoint was written."
+        )
+    return read_json(path) if uses_pool else None
 
 
 def checkpoint_problems(checkpoint: str | os.PathLike) -> list[str]:

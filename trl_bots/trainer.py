@@ -25,10 +25,13 @@ from .checkpoints import (
     bots_settings,
     generation_schedule,
     latest_complete_checkpoint,  # noqa: F401  (its documented place: trl_bots.trainer)
+    load_pool_state,
     rank_files,
     resume_refusal,
+    save_pool_state,
 )
 from .config import BOTSConfig
+from .implicit import InterpolationEstimator
 from .model_card import EffectiveTaskRatios, bots_card_section
 from .prompt_embeddings import task_embeddings
 from .sampler import BOTSSampler
@@ -430,11 +433,14 @@ class BOTSGRPOTrainer(GRPOTrainer):
             write_atomic(
                 os.path.join(output_dir, ROUND_BUFFER_FILE.format(rank=args.process_index)), buffer.getvalue()
             )
+        if args.should_save and self.pool is not None:  # first: the round state's file marks BOTS' part complete
+            round_task_ids = None if self._bots_tasks is None else self._bots_tasks.tolist()
+            save_pool_state(output_dir, {**self.pool.state_dict(), "round_task_ids": round_task_ids})
         if args.should_save:
             RoundState(
                 micro_step=self._step,
                 rounds_selected=self._bots_rounds_selected,
-                tasks=self._bots_tasks,  # for `bots_round_tasks` after resuming inside a round
+                tasks=self._bots_slots,  # for `bots_round_tasks` after resuming inside a round
                 unscored_rounds=self._bots_unscored_rounds,
                 rank_files=rank_files(args.world_size, self._in_round(), args.save_only_model),
                 schedule=generation_schedule(args),
@@ -457,7 +463,10 @@ class BOTSGRPOTrainer(GRPOTrainer):
             settings=bots_settings(self.args),
             tasks_per_round=self.args.tasks_per_round,
         )
-        self._bots_tasks = state.tasks
+        self._bots_slots = self._bots_tasks = state.tasks
+        pool_state = load_pool_state(checkpoint, self.pool is not None)
+        if pool_state is not None:
+            self._load_pool(pool_state)
         self._bots_rounds_selected = state.rounds_selected
         self._bots_unscored_rounds = state.unscored_rounds
         self._bots_ratios = EffectiveTaskRatios.from_dict(state.effective_task_ratios)
@@ -470,6 +479,22 @@ class BOTSGRPOTrainer(GRPOTrainer):
             device = self.accelerator.device  # torch.load cannot map to "cpu:0", which multi-process CPU runs use
             device = "cpu" if device.type == "cpu" else device
             self._buffered_inputs = torch.load(path, map_location=device, weights_only=True)
+
+    def _load_pool(self, state: dict[str, Any]) -> None:
+        """Restore the pool (rows, task ids, stream position) and what the selector's plug-in reads of its rows."""
+        pool, estimator = self.pool, self.selector.estimator
+        pool.load_state_dict(state)
+        if state.get("round_task_ids") is not None:
+            self._bots_tasks = np.asarray(state["round_task_ids"], dtype=np.int64)
+        if not pool.stream.exact_resume and self.is_world_process_zero():
+            logger.warning(
+                "BOTS resumes the stream at position %d, but the dataset shuffles with a buffer, which datasets refills "
+                "on resume: the tasks read from here differ from the uninterrupted run's. For an exact resume, "
+                "shuffle the source before streaming it (e.g. Dataset.shuffle, then to_iterable_dataset).",
+                pool.stream.position,
+            )
+        if isinstance(estimator, InterpolationEstimator):  # its reference rows are the pool's, not in its state
+            estimator.replace(np.arange(pool.size), **self._newcomer_inputs(np.arange(pool.size)))
 
     # Overridden so that the saved model folder carries the selector state (and `push_to_hub` publishes it).
     def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:

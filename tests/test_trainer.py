@@ -514,8 +514,8 @@ def test_bad_input_errors(tiny_model_path, tmp_path):
         )
 
     stream = IterableDataset.from_generator(lambda: ({"prompt": "a", "idx": i} for i in range(10)))
-    with pytest.raises(ValueError, match="map-style"):
-        build(stream)
+    with pytest.raises(ValueError, match=r"stream \(IterableDataset\).*needs max_steps > 0 \(got max_steps=-1\)"):
+        build(stream, max_steps=-1, num_train_epochs=1)
     with pytest.raises(ValueError, match="needs 4 distinct tasks.*only 3 rows"):
         build(task_dataset(3), per_device_train_batch_size=8)
     with pytest.raises(ValueError, match=r"\['strong'\].*does not have"):

@@ -60,7 +60,9 @@ def log_series(log_history: list[dict], key: str) -> tuple[np.ndarray, np.ndarra
 def plot_run(run_dir: str | os.PathLike, output_dir: str | os.PathLike | None = None) -> list[Path]:
     """
     Write ``training_curves.png`` (effective-task ratio and reward over steps), ``posterior_pass_rates.png``
-    (histogram of the posterior mean pass rates at the last checkpoint), ``implicit_estimator.png`` (Pearson
+    (histogram of the posterior mean pass rates at the last checkpoint: of the active pool's tasks in a run over a
+    stream), ``active_pool.png`` (tasks read from the stream and retired over steps, in a run over a stream),
+    ``implicit_estimator.png`` (Pearson
     correlation and mean absolute error of the implicit plug-in on each batch, and the implicit weight rho, when the
     run had one), ``predicted_pass_rates.png`` (the embedding plug-in's predicted pass rate of every task against its
     posterior mean, when the run had that plug-in) and
@@ -97,10 +99,20 @@ def plot_run(run_dir: str | os.PathLike, output_dir: str | os.PathLike | None = 
 
     arrays, _ = read_state_file(selector_file)
     means = posterior_mean(arrays["alpha"], arrays["beta"])
+    retired_steps, retired = log_series(history, "bots/retired")
     figure, axis = plt.subplots(figsize=(7, 4))
     axis.hist(means, bins=np.linspace(0, 1, 21), edgecolor="white")
-    axis.set(xlabel="posterior mean pass rate", ylabel="tasks", title=f"Posterior over {means.size} tasks")
+    tasks = f"the {means.size} tasks of the active pool" if retired_steps.size else f"{means.size} tasks"
+    axis.set(xlabel="posterior mean pass rate", ylabel="tasks", title=f"Posterior over {tasks}")
     written.append(_save(figure, output_dir / "posterior_pass_rates.png"))
+
+    if retired_steps.size:  # a run over a stream: how fast the pool turns over
+        figure, axis = plt.subplots(figsize=(7, 4))
+        axis.plot(*log_series(history, "bots/stream_position"), marker=".", label="tasks read from the stream")
+        axis.plot(retired_steps, retired, marker=".", label="tasks retired")
+        axis.set(xlabel="step", ylabel="tasks", title="Active pool")
+        axis.legend()
+        written.append(_save(figure, output_dir / "active_pool.png"))
 
     mae_steps, mae = log_series(history, "bots/implicit_mae")
     if mae_steps.size:  # the run had implicit evidence (the correlation alone is NaN on a batch of equal rates)

@@ -395,3 +395,31 @@ def test_the_default_cache_folder_follows_the_environment(tmp_path, monkeypatch)
     assert path.parent == tmp_path / "embeddings" and path.suffix == ".npy"
     assert embedding_cache_path({"dim": 4, "model": "m"}) == path  # the key's order does not matter
     assert embedding_cache_path({"model": "m", "dim": 5}) != path
+
+
+class Gathered(Exception):
+    """Raised by a stand-in for gather_object once a process's share is computed."""
+
+
+@pytest.mark.parametrize("prompts", [2, 7])
+def test_every_process_runs_the_same_forward_passes(three_layers, monkeypatch, prompts):
+    """Under DeepSpeed ZeRO-3 each process must run as many forward passes as the others, even with fewer prompts than
+    processes: each of 3 simulated processes embeds ceil(prompts / 3) prompts and keeps its own share's vectors."""
+    model, tokenizer = load_tiny(three_layers)
+    ids = tokenize_prompts(tokenizer, PROMPTS[:prompts])
+    counter = ForwardCounter(monkeypatch)
+    shares = []
+
+    def gather(obj):
+        shares.append(obj[0])
+        raise Gathered
+
+    monkeypatch.setattr(prompt_embeddings, "gather_object", gather)
+    for rank in range(3):
+        counter.prompts = 0
+        process = SimpleNamespace(process_index=rank, num_processes=3, is_local_main_process=rank == 0)
+        with pytest.raises(Gathered):
+            prompt_embeddings.model_embeddings(model, ids, tokenizer.pad_token_id, process, progress=False)
+        assert counter.prompts == -(-prompts // 3)
+        expected = mean_pooled_hidden_states(model, ids[rank::3], tokenizer.pad_token_id)
+        np.testing.assert_allclose(shares[rank], expected, rtol=1e-5, atol=1e-6)

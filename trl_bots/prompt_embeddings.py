@@ -301,10 +301,16 @@ def model_embeddings(
     whole ``[N, hidden]`` array. ``progress``: a progress bar on each machine's main process."""
     rank, world = accelerator.process_index, accelerator.num_processes
     share = np.arange(rank, len(token_ids), world)  # interleaved: every share has prompts of every length
+    # Every share padded to one length with prompt 0 (its extra vector dropped): every process runs the same number of
+    # forward passes, as DeepSpeed ZeRO-3 requires, even when there are fewer prompts than processes.
+    padded = np.concatenate([share, np.zeros(-(-len(token_ids) // world) - share.size, dtype=share.dtype)])
     with _gathered(list(model.parameters())):
         pooled = mean_pooled_hidden_states(
-            model, [token_ids[i] for i in share], pad_token_id, progress=progress and accelerator.is_local_main_process
-        )
+            model,
+            [token_ids[i] for i in padded],
+            pad_token_id,
+            progress=progress and accelerator.is_local_main_process,
+        )[: share.size]
     if world == 1:
         return pooled
     out = np.empty((len(token_ids), pooled.shape[1]), dtype=np.float32)

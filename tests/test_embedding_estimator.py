@@ -235,3 +235,134 @@ def test_a_plug_in_added_on_resume_starts_afresh_and_one_removed_is_dropped():
     dropped = BOTSSelector(x.shape[0], implicit_weight=0.0, seed=3)
     dropped.load_state_dict(added.state_dict())
     assert dropped.estimator is None and dropped.round == 2
+
+
+# ------------------------------------------------------------------ replaced tasks (an active pool's slots)
+def features_by_hand(first, new):
+    """Features of ``new`` standardised as the estimator standardises ``first``: centred by the column means of
+    ``first``, divided by the root mean variance of its columns (float64)."""
+    first = np.asarray(first, dtype=np.float64)
+    return (np.asarray(new, dtype=np.float64) - first.mean(0)) / np.sqrt(first.var(0).mean())
+
+
+def predictions_by_hand(features, theta):
+    return 1 / (1 + np.exp(-(theta[0] + features @ theta[1:])))
+
+
+def test_replace_recomputes_exactly_the_rows_given_with_the_current_fit():
+    x, truth, _ = linear_world()
+    estimator = EmbeddingEstimator(x, refresh_rows=700, replaceable=True)
+    feed(estimator, truth, rounds=5)
+    before = copy.deepcopy(estimator.state_dict())
+    slots = np.array([1999, 3, 17])
+    newcomers = np.random.default_rng(7).normal(1.0, 2.0, (3, x.shape[1]))
+    estimator.replace(slots, newcomers)
+    features = features_by_hand(x, newcomers)
+    np.testing.assert_allclose(estimator.features[slots], features, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(estimator.predict(slots), predictions_by_hand(features, before["theta"]), rtol=1e-5)
+    others = np.setdiff1d(np.arange(2000), slots)
+    np.testing.assert_array_equal(estimator.predict(others), before["cache"][others])
+    np.testing.assert_array_equal(
+        np.delete(estimator.features, slots, axis=0), np.delete(before["features"], slots, 0)
+    )
+    for name in ("gram", "moment", "theta", "error_sums", "square", "rows", "cursor"):  # sums over rounds: kept
+        np.testing.assert_array_equal(estimator.state_dict()[name], before[name])
+    # The next fit labels the newcomers with their own features: the gram gains w x x^T of the new rows.
+    estimator.fit(slots, np.array([0.25, 0.5, 1.0]), np.full(3, 8.0))
+    x1 = np.concatenate([np.ones((3, 1)), features], axis=1)
+    np.testing.assert_allclose(estimator.gram, 0.97 * before["gram"] + 2.0 * x1.T @ x1, rtol=1e-6, atol=1e-5)
+
+
+def test_replace_before_any_fit_predicts_the_flat_start():
+    x, _, _ = linear_world(num_tasks=50)
+    estimator = EmbeddingEstimator(x, replaceable=True)
+    estimator.replace([4, 9], x[[7, 8]] * 3.0)
+    np.testing.assert_array_equal(estimator.predict(), np.full(50, 0.5, dtype=np.float32))
+    np.testing.assert_allclose(estimator.features[[4, 9]], features_by_hand(x, x[[7, 8]] * 3.0), rtol=1e-5)
+
+
+def test_replace_with_reference_pass_rates_standardises_them_as_the_first_tasks():
+    x, truth, _ = linear_world(num_tasks=300)
+    reference = np.stack([truth * 0.5, truth**0.5], axis=1)
+    estimator = EmbeddingEstimator(x, reference_pass_rates=reference, replaceable=True)
+    feed(estimator, truth, rounds=3)
+    theta = estimator.theta.copy()
+    new_reference = np.array([[0.1, 0.3], [0.6, 0.9]])
+    estimator.replace([0, 5], x[[10, 11]], new_reference)
+    reference_features = (new_reference - reference.mean(0)) / reference.std(0)
+    features = np.concatenate([features_by_hand(x, x[[10, 11]]), reference_features], axis=1)
+    np.testing.assert_allclose(estimator.features[[0, 5]], features, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(estimator.predict(np.array([0, 5])), predictions_by_hand(features, theta), rtol=1e-5)
+    with pytest.raises(ValueError, match="exactly when the estimator was built with them .it was built with."):
+        estimator.replace([1], x[[12]])
+    with pytest.raises(ValueError, match="it was built without"):
+        EmbeddingEstimator(x, replaceable=True).replace([1], x[[12]], new_reference[:1])
+    with pytest.raises(ValueError, match=r"reference_pass_rates must be pass rates in \[0, 1\]"):
+        estimator.replace([1], x[[12]], [[0.2, 1.5]])
+
+
+@pytest.mark.parametrize(
+    ("slots", "rows", "message"),
+    [
+        ([3, 8], lambda x: np.stack([x[0], np.full(16, np.nan)]), r"embeddings of tasks \[8\] hold NaN or infinite"),
+        ([3, 8], lambda x: np.stack([np.zeros(16), x[1]]), r"embeddings of tasks \[3\] are all zeros"),
+        ([3], lambda x: x[:1, :15], "embeddings of the new tasks have 15 dimensions, the other tasks' 16"),
+        ([3, 8], lambda x: x[:3], "embeddings has 3 rows but there are 2 tasks"),
+        ([3, 3], lambda x: x[:2], r"distinct task ids, got shape \(2,\) with repeated \[3\]"),
+        ([3, 50], lambda x: x[:2], r"indices must be task ids in \[0, 50\), got \[50\]"),
+    ],
+    ids=["nan", "zeros", "dimension", "rows", "repeated", "range"],
+)
+def test_replace_refuses_bad_newcomers_naming_the_row(slots, rows, message):
+    x, _, _ = linear_world(num_tasks=50)
+    estimator = EmbeddingEstimator(x, replaceable=True)
+    before = copy.deepcopy(estimator.state_dict())
+    with pytest.raises(ValueError, match=message):
+        estimator.replace(slots, rows(x))
+    for name, value in estimator.state_dict().items():  # refused before anything changed
+        np.testing.assert_array_equal(value, before[name])
+
+
+def test_replace_needs_a_replaceable_estimator_whose_features_are_state():
+    x, _, _ = linear_world(num_tasks=50)
+    assert "features" not in EmbeddingEstimator(x).state_dict()  # a fixed set does not save what it can rebuild
+    with pytest.raises(ValueError, match="replace\\(\\) needs an EmbeddingEstimator built with replaceable=True"):
+        EmbeddingEstimator(x).replace([0], x[:1])
+    state = EmbeddingEstimator(x, replaceable=True).state_dict()
+    with pytest.raises(ValueError, match="saved with replaceable=True but this estimator has replaceable=False"):
+        EmbeddingEstimator(x).load_state_dict(state)
+    with pytest.raises(ValueError, match="saved with replaceable=False but this estimator has replaceable=True"):
+        EmbeddingEstimator(x, replaceable=True).load_state_dict(EmbeddingEstimator(x).state_dict())
+
+
+def pool_selector(embeddings, reference=None):
+    estimator = EmbeddingEstimator(embeddings, reference_pass_rates=reference, refresh_rows=300, replaceable=True)
+    return BOTSSelector(embeddings.shape[0], estimator=estimator, implicit_weight=0.2, seed=3)
+
+
+@pytest.mark.parametrize("with_reference", [False, True])
+def test_replaced_tasks_resume_bit_identically_through_the_selector_file(tmp_path, with_reference):
+    x, truth, _ = linear_world(num_tasks=1000)
+    reference = np.stack([truth * 0.5, truth**0.5], axis=1) if with_reference else None
+    stream = np.random.default_rng(11).normal(size=(40, x.shape[1]))  # the tasks that replace pool tasks
+    stream_reference = np.random.default_rng(12).uniform(size=(40, 2)) if with_reference else None
+    a = pool_selector(x, reference)
+    feed(a, truth, rounds=4, select=a.select)
+    slots = np.array([5, 900, 41, 2])
+    a.estimator.replace(slots, stream[:4], None if reference is None else stream_reference[:4])
+    a.save(tmp_path / "selector.safetensors")
+    tensors = load_file(tmp_path / "selector.safetensors")
+    np.testing.assert_array_equal(tensors["estimator/features"], a.estimator.features)
+    # Built from other embeddings (a resumed pool holds other tasks): the file decides features and scales.
+    b = pool_selector(x[::-1] * 2.0 + 1.0, None if reference is None else reference[::-1])
+    b.load(tmp_path / "selector.safetensors")
+    assert b.checksum() == a.checksum()
+    np.testing.assert_array_equal(b.estimator.predict(), a.estimator.predict())
+    for selector in (a, b):
+        feed(selector, truth, rounds=3, select=selector.select, seed=4)
+        selector.estimator.replace([7, 8], stream[4:6], None if reference is None else stream_reference[4:6])
+        feed(selector, truth, rounds=2, select=selector.select, seed=5)
+    for name, value in a.estimator.state_dict().items():
+        np.testing.assert_array_equal(b.estimator.state_dict()[name], value, err_msg=name)
+    np.testing.assert_array_equal(a.alpha, b.alpha)
+    np.testing.assert_array_equal(a.select(16), b.select(16))

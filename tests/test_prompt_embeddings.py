@@ -16,6 +16,7 @@ from transformers import AutoModel
 
 from trl_bots import prompt_embeddings
 from trl_bots.prompt_embeddings import (
+    PromptEmbedder,
     column_embeddings,
     embedding_cache_path,
     mean_pooled_hidden_states,
@@ -395,3 +396,131 @@ def test_the_default_cache_folder_follows_the_environment(tmp_path, monkeypatch)
     assert path.parent == tmp_path / "embeddings" and path.suffix == ".npy"
     assert embedding_cache_path({"dim": 4, "model": "m"}) == path  # the key's order does not matter
     assert embedding_cache_path({"model": "m", "dim": 5}) != path
+
+
+# ------------------------------------------------------------------ an active pool's newcomers
+def reduced_by_hand(first, new, dim):
+    """``new`` standardised by the column means and standard deviations of ``first`` (its constant columns dropped),
+    projected on the ``dim`` leading right-singular vectors of standardised ``first``, each signed so that its largest
+    loading is positive (float64)."""
+    first, new = np.asarray(first, dtype=np.float64), np.asarray(new, dtype=np.float64)
+    varying = first.std(axis=0) > 0
+    mean, std = first[:, varying].mean(axis=0), first[:, varying].std(axis=0)
+    vt = np.linalg.svd((first[:, varying] - mean) / std, full_matrices=False)[2][:dim]
+    vt *= np.sign(vt[np.arange(dim), np.abs(vt).argmax(axis=1)])[:, None]
+    return (new[:, varying] - mean) / std @ vt.T
+
+
+def pooled_by_hand(model, tokenizer, prompts, layer):
+    return np.stack([hidden_states_by_hand(model, ids, layer) for ids in tokenize_prompts(tokenizer, prompts)])
+
+
+def pool_rows(prompts=PROMPTS, **columns):
+    return [
+        {"prompt": prompt, **{name: values[i] for name, values in columns.items()}} for i, prompt in enumerate(prompts)
+    ]
+
+
+def test_newcomers_are_reduced_by_the_first_fills_basis_with_the_policys_current_weights(three_layers):
+    model, tokenizer = load_tiny(three_layers)
+    embedder = PromptEmbedder(embedding_args(), model, tokenizer, PartialState())
+    rows = pool_rows()
+    first = embedder.fit(rows[:10])
+    assert first.dtype == np.float16 and first.shape == (10, 4)
+    again = embedder.embed([rows[7], rows[2], rows[9]])  # other batch mates, the same vectors
+    assert again.dtype == np.float16 and again.tobytes() == first[[7, 2, 9]].tobytes()
+    pooled = pooled_by_hand(model, tokenizer, PROMPTS, layer=2)
+    np.testing.assert_allclose(first, reduced_by_hand(pooled[:10], pooled[:10], 4), rtol=2e-3, atol=2e-3)
+    newcomers = embedder.embed(rows[10:])
+    np.testing.assert_allclose(newcomers, reduced_by_hand(pooled[:10], pooled[10:], 4), rtol=2e-3, atol=2e-3)
+    assert np.abs(newcomers - reduced_by_hand(pooled, pooled[10:], 4)).max() > 0.05  # not a basis refitted on all
+    with torch.no_grad():  # the policy trains: newcomers are embedded with its weights of the moment, the old basis
+        model.model.layers[1].mlp.down_proj.weight.mul_(1.5)
+    tuned = pooled_by_hand(model, tokenizer, PROMPTS[10:], layer=2)
+    np.testing.assert_allclose(embedder.embed(rows[10:]), reduced_by_hand(pooled[:10], tuned, 4), rtol=2e-3, atol=2e-3)
+    assert embedder.embed([]).shape == (0, 4)
+
+
+def test_the_embedders_state_resumes_its_reduction(three_layers, tmp_path):
+    from safetensors.numpy import load_file, save_file
+
+    model, tokenizer = load_tiny(three_layers)
+    rows = pool_rows()
+    embedder = PromptEmbedder(embedding_args(), model, tokenizer, PartialState())
+    assert embedder.state_dict() == {}
+    with pytest.raises(ValueError, match=r"embed needs the dimension reduction of the first tasks: call fit"):
+        embedder.embed(rows[10:])
+    embedder.fit(rows[:10])
+    state = embedder.state_dict()
+    assert sorted(state) == ["components", "mean", "scale"] and state["components"].shape == (32, 4)
+    save_file(state, tmp_path / "embedder.safetensors")  # as a checkpoint holds it
+    resumed = PromptEmbedder(embedding_args(), model, tokenizer, PartialState())
+    resumed.load_state_dict(load_file(tmp_path / "embedder.safetensors"))
+    assert resumed.embed(rows[10:]).tobytes() == embedder.embed(rows[10:]).tobytes()
+    with pytest.raises(ValueError, match="mean has 31 values but the embedding model's hidden size is 32"):
+        resumed.load_state_dict({name: value[:-1] for name, value in state.items()})
+    with pytest.raises(ValueError, match=r"components must be a \[32, dim\] array .* got shape \(31, 4\)"):
+        resumed.load_state_dict({**state, "components": state["components"][1:]})
+    with pytest.raises(ValueError, match=r"state holds \['pca'\], which are not part"):
+        resumed.load_state_dict({**state, "pca": state["mean"]})
+
+
+def test_newcomers_of_a_column_are_reduced_by_the_first_fills_basis():
+    data = latent_data(rows=60)  # column 2 is constant: dropped for the newcomers too
+    args = embedding_args(bots_embedding_column="emb", bots_embedding_dim=3)
+    embedder = PromptEmbedder(args, None, None, PartialState())
+    rows = pool_rows(["p"] * 60, emb=data.tolist())
+    first = embedder.fit(rows[:50])
+    np.testing.assert_allclose(first, reduce_dimension(data[:50], 3), rtol=2e-3, atol=2e-3)
+    np.testing.assert_allclose(
+        embedder.embed(rows[50:]), reduced_by_hand(data[:50], data[50:], 3), rtol=2e-3, atol=2e-3
+    )
+    assert embedder.embed(rows[4:5]).tobytes() == first[4:5].tobytes()  # one newcomer is enough
+    bad = [{**rows[50], "emb": [1.0] * 6}, {**rows[51], "emb": [np.nan] * 7}]
+    with pytest.raises(ValueError, match="the vectors of the new tasks have 6 dimensions, the other tasks' 7"):
+        embedder.embed(bad[:1])
+    with pytest.raises(ValueError, match=r"the vectors of tasks \[1\] hold NaN"):
+        embedder.embed([rows[50], bad[1]])
+    with pytest.raises(ValueError, match=r"bots_embedding_column='emb' is not a column of the rows \[1\]"):
+        embedder.embed([rows[50], {"prompt": "p"}])
+
+
+def test_newcomers_embedded_by_another_model(three_layers, tmp_path):
+    path = build_tiny_encoder(str(tmp_path))
+    model, tokenizer = load_tiny(three_layers)
+    embedder = PromptEmbedder(embedding_args(bots_embedding_model=path), model, tokenizer, PartialState())
+    rows = pool_rows()
+    embedder.fit(rows[:10])
+    encoder = AutoModel.from_pretrained(path)
+    pooled = pooled_by_hand(encoder, char_tokenizer(chat_template=None), PROMPTS, layer=1)  # 2 layers: middle is 1
+    np.testing.assert_allclose(
+        embedder.embed(rows[10:]), reduced_by_hand(pooled[:10], pooled[10:], 4), rtol=2e-3, atol=2e-3
+    )
+
+
+class Gathered(Exception):
+    """Raised by a stand-in for gather_object once a process's share is computed."""
+
+
+@pytest.mark.parametrize("prompts", [2, 7])
+def test_every_process_runs_the_same_forward_passes(three_layers, monkeypatch, prompts):
+    """Under DeepSpeed ZeRO-3 each process must run as many forward passes as the others, even with fewer prompts than
+    processes: each of 3 simulated processes embeds ceil(prompts / 3) prompts and keeps its own share's vectors."""
+    model, tokenizer = load_tiny(three_layers)
+    ids = tokenize_prompts(tokenizer, PROMPTS[:prompts])
+    counter = ForwardCounter(monkeypatch)
+    shares = []
+
+    def gather(obj):
+        shares.append(obj[0])
+        raise Gathered
+
+    monkeypatch.setattr(prompt_embeddings, "gather_object", gather)
+    for rank in range(3):
+        counter.prompts = 0
+        process = SimpleNamespace(process_index=rank, num_processes=3, is_local_main_process=rank == 0)
+        with pytest.raises(Gathered):
+            prompt_embeddings.model_embeddings(model, ids, tokenizer.pad_token_id, process, progress=False)
+        assert counter.prompts == -(-prompts // 3)
+        expected = mean_pooled_hidden_states(model, ids[rank::3], tokenizer.pad_token_id)
+        np.testing.assert_allclose(shares[rank], expected, rtol=1e-5, atol=1e-6)

@@ -41,14 +41,21 @@ exactly the values the posterior is fed.
 scored against the observed rates; decayed sums give an honest running correlation of the predictions with the true
 rates, the binomial noise of the observed rates removed (:attr:`correlation`). :meth:`implicit_weight_scale` is its
 positive part: the selector multiplies ``rho`` by it, so useless embeddings fall back to explicit evidence alone.
+
+**Replaced tasks.** In an active pool a row's task is retired and another takes its row (:meth:`replace`). The
+newcomer's features go through the standardisations fitted on the first tasks (the scale ``theta`` was learned on) and
+its prediction is computed at once with the current fit; the statistics stay, being sums over labelled rounds. With
+``replaceable=True`` the features and those standardisations are state, so a resumed run continues bit-identically.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
+
+from .validation import check_reference_pass_rates, check_task_ids
 
 
 JEFFREYS = 0.5  # pseudo successes and failures of the empirical logit
@@ -68,30 +75,65 @@ def empirical_logits(successes: np.ndarray, trials: np.ndarray) -> np.ndarray:
     return np.log(p / (1.0 - p))
 
 
+class Standardisation(NamedTuple):
+    """A per-column affine map fitted on one set of vectors, kept to put later vectors on the same scale:
+    ``(x - mean) * scale`` for each column, the columns of ``scale == 0`` (constant when fitted) dropped."""
+
+    mean: np.ndarray  # float64 [columns]
+    scale: np.ndarray  # float64 [columns], 0 for a dropped column
+
+    @classmethod
+    def fit(cls, columns: np.ndarray, per_column: bool = True, chunk: int = 1 << 16) -> Standardisation:
+        """Each column's mean, and each column's inverse standard deviation (``per_column``; the constant columns
+        dropped) or one inverse scale for all, that of the root mean variance. Mean and variance are accumulated in
+        float64 chunk by chunk (shifted by the first row, which keeps the sums exact enough): no float64 copy of the
+        array is made."""
+        columns = np.asarray(columns)
+        shift = columns[0].astype(np.float64)
+        total, squares = np.zeros(columns.shape[1]), np.zeros(columns.shape[1])
+        for start in range(0, columns.shape[0], chunk):
+            part = columns[start : start + chunk].astype(np.float64) - shift
+            total += part.sum(axis=0)
+            squares += np.einsum("ij,ij->j", part, part)
+        mean_shifted = total / columns.shape[0]
+        variance = np.maximum(squares / columns.shape[0] - mean_shifted**2, 0.0)
+        mean = shift + mean_shifted
+        if per_column:
+            keep = np.sqrt(variance) > 1e-6 * np.maximum(np.abs(mean), 1.0)
+            scale = np.zeros(columns.shape[1])
+            scale[keep] = 1.0 / np.sqrt(variance[keep])
+        else:
+            scale = np.full(columns.shape[1], 1.0 / math.sqrt(max(float(variance.mean()), 1e-300)))
+        return cls(mean, scale)
+
+    def apply(self, columns: np.ndarray, chunk: int = 1 << 16) -> np.ndarray:
+        """``columns`` ``[n, columns]`` standardised, as float32 ``[n, kept columns]``; each row on its own, so a row
+        gets the same values whatever the rows beside it."""
+        columns = np.asarray(columns)
+        keep = self.scale != 0
+        mean, scale = self.mean[keep], self.scale[keep]
+        out = np.empty((columns.shape[0], int(keep.sum())), dtype=np.float32)
+        for start in range(0, columns.shape[0], chunk):
+            out[start : start + chunk] = (columns[start : start + chunk, keep].astype(np.float64) - mean) * scale
+        return out
+
+
 def standardise(columns: np.ndarray, per_column: bool = True, chunk: int = 1 << 16) -> np.ndarray:
     """Centred columns as float32, divided by each column's standard deviation (``per_column``; the constant columns
-    dropped) or by one scale for all, the root mean variance. Mean and variance are accumulated in float64 chunk by
-    chunk (shifted by the first row, which keeps the sums exact enough): no float64 copy of the array is made."""
-    columns = np.asarray(columns)
-    shift = columns[0].astype(np.float64)
-    total, squares = np.zeros(columns.shape[1]), np.zeros(columns.shape[1])
-    for start in range(0, columns.shape[0], chunk):
-        part = columns[start : start + chunk].astype(np.float64) - shift
-        total += part.sum(axis=0)
-        squares += np.einsum("ij,ij->j", part, part)
-    mean_shifted = total / columns.shape[0]
-    variance = np.maximum(squares / columns.shape[0] - mean_shifted**2, 0.0)
-    mean = shift + mean_shifted
-    if per_column:
-        keep = np.sqrt(variance) > 1e-6 * np.maximum(np.abs(mean), 1.0)
-        scale = 1.0 / np.sqrt(variance[keep])
-    else:
-        keep = np.ones(columns.shape[1], dtype=bool)
-        scale = np.full(columns.shape[1], 1.0 / math.sqrt(max(float(variance.mean()), 1e-300)))
-    out = np.empty((columns.shape[0], int(keep.sum())), dtype=np.float32)
-    for start in range(0, columns.shape[0], chunk):
-        out[start : start + chunk] = (columns[start : start + chunk, keep].astype(np.float64) - mean[keep]) * scale
-    return out
+    dropped) or by one scale for all, the root mean variance (:class:`Standardisation` fitted on ``columns``)."""
+    return Standardisation.fit(columns, per_column, chunk).apply(columns, chunk)
+
+
+def sigmoid_predictions(features: np.ndarray, theta: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """``sigmoid(theta[0] + features . theta[1:])`` in float32, the logits clipped to +-:data:`LOGIT_BOUND` (exp stays
+    finite), into ``out`` when given (no temporary beside the logits)."""
+    logits = features @ theta[1:].astype(np.float32)
+    logits += np.float32(theta[0])
+    np.clip(logits, -LOGIT_BOUND, LOGIT_BOUND, out=logits)
+    np.negative(logits, out=logits)
+    np.exp(logits, out=logits)
+    logits += 1.0
+    return np.reciprocal(logits, out=out)
 
 
 def centred_statistics(gram: np.ndarray, moment: np.ndarray, square: float) -> tuple[np.ndarray, np.ndarray, float]:
@@ -126,9 +168,19 @@ def evidence_fit(
     return theta, alpha, beta
 
 
-def check_embeddings(embeddings: Any, num_tasks: int | None = None, name: str = "embeddings") -> np.ndarray:
+def check_embeddings(
+    embeddings: Any,
+    num_tasks: int | None = None,
+    name: str = "embeddings",
+    dim: int | None = None,
+    task_ids: np.ndarray | None = None,
+) -> np.ndarray:
     """``embeddings`` as a 2-D float array of finite values, one non-constant row per task; otherwise a
-    ``ValueError`` naming the first bad rows."""
+    ``ValueError`` naming the first bad rows.
+
+    ``dim`` given: the rows are new tasks joining a set of ``dim``-dimensional embeddings, so they must have ``dim``
+    columns, and one row is enough (no need to tell them apart from each other). ``task_ids``: the id of each row in
+    the messages (default: the row numbers)."""
     array = np.asarray(embeddings)
     if array.dtype == object or array.ndim != 2 or not np.issubdtype(array.dtype, np.number):
         raise ValueError(
@@ -137,20 +189,27 @@ def check_embeddings(embeddings: Any, num_tasks: int | None = None, name: str = 
         )
     if num_tasks is not None and array.shape[0] != num_tasks:
         raise ValueError(f"{name} has {array.shape[0]} rows but there are {num_tasks} tasks: give one row per task.")
-    if array.shape[0] < 2 or array.shape[1] < 1:
+    if dim is not None and array.shape[1] != dim:
+        raise ValueError(
+            f"{name} of the new tasks have {array.shape[1]} dimensions, the other tasks' {dim}: embed them as the "
+            "first ones (the same model, layer and dimension reduction)."
+        )
+    if dim is None and (array.shape[0] < 2 or array.shape[1] < 1):
         raise ValueError(f"{name} must hold at least 2 tasks and 1 dimension, got shape {array.shape}.")
+    ids = np.arange(array.shape[0]) if task_ids is None else np.asarray(task_ids)
     bad = np.flatnonzero(~np.isfinite(array).all(axis=1))
     if bad.size:
         raise ValueError(
-            f"{name} of tasks {bad[:10].tolist()} hold NaN or infinite values; every value must be a finite number."
+            f"{name} of tasks {ids[bad[:10]].tolist()} hold NaN or infinite values; every value must be a finite "
+            "number."
         )
     zero = np.flatnonzero(~array.any(axis=1))
     if zero.size:
         raise ValueError(
-            f"{name} of tasks {zero[:10].tolist()} are all zeros, which no encoder produces for a real prompt (an "
+            f"{name} of tasks {ids[zero[:10]].tolist()} are all zeros, which no encoder produces for a real prompt (an "
             "empty or failed row?). Recompute them, or drop those tasks."
         )
-    if not (array != array[0]).any():
+    if dim is None and not (array != array[0]).any():
         raise ValueError(f"{name} are the same vector for every task: they cannot tell tasks apart.")
     return array
 
@@ -168,6 +227,10 @@ class EmbeddingEstimator:
         follow_accuracy: scale the selector's ``rho`` by the honest correlation (:meth:`implicit_weight_scale`);
             ``False`` keeps ``rho`` fixed.
         num_tasks: the number of rows ``embeddings`` must have (``None``: any).
+        replaceable: rows may later hold other tasks (:meth:`replace`, an active pool's slots): the features and the
+            standardisations that put newcomers on the first tasks' scale become state, so that a resumed run
+            continues bit-identically. Off by default, so that a fixed set of a million tasks does not write its
+            features (derived from the arguments) into every checkpoint.
     """
 
     def __init__(
@@ -180,6 +243,7 @@ class EmbeddingEstimator:
         accuracy_decay: float = 0.9,
         follow_accuracy: bool = True,
         num_tasks: int | None = None,
+        replaceable: bool = False,
     ) -> None:
         embeddings = check_embeddings(embeddings, num_tasks)
         for name, value in (("decay", decay), ("accuracy_decay", accuracy_decay)):
@@ -189,11 +253,17 @@ class EmbeddingEstimator:
             raise ValueError(f"ridge must be 'evidence' or a number >= 0, got {ridge!r}.")
         if isinstance(refresh_rows, bool) or not isinstance(refresh_rows, int) or refresh_rows < 1:
             raise ValueError(f"refresh_rows must be a positive integer, got {refresh_rows!r}.")
-        features = standardise(embeddings, per_column=False)
+        # Kept (and state when replaceable): a newcomer's features use the transformation fitted on the first tasks.
+        self.embedding_standardisation = Standardisation.fit(embeddings, per_column=False)
+        self.reference_standardisation: Standardisation | None = None
+        features = self.embedding_standardisation.apply(embeddings)
         if reference_pass_rates is not None:
             references = np.asarray(reference_pass_rates, dtype=np.float32).reshape(embeddings.shape[0], -1)
-            features = np.concatenate([features, standardise(references)], axis=1)
-        self.features = np.ascontiguousarray(features)  # [N, D - 1] float32, derived from the arguments: not state
+            self.reference_standardisation = Standardisation.fit(references)
+            features = np.concatenate([features, self.reference_standardisation.apply(references)], axis=1)
+        self.replaceable = bool(replaceable)
+        # [N, D - 1] float32; derived from the arguments, so state only when replace() can change it.
+        self.features = np.ascontiguousarray(features)
         self.num_tasks, self.dim = features.shape[0], features.shape[1] + 1
         self.decay, self.ridge, self.accuracy_decay = float(decay), ridge, float(accuracy_decay)
         self.refresh_rows, self.follow_accuracy = refresh_rows, bool(follow_accuracy)
@@ -228,6 +298,45 @@ class EmbeddingEstimator:
     def predict(self, indices: np.ndarray | None = None) -> np.ndarray:
         return self.cache if indices is None else self.cache[indices]
 
+    def replace(
+        self, indices: np.ndarray, embeddings: np.ndarray, reference_pass_rates: np.ndarray | None = None
+    ) -> None:
+        """Rows ``indices`` (distinct) now hold other tasks, of ``embeddings`` ``[k, d]`` (and ``reference_pass_rates``
+        ``[k, 2]``, required exactly when the estimator was built with them).
+
+        Their features are standardised by the transformations fitted on the first tasks (newcomers on the scale the
+        fit ``theta`` was learned on), and their cached predictions recomputed at once with the current fit, so that
+        :meth:`predict` gives each newcomer an informed prediction (0.5 before any fit). The decayed statistics and
+        the honest-accuracy sums stay: they are sums over labelled rounds, not per task. Needs ``replaceable=True``.
+        """
+        if not self.replaceable:
+            raise ValueError(
+                "replace() needs an EmbeddingEstimator built with replaceable=True: its features then become state, "
+                "so that a resumed run holds the replaced tasks' features, not the first ones."
+            )
+        indices = check_task_ids("indices", indices, self.num_tasks)
+        unique, counts = np.unique(indices, return_counts=True)
+        if indices.ndim != 1 or unique.size != indices.size:
+            raise ValueError(
+                f"indices must be a 1-D array of distinct task ids, got shape {indices.shape} with repeated "
+                f"{unique[counts > 1][:5].tolist()}."
+            )
+        embeddings = check_embeddings(
+            embeddings, indices.size, dim=self.embedding_standardisation.mean.size, task_ids=indices
+        )
+        features = self.embedding_standardisation.apply(embeddings)
+        if (reference_pass_rates is None) != (self.reference_standardisation is None):
+            raise ValueError(
+                "reference_pass_rates must be given for the new tasks exactly when the estimator was built with them "
+                f"(it was built {'with' if self.reference_standardisation is not None else 'without'}): they are "
+                "features of every task."
+            )
+        if self.reference_standardisation is not None:
+            references = check_reference_pass_rates(reference_pass_rates, indices.size)
+            features = np.concatenate([features, self.reference_standardisation.apply(references)], axis=1)
+        self.features[indices] = features
+        self.cache[indices] = sigmoid_predictions(features, self.theta)
+
     def implicit_weight_scale(self) -> float:
         """The share of ``rho`` the predictions deserve: the honest :attr:`correlation` clipped to [0, 1] (0 before
         the first score), or 1 when ``follow_accuracy`` is off."""
@@ -247,15 +356,8 @@ class EmbeddingEstimator:
 
     def _refresh(self) -> None:
         stop = self.cursor + min(self.refresh_rows, self.num_tasks)
-        slopes, intercept = self.theta[1:].astype(np.float32), np.float32(self.theta[0])
         for part in (slice(self.cursor, min(stop, self.num_tasks)), slice(0, max(stop - self.num_tasks, 0))):
-            logits = self.features[part] @ slopes
-            logits += intercept
-            np.clip(logits, -LOGIT_BOUND, LOGIT_BOUND, out=logits)  # exp stays finite
-            np.negative(logits, out=logits)
-            np.exp(logits, out=logits)
-            logits += 1.0
-            np.reciprocal(logits, out=self.cache[part])
+            sigmoid_predictions(self.features[part], self.theta, out=self.cache[part])
         self.cursor = stop % self.num_tasks
 
     def _score(self, indices: np.ndarray, rates: np.ndarray, trials: np.ndarray) -> None:
@@ -281,30 +383,49 @@ class EmbeddingEstimator:
         return min(max((qo - q * o) / math.sqrt(var_q * var_p), -1.0), 1.0)
 
     # ------------------------------------------------------------------ state
+    def _replaceable_arrays(self) -> dict[str, np.ndarray]:
+        """What :meth:`replace` changes or reads, by state name: the features and the standardisations."""
+        arrays = {"features": self.features}
+        standardisations = {"embedding": self.embedding_standardisation, "reference": self.reference_standardisation}
+        for kind, standardisation in standardisations.items():
+            if standardisation is not None:
+                arrays.update({f"{kind}_{name}": value for name, value in standardisation._asdict().items()})
+        return arrays
+
     def state_dict(self) -> dict[str, Any]:
-        """Arrays (:data:`STATE_ARRAYS`, written as tensors of the selector file) and scalars."""
+        """Arrays (:data:`STATE_ARRAYS`, and with ``replaceable`` the features and standardisations; written as
+        tensors of the selector file) and scalars."""
         arrays = {name: getattr(self, name).copy() for name in STATE_ARRAYS}
+        if self.replaceable:
+            arrays.update({name: value.copy() for name, value in self._replaceable_arrays().items()})
         scalars = {"square": self.square, "rows": self.rows, "alpha": self.alpha, "beta": self.beta}
         return {**arrays, **scalars, "cursor": self.cursor}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        shapes = {
-            "gram": (self.dim, self.dim),
-            "moment": (self.dim,),
-            "theta": (self.dim,),
-            "cache": (self.num_tasks,),
-            "error_sums": (ERROR_TERMS,),
-        }
+        if self.replaceable != ("features" in state):
+            raise ValueError(
+                f"The embedding estimator's state was saved with replaceable={not self.replaceable} but this "
+                f"estimator has replaceable={self.replaceable}: {'only' if self.replaceable else 'also'} the "
+                "features of a replaceable one are state. Resume with the setting the run was saved with."
+            )
+        expected = {name: getattr(self, name) for name in STATE_ARRAYS}
+        if self.replaceable:
+            expected.update(self._replaceable_arrays())
         arrays = {}
-        for name, shape in shapes.items():
+        for name, current in expected.items():
             array = np.asarray(state[name])
-            if array.shape != shape or not np.isfinite(array).all():
+            if array.shape != current.shape or not np.isfinite(array).all():
                 raise ValueError(
-                    f"The embedding estimator's {name} must be a finite array of shape {shape}, got shape "
+                    f"The embedding estimator's {name} must be a finite array of shape {current.shape}, got shape "
                     f"{array.shape}: the state belongs to other embeddings (dimension or number of tasks)."
                 )
-            arrays[name] = np.array(array, dtype=np.float32 if name == "cache" else np.float64)
-        for name, value in arrays.items():
-            setattr(self, name, value)
+            arrays[name] = np.array(array, dtype=current.dtype)
+        for name in STATE_ARRAYS + ("features",):
+            if name in arrays:
+                setattr(self, name, arrays[name])
+        for kind in ("embedding", "reference"):
+            if f"{kind}_mean" in arrays:
+                standardisation = Standardisation(arrays[f"{kind}_mean"], arrays[f"{kind}_scale"])
+                setattr(self, f"{kind}_standardisation", standardisation)
         self.square, self.rows = float(state["square"]), float(state["rows"])
         self.alpha, self.beta, self.cursor = float(state["alpha"]), float(state["beta"]), int(state["cursor"])

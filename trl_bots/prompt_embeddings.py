@@ -19,6 +19,10 @@ On several processes each computes a share of the prompts, the shares are gather
 dimension and broadcasts the result, so every process holds the same bytes. The reduced array is cached on disk
 (:func:`embedding_cache_path`), keyed by the model and its weights, the layer, the dimension, the task-list fingerprint
 and the prompts' token ids: a resumed or repeated run reads it instead of recomputing.
+
+An active pool's tasks arrive over the run: :class:`PromptEmbedder` embeds the first fill, keeps the
+:class:`DimensionReduction` fitted on it (its state), and embeds each newcomer from the same source and reduces it by
+the same map, so every vector the estimator sees lives in one set of coordinates.
 """
 
 from __future__ import annotations
@@ -33,15 +37,16 @@ import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 from accelerate.utils import broadcast_object_list, gather_object
+from datasets import Dataset
 from huggingface_hub.constants import HF_HOME
 from tqdm.auto import tqdm
 
-from .embedding_estimator import check_embeddings, standardise
+from .embedding_estimator import Standardisation, check_embeddings, standardise
 from .state import write_atomic
 
 
@@ -162,14 +167,27 @@ def mean_pooled_hidden_states(
 def reduce_dimension(embeddings: np.ndarray, dim: int | None, seed: int = PCA_SEED) -> np.ndarray:
     """``embeddings`` ``[N, h]`` with each column standardised (the constant ones dropped), then projected on the
     ``min(dim, h)`` leading eigenvectors of the correlation matrix of a seeded sample of at most :data:`PCA_SAMPLE`
-    rows (float32; ``dim=None``: standardised only). Each component keeps its own variance, and its sign is fixed so
-    that its largest loading is positive: the result does not depend on the eigen-solver's sign choice. Standardising
-    first keeps a few huge-activation dimensions of an LLM's hidden states from taking the leading components."""
+    rows (float32; ``dim=None``: standardised only); see :func:`principal_components`. Standardising first keeps a few
+    huge-activation dimensions of an LLM's hidden states from taking the leading components."""
+    check_dim(dim)
+    standardised = standardise(embeddings)
+    components = principal_components(standardised, dim, seed)
+    return standardised if components is None else standardised @ components.astype(np.float32)
+
+
+def check_dim(dim: Any) -> None:
+    """A number of dimensions to keep: ``None`` (all) or a positive integer."""
     if dim is not None and (isinstance(dim, bool) or not isinstance(dim, int) or dim < 1):
         raise ValueError(f"dim must be a positive integer, got {dim!r}.")
-    standardised = standardise(embeddings)
+
+
+def principal_components(standardised: np.ndarray, dim: int | None, seed: int = PCA_SEED) -> np.ndarray | None:
+    """``[h, dim]`` float64: the ``dim`` leading eigenvectors of ``X^T X`` over a seeded sample of at most
+    :data:`PCA_SAMPLE` rows of ``standardised`` ``[N, h]``; ``None`` when ``dim`` is ``None`` or ``>= h`` (nothing to
+    project). Each component's sign is fixed so that its largest loading is positive: the result does not depend on
+    the eigen-solver's sign choice."""
     if dim is None or dim >= standardised.shape[1]:
-        return standardised
+        return None
     sample = standardised
     if standardised.shape[0] > PCA_SAMPLE:
         rng = np.random.default_rng(seed)
@@ -178,13 +196,42 @@ def reduce_dimension(embeddings: np.ndarray, dim: int | None, seed: int = PCA_SE
     _, vectors = np.linalg.eigh(sample.T @ sample)
     leading = vectors[:, ::-1][:, :dim]
     leading *= np.sign(leading[np.abs(leading).argmax(axis=0), np.arange(dim)])
-    return standardised @ leading.astype(np.float32)
+    return leading
 
 
-def column_embeddings(dataset: Any, column: str) -> np.ndarray:
+class DimensionReduction(NamedTuple):
+    """The map :func:`reduce_dimension` fits, kept so that vectors embedded later land in the same coordinates: the
+    per-column standardisation, then the projection on the principal ``components`` (``None``: standardised only)."""
+
+    standardisation: Standardisation
+    components: np.ndarray | None  # [kept columns, dim] float64
+
+    @classmethod
+    def fit(cls, embeddings: np.ndarray, dim: int | None, seed: int = PCA_SEED) -> DimensionReduction:
+        check_dim(dim)
+        standardisation = Standardisation.fit(embeddings)
+        return cls(standardisation, principal_components(standardisation.apply(embeddings), dim, seed))
+
+    @property
+    def dim(self) -> int:
+        """Dimensions of the reduced vectors."""
+        return int((self.standardisation.scale != 0).sum()) if self.components is None else self.components.shape[1]
+
+    def apply(self, embeddings: np.ndarray) -> np.ndarray:
+        """``embeddings`` ``[n, h]`` reduced, as float16 ``[n, dim]``. The projection is summed in float64: BLAS may
+        sum a row in another order for another number of rows, and float64 keeps that far below float16's
+        resolution, so a task gets the same vector whichever tasks are embedded with it."""
+        standardised = self.standardisation.apply(embeddings)
+        if self.components is None:
+            return standardised.astype(np.float16)
+        return (standardised.astype(np.float64) @ self.components).astype(np.float16)
+
+
+def column_embeddings(dataset: Any, column: str, dim: int | None = None) -> np.ndarray:
     """The vectors of the dataset column ``column`` as a ``[rows, d]`` array; ``ValueError`` naming the rows that are
     not a vector of ``d`` finite numbers (missing, of another length, NaN, all zeros) or saying what the column holds
-    instead (strings, one number per row, a matrix per row)."""
+    instead (strings, one number per row, a matrix per row). ``dim``: the rows are new tasks joining vectors of ``dim``
+    numbers (see :func:`~trl_bots.embedding_estimator.check_embeddings`)."""
     if column not in dataset.column_names:
         raise ValueError(
             f"bots_embedding_column={column!r} is not a column of train_dataset (columns: {dataset.column_names})."
@@ -199,7 +246,7 @@ def column_embeddings(dataset: Any, column: str) -> np.ndarray:
     elif values.ndim != 2:
         found = "one number per row" if values.ndim == 1 else f"a {list(values.shape[1:])} array per row"
     else:
-        return check_embeddings(values, name=f"{name}: the vectors")
+        return check_embeddings(values, name=f"{name}: the vectors", dim=dim)
     raise ValueError(f"{name} must hold one vector of numbers per row, got {found}.")
 
 
@@ -301,10 +348,16 @@ def model_embeddings(
     whole ``[N, hidden]`` array. ``progress``: a progress bar on each machine's main process."""
     rank, world = accelerator.process_index, accelerator.num_processes
     share = np.arange(rank, len(token_ids), world)  # interleaved: every share has prompts of every length
+    # Every share padded to one length with prompt 0 (its extra vector dropped): every process runs the same number of
+    # forward passes, as DeepSpeed ZeRO-3 requires, even when there are fewer prompts than processes.
+    padded = np.concatenate([share, np.zeros(-(-len(token_ids) // world) - share.size, dtype=share.dtype)])
     with _gathered(list(model.parameters())):
         pooled = mean_pooled_hidden_states(
-            model, [token_ids[i] for i in share], pad_token_id, progress=progress and accelerator.is_local_main_process
-        )
+            model,
+            [token_ids[i] for i in padded],
+            pad_token_id,
+            progress=progress and accelerator.is_local_main_process,
+        )[: share.size]
     if world == 1:
         return pooled
     out = np.empty((len(token_ids), pooled.shape[1]), dtype=np.float32)
@@ -326,17 +379,14 @@ def task_embeddings(
     process: from ``bots_embedding_column``, from the model ``bots_embedding_model``, or from the policy ``model``;
     read from the cache when it holds them."""
     start = time.perf_counter()
-    column, encoder_name = args.bots_embedding_column, args.bots_embedding_model
+    column, source = args.bots_embedding_column, embedding_source(args)
     embeddings = None
     if column is not None:
         vectors = column_embeddings(dataset, column)  # checked on every process: each raises its own error
         if accelerator.is_main_process:
             embeddings = reduce_dimension(vectors, args.bots_embedding_dim).astype(np.float16)
-        source = f"column {column!r}"
     else:
-        encoder, tokenizer = (
-            (model, processing_class) if encoder_name is None else load_encoder(encoder_name, accelerator.device)
-        )
+        encoder, tokenizer = embedding_encoder(args, model, processing_class, accelerator)
         token_ids = tokenize_prompts(tokenizer, dataset["prompt"], getattr(args, "chat_template_kwargs", None))
         key = {
             "model": model_key(encoder),
@@ -350,24 +400,46 @@ def task_embeddings(
         if accelerator.is_main_process:
             embeddings = _read_cache(path, len(dataset))
         cached = broadcast_object_list([embeddings is not None])[0]
-        source = f"the cache {path}" if cached else f"model {encoder_name}" if encoder_name else "the policy model"
+        source = f"the cache {path}" if cached else source
         if not cached:
-            # Masked out of the mean and placed after every real token: the padding's id changes no real token.
-            candidates = (getattr(tokenizer, "pad_token_id", None), getattr(tokenizer, "eos_token_id", None), 0)
-            pad = next(candidate for candidate in candidates if candidate is not None)
             progress = not getattr(args, "disable_tqdm", False)
-            pooled = model_embeddings(encoder, token_ids, pad, accelerator, progress)
+            pooled = model_embeddings(encoder, token_ids, padding_id(tokenizer), accelerator, progress)
             if accelerator.is_main_process:
                 embeddings = reduce_dimension(pooled, args.bots_embedding_dim).astype(np.float16)
                 _write_cache(path, embeddings)
     # The main process's bytes everywhere: NumPy's linear algebra may round differently on other hardware.
     embeddings = broadcast_object_list([embeddings])[0]
+    log_embeddings(embeddings, source, start, accelerator)
+    return embeddings
+
+
+def embedding_source(args: Any) -> str:
+    """Where the embeddings come from, in words: ``bots_embedding_column``, ``bots_embedding_model`` or the policy."""
+    if args.bots_embedding_column is not None:
+        return f"column {args.bots_embedding_column!r}"
+    return f"model {args.bots_embedding_model}" if args.bots_embedding_model else "the policy model"
+
+
+def embedding_encoder(args: Any, model: torch.nn.Module, processing_class: Any, accelerator: Any) -> tuple[Any, Any]:
+    """The model that embeds the prompts and its tokenizer: ``bots_embedding_model`` (loaded) or the policy."""
+    if args.bots_embedding_model is None:
+        return model, processing_class
+    return load_encoder(args.bots_embedding_model, accelerator.device)
+
+
+def padding_id(tokenizer: Any) -> int:
+    """The id that pads a batch: the pad token, else the end of sequence, else 0. Masked out of the mean and placed
+    after every real token, so the padding's id changes no real token."""
+    candidates = (getattr(tokenizer, "pad_token_id", None), getattr(tokenizer, "eos_token_id", None), 0)
+    return next(candidate for candidate in candidates if candidate is not None)
+
+
+def log_embeddings(embeddings: np.ndarray, source: str, start: float, accelerator: Any) -> None:
     if accelerator.is_main_process:
         logger.info(
             f"BOTS prompt embeddings: {embeddings.shape[0]} tasks x {embeddings.shape[1]} dimensions from {source} "
             f"in {time.perf_counter() - start:.1f} s."
         )
-    return embeddings
 
 
 def load_encoder(name: str, device: torch.device) -> tuple[torch.nn.Module, Any]:
@@ -375,3 +447,114 @@ def load_encoder(name: str, device: torch.device) -> tuple[torch.nn.Module, Any]
     from transformers import AutoModel, AutoTokenizer
 
     return AutoModel.from_pretrained(name).to(device), AutoTokenizer.from_pretrained(name)
+
+
+class PromptEmbedder:
+    """Embeds an active pool's tasks, which arrive over the run: the first fill fits the dimension reduction, and each
+    later task (a newcomer) is embedded by the same source, layer and pooling and reduced by the same map, so that all
+    vectors share one set of coordinates, the one the embedding estimator's fit lives in.
+
+    The source is that of :func:`task_embeddings` (``bots_embedding_column``, ``bots_embedding_model``, or the policy
+    ``model`` at its weights of the moment); the pool keeps no disk cache (its tasks and the policy change). Every
+    process must call :meth:`fit` and :meth:`embed` with the same rows: each computes a share of the forward passes and
+    all return the main process's bytes.
+
+    Args:
+        args: the trainer's config (``bots_embedding_column``, ``bots_embedding_model``, ``bots_embedding_dim``,
+            ``chat_template_kwargs``, ``disable_tqdm``).
+        model: the policy (a reference: later calls embed with its weights of that moment).
+        processing_class: the policy's tokenizer.
+        accelerator: the trainer's ``Accelerator`` (or a ``PartialState``).
+    """
+
+    def __init__(self, args: Any, model: torch.nn.Module, processing_class: Any, accelerator: Any) -> None:
+        self.args, self.accelerator = args, accelerator
+        self.column, self.source = args.bots_embedding_column, embedding_source(args)
+        if self.column is None:
+            self.encoder, self.tokenizer = embedding_encoder(args, model, processing_class, accelerator)
+        self.reduction: DimensionReduction | None = None
+
+    def fit(self, rows: Sequence[dict[str, Any]]) -> np.ndarray:
+        """The ``[len(rows), <= bots_embedding_dim]`` float16 embeddings of the first tasks (rows with ``"prompt"`` or
+        the embedding column), the same bytes on every process; fits the dimension reduction on them."""
+        start = time.perf_counter()
+        vectors = self._vectors(rows, None, progress=not getattr(self.args, "disable_tqdm", False))
+        reduction = embeddings = None
+        if self.accelerator.is_main_process:
+            reduction = DimensionReduction.fit(vectors, self.args.bots_embedding_dim)
+            embeddings = reduction.apply(vectors)
+        self.reduction, embeddings = broadcast_object_list([reduction, embeddings])
+        log_embeddings(embeddings, self.source, start, self.accelerator)
+        return embeddings
+
+    def embed(self, rows: Sequence[dict[str, Any]]) -> np.ndarray:
+        """The ``[len(rows), dim]`` float16 embeddings of newcomers, reduced by the map :meth:`fit` fitted (or
+        :meth:`load_state_dict` restored), the same bytes on every process: a row of the first fill gets the vector
+        :meth:`fit` gave it (with the model's weights of then)."""
+        if self.reduction is None:
+            raise ValueError(
+                "PromptEmbedder.embed needs the dimension reduction of the first tasks: call fit(first rows) or "
+                "load_state_dict(a saved state) first."
+            )
+        if len(rows) == 0:
+            return np.empty((0, self.reduction.dim), dtype=np.float16)
+        vectors = self._vectors(rows, self.reduction.standardisation.mean.size, progress=False)
+        embeddings = self.reduction.apply(vectors) if self.accelerator.is_main_process else None
+        return broadcast_object_list([embeddings])[0]
+
+    def _vectors(self, rows: Sequence[dict[str, Any]], dim: int | None, progress: bool) -> np.ndarray:
+        """The rows' vectors before the reduction, on every process: the column's (``dim``: their required length,
+        ``None`` for a first fill) or the pooled hidden states of the prompts."""
+        if self.column is None:
+            prompts = [row["prompt"] for row in rows]
+            token_ids = tokenize_prompts(self.tokenizer, prompts, getattr(self.args, "chat_template_kwargs", None))
+            return model_embeddings(self.encoder, token_ids, padding_id(self.tokenizer), self.accelerator, progress)
+        missing = [i for i, row in enumerate(rows) if self.column not in row]
+        if missing:
+            raise ValueError(
+                f"bots_embedding_column={self.column!r} is not a column of the rows {missing[:10]} (columns: "
+                f"{list(rows[missing[0]])})."
+            )
+        # A one-column dataset: the rows get the checks (and messages) of a dataset's column.
+        return column_embeddings(
+            Dataset.from_dict({self.column: [row[self.column] for row in rows]}), self.column, dim
+        )
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """The dimension reduction as float64 arrays: ``mean`` and ``scale`` of the standardisation (scale 0: a dropped
+        column) and, when it projects, ``components``; empty before :meth:`fit`."""
+        if self.reduction is None:
+            return {}
+        state = dict(self.reduction.standardisation._asdict())
+        if self.reduction.components is not None:
+            state["components"] = self.reduction.components
+        return {name: value.copy() for name, value in state.items()}
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        """Restore a :meth:`state_dict`, so that a resumed run reduces newcomers as the uninterrupted run does;
+        ``ValueError`` naming the array that is not one of a reduction (of this model's hidden size)."""
+        unknown = sorted(set(state) - {"mean", "scale", "components"})
+        if unknown:
+            raise ValueError(
+                f"The prompt embedder's state holds {unknown}, which are not part of a dimension reduction."
+            )
+        arrays = {name: np.asarray(value, dtype=np.float64) for name, value in state.items()}
+        mean, scale, components = arrays.get("mean"), arrays.get("scale"), arrays.get("components")
+        width = None if self.column is not None else self.encoder.config.hidden_size
+        if mean is None or scale is None or mean.ndim != 1 or scale.shape != mean.shape:
+            raise ValueError("The prompt embedder's state must hold 'mean' and 'scale', two vectors of one length.")
+        if width is not None and mean.size != width:
+            raise ValueError(
+                f"The prompt embedder's mean has {mean.size} values but the embedding model's hidden size is {width}: "
+                "the state belongs to another model (bots_embedding_model)."
+            )
+        kept = int((scale != 0).sum())
+        if components is not None and (components.ndim != 2 or components.shape[0] != kept):
+            raise ValueError(
+                f"The prompt embedder's components must be a [{kept}, dim] array (one row per kept column), got shape "
+                f"{components.shape}."
+            )
+        for name, array in arrays.items():
+            if not np.isfinite(array).all() or (name == "scale" and (array < 0).any()):
+                raise ValueError(f"The prompt embedder's {name} must be finite (and a scale >= 0).")
+        self.reduction = DimensionReduction(Standardisation(mean, scale), components)

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from .state import SELECTOR_FILE, write_atomic
+from .state import SELECTOR_FILE, read_state_file, write_atomic, write_state_file
 
 
 logger = logging.getLogger(__name__)
@@ -31,6 +31,7 @@ ROUND_BUFFER_FILE = (
     "bots_round_{rank}.pt"  # a process's buffered generation batch, in checkpoints taken inside a round
 )
 POOL_FILE = "bots_pool.json"  # an active pool's rows, task ids and stream position (runs over a stream)
+POOL_EMBEDDER_FILE = "bots_pool_embedder.safetensors"  # the coordinates newcomers are embedded in (embedding plug-in)
 TRAINER_STATE_FILE = "trainer_state.json"  # the Trainer's state, written last (by process 0)
 CHECKPOINT_PREFIX = "checkpoint-"
 
@@ -244,9 +245,14 @@ def read_json(path: str | os.PathLike) -> dict[str, Any]:
     return content
 
 
-def save_pool_state(checkpoint: str | os.PathLike, state: dict[str, Any]) -> None:
+def save_pool_state(
+    checkpoint: str | os.PathLike, state: dict[str, Any], embedder: dict[str, np.ndarray] | None = None
+) -> None:
     """Write an active pool's state (:meth:`trl_bots.active_pool.ActivePool.state_dict` and the trainer's round) as
-    JSON, atomically; a row JSON cannot hold exactly is refused by name rather than saved changed."""
+    JSON, atomically, and the prompt embedder's arrays beside it; a row JSON cannot hold exactly is refused by name
+    rather than saved changed."""
+    if embedder is not None:
+        write_state_file(Path(checkpoint) / POOL_EMBEDDER_FILE, embedder, {})
     try:
         content = json.dumps(state, allow_nan=True)
     except (TypeError, ValueError) as error:
@@ -258,8 +264,11 @@ def save_pool_state(checkpoint: str | os.PathLike, state: dict[str, Any]) -> Non
     write_atomic(Path(checkpoint) / POOL_FILE, content.encode())
 
 
-def load_pool_state(checkpoint: str | os.PathLike, uses_pool: bool) -> dict[str, Any] | None:
-    """The pool state of `checkpoint` (None without a pool); refuses a checkpoint of the other kind of run."""
+def load_pool_state(
+    checkpoint: str | os.PathLike, uses_pool: bool
+) -> tuple[dict[str, Any] | None, dict[str, np.ndarray] | None]:
+    """The pool state of `checkpoint` and its embedder's arrays (None where absent); refuses a checkpoint of the other
+    kind of run."""
     path = Path(checkpoint) / POOL_FILE
     if path.is_file() != uses_pool:
         has = "has an active pool" if path.is_file() else "has no active pool"
@@ -269,7 +278,10 @@ def load_pool_state(checkpoint: str | os.PathLike, uses_pool: bool) -> dict[str,
             f". Its selector's tasks are {'pool slots' if path.is_file() else 'dataset rows'}: resume a run {runs}, "
             "as the checkpoint was written."
         )
-    return read_json(path) if uses_pool else None
+    if not uses_pool:
+        return None, None
+    embedder = Path(checkpoint) / POOL_EMBEDDER_FILE
+    return read_json(path), read_state_file(embedder)[0] if embedder.is_file() else None
 
 
 def checkpoint_problems(checkpoint: str | os.PathLike) -> list[str]:

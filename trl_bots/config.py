@@ -142,7 +142,7 @@ class BOTSConfig(GRPOConfig):
             tasks (8 x `generation_batch_size // num_generations`) when `train_dataset` is a `datasets.IterableDataset`;
             no pool with a map-style dataset (every row is a task). Set it with a map-style dataset to read its rows in
             order as a stream (for datasets too large to hold a belief about every row).
-        bots_retire_threshold (`float`, *optional*, defaults to `0.5`):
+        bots_retire_threshold (`float`, *optional*, defaults to `0.75`):
             Active pool: after every round, a task is retired when the probability under its posterior that its next
             group of `num_generations` completions has mixed outcomes (the groups GRPO learns from) is below this
             share, in [0, 1), of that probability for a task nothing is known about (under the base prior); 0 never
@@ -309,7 +309,7 @@ class BOTSConfig(GRPOConfig):
         },
     )
     bots_retire_threshold: float = field(
-        default=0.5,
+        default=0.75,
         metadata={
             "help": "Active pool: retire a task when its posterior probability that the next group of completions "
             "has mixed outcomes (what GRPO learns from) is below this share, in [0, 1), of that probability for a "

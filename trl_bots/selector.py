@@ -147,6 +147,9 @@ class BOTSSelector:
             (every domain of ``domains``, weights >= 0, not all 0), ``"proportional"`` (to the domain's number of
             tasks) or ``"uniform"``. Each round takes each domain's quota (:meth:`domain_quotas`) and selects that many
             tasks inside the domain by the same rule as the global selection. ``None``: one selection over all tasks.
+        replaceable_tasks: the ids will stand for other tasks over the run (an active pool's slots,
+            :meth:`replace_tasks`): with ``embeddings``, the embedding plug-in then keeps its features in its state, so
+            that a resumed run holds the newcomers' features too.
     """
 
     def __init__(
@@ -169,6 +172,7 @@ class BOTSSelector:
         domains: Sequence[str] | np.ndarray | TaskDomains | None = None,
         domain_weights: Mapping[str, float] | str | None = None,
         embeddings: np.ndarray | None = None,
+        replaceable_tasks: bool = False,
     ) -> None:
         if isinstance(num_tasks, bool) or not isinstance(num_tasks, (int, np.integer)) or num_tasks < 1:
             raise ValueError(f"num_tasks must be a positive integer, got {num_tasks!r}.")
@@ -202,7 +206,9 @@ class BOTSSelector:
         if estimator is not None and embeddings is not None:
             raise ValueError("Pass either estimator or embeddings (which builds an EmbeddingEstimator), not both.")
         if embeddings is not None and strategy != "mopps":
-            estimator = EmbeddingEstimator(embeddings, reference_pass_rates=reference, num_tasks=self.num_tasks)
+            estimator = EmbeddingEstimator(
+                embeddings, reference_pass_rates=reference, num_tasks=self.num_tasks, replaceable=replaceable_tasks
+            )
         elif estimator is None and reference is not None and strategy != "mopps":
             estimator = InterpolationEstimator(reference, momentum=float(cap_momentum), fit=cap_fit)
         self.estimator = estimator

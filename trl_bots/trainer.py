@@ -20,6 +20,7 @@ from trl.trainer.utils import get_config_model_id
 
 from .active_pool import ActivePool, tasks_to_retire
 from .checkpoints import (
+    POOL_EMBEDDER_FILE,
     ROUND_BUFFER_FILE,
     RoundState,
     bots_settings,
@@ -33,7 +34,7 @@ from .checkpoints import (
 from .config import BOTSConfig
 from .implicit import InterpolationEstimator
 from .model_card import EffectiveTaskRatios, bots_card_section
-from .prompt_embeddings import task_embeddings
+from .prompt_embeddings import PromptEmbedder, task_embeddings
 from .sampler import BOTSSampler
 from .selector import BOTSSelector
 from .state import SELECTOR_FILE, write_atomic
@@ -148,7 +149,11 @@ class BOTSGRPOTrainer(GRPOTrainer):
         if self.accelerator.num_processes > 1:
             check_same_tasks_on_every_process(self.accelerator, self.task_fingerprint)
         embeddings = None  # built with the model: the default embeds the prompts with the policy's hidden states
-        if args.bots_implicit_estimator == "embedding":
+        self._bots_embedder: PromptEmbedder | None = None  # embeds the tasks that join an active pool
+        if args.bots_implicit_estimator == "embedding" and self.pool is not None:
+            self._bots_embedder = PromptEmbedder(args, self.model, self.processing_class, self.accelerator)
+            embeddings = self._bots_embedder.fit(self.pool.rows)
+        elif args.bots_implicit_estimator == "embedding":
             embeddings = task_embeddings(
                 tasks, args, self.model, self.processing_class, self.accelerator, self.task_fingerprint
             )
@@ -163,6 +168,7 @@ class BOTSGRPOTrainer(GRPOTrainer):
             adaptive_implicit_weight=args.bots_adaptive_implicit_weight,
             domains=domains,
             embeddings=embeddings,
+            replaceable_tasks=self.pool is not None,
         )
         if self.environment_factories is not None:
             check_environments(self._environment_pool)
@@ -362,6 +368,8 @@ class BOTSGRPOTrainer(GRPOTrainer):
         inputs = {}
         if self.args.bots_reference_columns is not None:
             inputs["reference_pass_rates"] = row_reference_pass_rates(rows, self.args.bots_reference_columns)
+        if self._bots_embedder is not None:
+            inputs["embeddings"] = self._bots_embedder.embed(rows)
         return inputs
 
     def _watch_unscored_rounds(self, scored: bool) -> None:
@@ -435,7 +443,8 @@ class BOTSGRPOTrainer(GRPOTrainer):
             )
         if args.should_save and self.pool is not None:  # first: the round state's file marks BOTS' part complete
             round_task_ids = None if self._bots_tasks is None else self._bots_tasks.tolist()
-            save_pool_state(output_dir, {**self.pool.state_dict(), "round_task_ids": round_task_ids})
+            embedder = None if self._bots_embedder is None else self._bots_embedder.state_dict()
+            save_pool_state(output_dir, {**self.pool.state_dict(), "round_task_ids": round_task_ids}, embedder)
         if args.should_save:
             RoundState(
                 micro_step=self._step,
@@ -464,9 +473,9 @@ class BOTSGRPOTrainer(GRPOTrainer):
             tasks_per_round=self.args.tasks_per_round,
         )
         self._bots_slots = self._bots_tasks = state.tasks
-        pool_state = load_pool_state(checkpoint, self.pool is not None)
+        pool_state, embedder_state = load_pool_state(checkpoint, self.pool is not None)
         if pool_state is not None:
-            self._load_pool(pool_state)
+            self._load_pool(pool_state, embedder_state)
         self._bots_rounds_selected = state.rounds_selected
         self._bots_unscored_rounds = state.unscored_rounds
         self._bots_ratios = EffectiveTaskRatios.from_dict(state.effective_task_ratios)
@@ -480,10 +489,19 @@ class BOTSGRPOTrainer(GRPOTrainer):
             device = "cpu" if device.type == "cpu" else device
             self._buffered_inputs = torch.load(path, map_location=device, weights_only=True)
 
-    def _load_pool(self, state: dict[str, Any]) -> None:
-        """Restore the pool (rows, task ids, stream position) and what the selector's plug-in reads of its rows."""
+    def _load_pool(self, state: dict[str, Any], embedder_state: dict[str, np.ndarray] | None) -> None:
+        """Restore the pool (rows, task ids, stream position), the embedder's coordinates, and what the selector's
+        plug-in reads of the pool's rows."""
         pool, estimator = self.pool, self.selector.estimator
         pool.load_state_dict(state)
+        if self._bots_embedder is not None:  # (the embedding plug-in's features are in the selector's state)
+            if embedder_state is None:
+                raise ValueError(
+                    "Cannot resume BOTS: the checkpoint's pool was saved without the embedding estimator's coordinates "
+                    f"({POOL_EMBEDDER_FILE}), which this run's bots_implicit_estimator='embedding' needs. Resume "
+                    "with the implicit evidence the checkpoint was written with."
+                )
+            self._bots_embedder.load_state_dict(embedder_state)
         if state.get("round_task_ids") is not None:
             self._bots_tasks = np.asarray(state["round_task_ids"], dtype=np.int64)
         if not pool.stream.exact_resume and self.is_world_process_zero():

@@ -13,9 +13,10 @@ __version__ = "0.1.0"
 
 # The trainer side imports trl, transformers and torch (seconds); load it only when asked for,
 # so the selector stays a light, framework-free import.
-_LAZY = {"BOTSConfig": "config", "BOTSGRPOTrainer": "trainer", "BOTSSampler": "sampler"}
+_LAZY = {"ActivePool": "active_pool", "BOTSConfig": "config", "BOTSGRPOTrainer": "trainer", "BOTSSampler": "sampler"}
 
 if TYPE_CHECKING:
+    from .active_pool import ActivePool
     from .config import BOTSConfig
     from .sampler import BOTSSampler
     from .trainer import BOTSGRPOTrainer
@@ -28,6 +29,7 @@ def __getattr__(name: str):
 
 
 __all__ = [
+    "ActivePool",
     "BOTSConfig",
     "BOTSGRPOTrainer",
     "BOTSSampler",

@@ -78,24 +78,29 @@ class BOTSGRPOTrainer(GRPOTrainer):
     `bots_target_pass_rate`; after GRPO scores the completions, the selector is updated with every task's successes
     and scored trials, gathered over all processes.
 
+    A `datasets.IterableDataset` (or a map-style dataset with `bots_pool_size`) is read as a stream into an active
+    pool (`trainer.pool`, an [`ActivePool`]): the selector's task ids are then the pool's slots, and after every round
+    the tasks that no longer pay are retired and replaced by the stream's next ones.
+
     The only changes with respect to [`trl.GRPOTrainer`] are the methods below, each overridden for the reason given;
     everything else (generation, rewards, advantages, loss, logging, evaluation) is inherited unchanged:
 
     - `__init__`: validates the dataset (and that environments' `reset` can take the row's columns), adds a
-      `bots_task_id` column (the row index), builds the selector.
+      `bots_task_id` column (the row index), builds the selector; over a stream, fills the pool first and gives GRPO
+      `B` of its rows as the slots' placeholders.
     - `_set_signature_columns_if_needed`: keeps `bots_task_id` when `remove_unused_columns=True`.
     - `_get_train_sampler`: returns a [`BOTSSampler`], which yields *slots* ("the j-th task of the current round") in
-      RepeatSampler's layout and length; the DataLoader fetches rows `0..B-1` as placeholders. Hooks that read the
+      RepeatSampler's layout and length (over a stream, an epoch is one round: training needs `max_steps`); the DataLoader fetches rows `0..B-1` as placeholders. Hooks that read the
       raw batch find the rows trained on in `trainer.bots_round_tasks` (see there).
     - `_generate_and_score_completions`: in training, when GRPO is about to generate a round, asks the selector for
       the round's B tasks and replaces every placeholder row by its task's dataset row (same keys). Evaluation is
       untouched.
     - `_calculate_rewards`: after the inherited (already gathered) rewards, credits each task's successes, checks that
-      all processes hold the same selector, and logs the `bots/*` metrics and the task id / posterior mean columns of
-      the completions table.
+      all processes hold the same selector (and pool), logs the `bots/*` metrics and the task id / posterior mean
+      columns of the completions table, and over a stream retires and refills the pool.
     - `_save_checkpoint`, `_load_optimizer_and_scheduler`: save and restore the selector, GRPO's micro-step counter
       and, inside a round, each process's buffered generation batch (`bots_selector.safetensors`, `bots_sampler.json`,
-      `bots_round_<rank>.pt`).
+      `bots_round_<rank>.pt`); over a stream, the pool and the stream's position (`bots_pool.json`).
     - `save_model`: writes the selector state (`bots_selector.safetensors`) beside the model.
     - `create_model_card`: appends a table of the BOTS settings to TRL's card, which cites BOTS (`_paper`) and
       carries the `bots` tag.
@@ -187,7 +192,7 @@ class BOTSGRPOTrainer(GRPOTrainer):
     def bots_round_tasks(self) -> np.ndarray | None:
         """
         The dataset rows of the round GRPO generated last, in slot order (`None` before the first round): the rows
-        trained on. Read it from callbacks (`on_step_end`), reward functions or after `super().training_step()`.
+        trained on. Over a stream, the tasks' stream positions (`trainer.pool` holds the rows). Read it from callbacks (`on_step_end`), reward functions or after `super().training_step()`.
 
         The train DataLoader delivers placeholder rows `0..B-1` whose `bots_task_id` is the slot `j`; BOTS selects the
         round and puts row `bots_round_tasks[j]` in its place when GRPO generates, i.e. inside `training_step`. Before

@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 import torch
 import trl
-from datasets import Dataset
+from datasets import Dataset, IterableDataset
 from recording import RewardRecorder, SelectionLog, replay_posterior, total_rewards
 from tiny import even_task_reward, load_tiny, task_dataset, tiny_args
 from transformers import TrainerCallback
@@ -539,3 +539,41 @@ def test_every_test_named_in_the_compatibility_table_exists():
     for file, function in named:
         source = (tests / (file or "test_compatibility.py")).read_text()
         assert function == "" or f"def {function}(" in source, f"{file or 'test_compatibility.py'}::{function}"
+
+
+@pytest.mark.parametrize("per_example", [True, False], ids=["environment-per-row", "one-environment"])
+def test_an_environment_fed_by_a_stream_of_rows(tiny_model_path, tmp_path, per_example):
+    """An `environment_factory` fed by a generated stream of rows (a seed per task, routed by its `environment`
+    column): every selected task's environment is reset with that task's own row, read from the active pool."""
+
+    def rows():
+        for i in range(1000):
+            yield {"idx": i, "environment": "echo" if i % 3 == 0 else "count"}
+
+    scored = []
+
+    def env_reward(completions, idx, environment, environments, bots_task_id, **kwargs):
+        scored.extend(
+            (i, name, type(env), env.task, task_id)
+            for i, name, env, task_id in zip(idx, environment, environments, bots_task_id, strict=True)
+        )
+        return [float(i % 2 == 0) for i in idx]
+
+    model, tokenizer = tool_tokenizer(tiny_model_path)
+    trainer = BOTSGRPOTrainer(
+        model,
+        env_reward,
+        args=tiny_args(str(tmp_path), max_steps=6, bots_pool_size=4, bots_retire_threshold=0.9),
+        train_dataset=IterableDataset.from_generator(rows),
+        processing_class=tokenizer,
+        environment_factory=ENVIRONMENTS if per_example else CountingEnv,
+    )
+    trainer.train()
+
+    assert len(scored) == 6 * 4 and trainer.pool.stream.position > 4  # tasks were retired and read from the stream
+    for i, name, env_type, reset_task, task_id in scored:
+        assert i == task_id  # the stream's row at that position (idx is its position here)
+        assert name == ("echo" if i % 3 == 0 else "count")
+        assert env_type is (ENVIRONMENTS[name] if per_example else CountingEnv)
+        assert reset_task == i  # reset(**row) received the selected row
+    assert max(task_id for *_, task_id in scored) >= 4  # some task came from beyond the first fill

@@ -173,6 +173,11 @@ class NeverScored:
             self._source = f"bots_success_reward={success_reward_label(success_reward)} returned None or NaN for them"
             self._fix = "Make a reward function return numbers for these rows and list it in bots_success_reward"
 
+    def forget(self, tasks: np.ndarray) -> None:
+        """The ids ``tasks`` now stand for other tasks (an active pool's refilled slots): their counts restart."""
+        self.served[tasks] = 0
+        self.scored[tasks] = False
+
     def observe(self, tasks: np.ndarray, trials: np.ndarray) -> list[str]:
         """Count one round (its task ids and the scored trials of each); return the newly reportable findings."""
         self.served[tasks] += 1

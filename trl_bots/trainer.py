@@ -354,6 +354,7 @@ class BOTSGRPOTrainer(GRPOTrainer):
         replaced = pool.replace(retire)
         if replaced.size:
             selector.replace_tasks(replaced, **self._newcomer_inputs(replaced))
+            self._bots_never_scored.forget(replaced)
         metrics = self._metrics["train"]
         metrics["bots/pool_size"].append(pool.size)
         metrics["bots/retired"].append(pool.retired)

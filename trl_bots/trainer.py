@@ -90,8 +90,9 @@ class BOTSGRPOTrainer(GRPOTrainer):
       `B` of its rows as the slots' placeholders.
     - `_set_signature_columns_if_needed`: keeps `bots_task_id` when `remove_unused_columns=True`.
     - `_get_train_sampler`: returns a [`BOTSSampler`], which yields *slots* ("the j-th task of the current round") in
-      RepeatSampler's layout and length (over a stream, an epoch is one round: training needs `max_steps`); the DataLoader fetches rows `0..B-1` as placeholders. Hooks that read the
-      raw batch find the rows trained on in `trainer.bots_round_tasks` (see there).
+      RepeatSampler's layout and length (over a stream, an epoch is one round: training needs `max_steps`); the
+      DataLoader fetches rows `0..B-1` as placeholders. Hooks that read the raw batch find the rows trained on in
+      `trainer.bots_round_tasks` (see there).
     - `_generate_and_score_completions`: in training, when GRPO is about to generate a round, asks the selector for
       the round's B tasks and replaces every placeholder row by its task's dataset row (same keys). Evaluation is
       untouched.
@@ -192,7 +193,8 @@ class BOTSGRPOTrainer(GRPOTrainer):
     def bots_round_tasks(self) -> np.ndarray | None:
         """
         The dataset rows of the round GRPO generated last, in slot order (`None` before the first round): the rows
-        trained on. Over a stream, the tasks' stream positions (`trainer.pool` holds the rows). Read it from callbacks (`on_step_end`), reward functions or after `super().training_step()`.
+        trained on (over a stream, the tasks' stream positions; `trainer.pool` holds the rows). Read it from callbacks
+        (`on_step_end`), reward functions or after `super().training_step()`.
 
         The train DataLoader delivers placeholder rows `0..B-1` whose `bots_task_id` is the slot `j`; BOTS selects the
         round and puts row `bots_round_tasks[j]` in its place when GRPO generates, i.e. inside `training_step`. Before

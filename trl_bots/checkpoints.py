@@ -271,12 +271,14 @@ def load_pool_state(
     kind of run."""
     path = Path(checkpoint) / POOL_FILE
     if path.is_file() != uses_pool:
-        has = "has an active pool" if path.is_file() else "has no active pool"
-        runs = "over a stream (or with bots_pool_size)" if path.is_file() else "over a map-style dataset"
+        runs = {
+            True: f"over a stream (an active pool: {POOL_FILE})",
+            False: "over a map-style dataset (no active pool)",
+        }
         raise ValueError(
-            f"Cannot resume BOTS from {checkpoint}: it {has} ({POOL_FILE}), this run {'has' if uses_pool else 'has not'}"
-            f". Its selector's tasks are {'pool slots' if path.is_file() else 'dataset rows'}: resume a run {runs}, "
-            "as the checkpoint was written."
+            f"Cannot resume BOTS from {checkpoint}: it was written by a run {runs[path.is_file()]}, and this run is "
+            f"one {runs[uses_pool]}: the selector's task ids are pool slots in one and dataset rows in the other. "
+            "Resume with the train_dataset and bots_pool_size the checkpoint was written with, or start a new run."
         )
     if not uses_pool:
         return None, None

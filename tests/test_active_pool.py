@@ -8,7 +8,7 @@ import math
 
 import numpy as np
 import pytest
-from datasets import Dataset, IterableDataset
+from datasets import Dataset, IterableDataset, interleave_datasets
 
 from trl_bots.active_pool import ActivePool, tasks_to_retire
 from trl_bots.posterior import informative_group_probability
@@ -222,6 +222,9 @@ def test_exact_resume_only_without_a_shuffle_buffer():
     assert not TaskStream(stream_of(4).shuffle(seed=0, buffer_size=10), restart=True).exact_resume
     buffered_then_mapped = stream_of(4).shuffle(seed=0, buffer_size=10).map(lambda row: {"idx": row["idx"] + 1})
     assert not TaskStream(buffered_then_mapped, restart=True).exact_resume
+    mixed = interleave_datasets([stream_of(4), stream_of(3).shuffle(seed=0, buffer_size=10)])
+    assert not TaskStream(mixed, restart=True).exact_resume
+    assert TaskStream(interleave_datasets([stream_of(4), stream_of(3)]), restart=True).exact_resume
 
 
 # ------------------------------------------------------------------ ActivePool

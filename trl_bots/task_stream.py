@@ -12,6 +12,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from datasets import Dataset, IterableDataset
+from datasets.iterable_dataset import BufferShuffledExamplesIterable
 
 
 logger = logging.getLogger(__name__)
@@ -53,7 +54,7 @@ class TaskStream:
         """Whether :meth:`load_state_dict` continues with exactly the rows the uninterrupted stream would read: a
         map-style dataset (read by index) or an `IterableDataset` without a shuffle buffer, whose content its state
         does not hold (datasets refills it on resume, so the rows after the position differ)."""
-        return isinstance(self.source, Dataset) or getattr(self.source, "_shuffling", None) is None
+        return isinstance(self.source, Dataset) or not _has_shuffle_buffer(self.source._ex_iterable)
 
     def next_row(self) -> tuple[dict[str, Any], int]:
         """The next row and its index in the current pass; :class:`StreamEnded` at the end of a stream that does not
@@ -128,3 +129,12 @@ class TaskStream:
             if state.get("source") is not None:
                 self.source.load_state_dict(state["source"])
             self._rows = iter(self.source)
+
+
+def _has_shuffle_buffer(examples: Any) -> bool:
+    """Whether a chain of datasets' example iterables (an `IterableDataset`'s source and the maps, filters, shuffles
+    and interleavings over it) holds the buffer of `IterableDataset.shuffle`."""
+    if isinstance(examples, BufferShuffledExamplesIterable):
+        return True
+    inner = getattr(examples, "ex_iterables", None) or [getattr(examples, "ex_iterable", None)]
+    return any(_has_shuffle_buffer(part) for part in inner if part is not None)

@@ -84,6 +84,27 @@ class PosteriorLog(TrainerCallback):
         )
 
 
+class PoolLog(TrainerCallback):
+    """After every optimizer step: the rows trained on, the pool and the selector's posterior (exact bytes)."""
+
+    def __init__(self, trainer):
+        self.trainer, self.steps = trainer, []
+
+    def on_step_end(self, args, state, control, **kwargs):
+        pool, selector = self.trainer.pool, self.trainer.selector
+        self.steps.append(
+            {
+                "round_tasks": self.trainer.bots_round_tasks.tolist(),
+                "task_ids": pool.task_ids.tolist(),
+                "rows": [dict(row) for row in pool.rows],
+                "position": pool.stream.position,
+                "retired": pool.retired,
+                "alpha": selector.alpha.tobytes().hex(),
+                "beta": selector.beta.tobytes().hex(),
+            }
+        )
+
+
 class SelectionLog:
     """Wraps `trainer.selector.select`: per selection, the updates the selector had seen, its alpha, beta and choice."""
 

@@ -102,3 +102,25 @@ def test_two_processes_hold_domain_quotas_every_round(tiny_model_path, tmp_path)
     ]
     # Shares equal to the quotas of weights 1:2 over 4 tasks, every round; ETR and posterior means per domain.
     check_domain_metrics(ranks[0]["log_history"], calls, ranks[0]["domains"], [1.0, 2.0], batch_size=4)
+
+
+@pytest.mark.slow
+def test_two_processes_read_one_stream_into_the_same_pool_and_catch_a_rank_reading_another(tiny_model_path, tmp_path):
+    accelerate_launch("launched_pool.py", tiny_model_path, tmp_path)
+    ranks = read_ranks(tmp_path, 2)
+    same = [rank["same"] for rank in ranks]
+    assert same[0]["world"] == same[1]["world"] == 2
+    # After every step: the same rows trained on, pool rows and task ids, stream position and posterior bytes.
+    assert same[0]["steps"] == same[1]["steps"] and len(same[0]["steps"]) == 6
+    assert (tmp_path / "selector0.safetensors").read_bytes() == (tmp_path / "selector1.safetensors").read_bytes()
+    last = same[0]["steps"][-1]
+    assert same[0]["retired"] == last["retired"] > 0 and last["position"] == 4 + last["retired"]
+    assert [row["idx"] for row in last["rows"]] == last["task_ids"]
+
+    # Rank 1 read other rows after the pool's first fill: round 1 (on the first fill) is credited, and the check
+    # before crediting round 2 stops both ranks.
+    for rank in ranks:
+        diverging = rank["diverging"]
+        assert diverging["step"] == 1 and diverging["position"] > 4
+        assert diverging["error"] is not None
+        assert "out of sync across processes in round 2: ranks [1]" in diverging["error"]

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from datasets import IterableDataset
 from launching import first_letter_reward, weights_digest
+from recording import PoolLog
 from tiny import load_tiny, task_dataset, tiny_args
 from transformers import TrainerCallback
 
@@ -46,27 +47,6 @@ class RoundRecorder:
             return rewards
 
         self.reward = stream_reward
-
-
-class PoolLog(TrainerCallback):
-    """After every optimizer step: the rows trained on, the pool and the selector's posterior (exact bytes)."""
-
-    def __init__(self, trainer):
-        self.trainer, self.steps = trainer, []
-
-    def on_step_end(self, args, state, control, **kwargs):
-        pool, selector = self.trainer.pool, self.trainer.selector
-        self.steps.append(
-            {
-                "round_tasks": self.trainer.bots_round_tasks.tolist(),
-                "task_ids": pool.task_ids.tolist(),
-                "rows": [dict(row) for row in pool.rows],
-                "position": pool.stream.position,
-                "retired": pool.retired,
-                "alpha": selector.alpha.tobytes().hex(),
-                "beta": selector.beta.tobytes().hex(),
-            }
-        )
 
 
 def pool_trainer(model_path, output_dir, dataset, reward=None, **overrides):

@@ -411,8 +411,8 @@ class BOTSGRPOTrainer(GRPOTrainer):
         selector, checksum = self.selector, 0
         if self.accelerator.num_processes > 1:
             checksum = zlib.crc32(np.asarray(selected.tasks, dtype=np.int64).tobytes(), selector.checksum())
-            if self.pool is not None:  # the pool's tasks: every process must have read the same stream
-                checksum = zlib.crc32(self.pool.task_ids.tobytes(), checksum)
+            if self.pool is not None:  # the pool's tasks and their rows: every process must have read the same stream
+                checksum = zlib.crc32(self.pool.keys.tobytes(), zlib.crc32(self.pool.task_ids.tobytes(), checksum))
         local = torch.tensor([[*local_ids, checksum]], dtype=torch.int64, device=self.accelerator.device)
         gathered = self.accelerator.gather(local).cpu().numpy()
         checksums, ids = gathered[:, -1].tolist(), gathered[:, :-1].ravel()

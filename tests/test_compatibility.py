@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 import torch
 import trl
-from datasets import Dataset, IterableDataset
+from datasets import Dataset, DatasetDict, IterableDataset, IterableDatasetDict
 from recording import RewardRecorder, SelectionLog, replay_posterior, total_rewards
 from tiny import even_task_reward, load_tiny, task_dataset, tiny_args
 from transformers import TrainerCallback
@@ -523,6 +523,150 @@ def test_reward_model_works(tiny_model_path, tmp_path):
     alpha, beta = replay_posterior(10, rounds)
     assert trainer.selector.round == len(rounds) == 2
     np.testing.assert_allclose(trainer.selector.alpha + trainer.selector.beta, alpha + beta, rtol=1e-6)
+
+
+# ------------------------------------------------------------------ TRL's tests of IterableDataset support
+# Ported from TRL's tests/test_grpo_trainer.py (huggingface/trl at f2cd57710, the tests that came with "Support
+# iterable datasets in GRPO and RLOO", #6351, whose code TRL 1.16 ships): the zen dataset and Hub models replaced by
+# task_dataset (streamed with to_iterable_dataset) and the tiny local model. BOTS reads a train stream itself, into its
+# active pool, and hands GRPO's DataLoader map-style placeholder rows: where that changes TRL's assertion, the test
+# says so.
+
+
+def length_reward(completions, **kwargs):
+    """Longer completions score higher: the rewards within a group differ, so GRPO's gradients are not zero."""
+    return [float(len(completion)) for completion in completions]
+
+
+def eval_rows(streaming: bool) -> Dataset:
+    rows = Dataset.from_dict({"idx": [100, 101, 102], "prompt": [f"eval {i}: say a" for i in range(3)]})
+    return rows.to_iterable_dataset() if streaming else rows
+
+
+def eval_dataset_of_type(eval_dataset_type: str):
+    """TRL's parametrization: a dataset, a DatasetDict or a dict of them, streamed or not."""
+    if eval_dataset_type == "none":
+        return None
+    split = eval_rows(streaming="iterable" in eval_dataset_type)
+    if eval_dataset_type in ("dataset", "iterable_dataset"):
+        return split
+    if eval_dataset_type in ("dataset_dict", "iterable_dataset_dict"):
+        return (IterableDatasetDict if "iterable" in eval_dataset_type else DatasetDict)(
+            {"data1": split, "data2": split}
+        )
+    return {"data1": split, "data2": split}
+
+
+EVAL_DATASET_TYPES = [
+    "dataset",
+    "iterable_dataset",
+    "dataset_dict",
+    "iterable_dataset_dict",
+    "dict_of_dataset",
+    "dict_of_iterable_dataset",
+]
+
+
+def test_train_with_iterable_dataset(tiny_model_path, tmp_path):
+    """TRL: a stream trains with max_steps, and every parameter changes. BOTS trains on the stream's rows through
+    its pool; TRL's `dispatch_batches is False` (GRPO forces it for a stream in its DataLoader) does not apply, as
+    GRPO's DataLoader reads BOTS's map-style placeholders: the setting stays the user's."""
+    model, _ = load_tiny(tiny_model_path)
+    previous_trainable_params = {n: param.clone() for n, param in model.named_parameters()}
+    trainer = build(
+        tiny_model_path,
+        tmp_path,
+        task_dataset(12).to_iterable_dataset(),
+        [length_reward],
+        model=model,
+        learning_rate=0.1,  # TRL's: gradients are tiny
+        per_device_train_batch_size=3,
+        num_generations=3,
+        max_completion_length=8,
+        max_steps=4,
+    )
+    assert trainer.pool is not None and trainer.pool.size == 8  # 8 rounds of B = 1 task
+    assert trainer.args.accelerator_config.dispatch_batches is None  # left as configured
+    trainer.train()
+    assert trainer.state.log_history[-1]["train_loss"] is not None
+    for n, param in previous_trainable_params.items():
+        new_param = trainer.model.get_parameter(n)
+        assert not torch.equal(param, new_param), f"Parameter {n} has not changed."
+    assert trainer.selector.round == 4 and trainer.pool.stream.position >= 8
+
+
+@pytest.mark.parametrize("eval_dataset_type", [*EVAL_DATASET_TYPES, "none"])
+def test_init_with_eval_dataset(tiny_model_path, tmp_path, eval_dataset_type):
+    eval_dataset = eval_dataset_of_type(eval_dataset_type)
+    trainer = build(tiny_model_path, tmp_path, task_dataset(10), trainer_kwargs={"eval_dataset": eval_dataset})
+    if eval_dataset_type == "none":
+        assert trainer.eval_dataset is None
+    elif isinstance(trainer.eval_dataset, dict):
+        assert set(trainer.eval_dataset.keys()) == {"data1", "data2"}
+    else:
+        assert trainer.eval_dataset is eval_dataset
+
+
+def test_iterable_dataset_requires_dispatch_batches_false(tiny_model_path, tmp_path):
+    """`dispatch_batches=True` with a train stream is refused when the trainer is built, as in TRL. GRPO's DataLoader
+    reads BOTS's map-style placeholders instead of the stream, and with those the setting fails at the first step
+    (`TypeError: Can only find the batch size of tensors ...`, as GRPO fails on a map-style dataset)."""
+    with pytest.raises(ValueError, match="Iterable datasets require `dispatch_batches=False`"):
+        build(
+            tiny_model_path,
+            tmp_path,
+            task_dataset(10).to_iterable_dataset(),
+            accelerator_config={"dispatch_batches": True},
+        )
+
+
+def test_iterable_dataset_forces_num_workers_zero(tiny_model_path, tmp_path):
+    """TRL sets `dataloader_num_workers` to 0 for a train stream, whose prompt repeats workers would interleave.
+    BOTS keeps the workers: they read the placeholder rows, while BOTS reads the stream in the main process."""
+    trainer = build(
+        tiny_model_path, tmp_path, task_dataset(10).to_iterable_dataset(), dataloader_num_workers=4, max_steps=1
+    )
+    assert trainer.args.dataloader_num_workers == 4
+    trainer.train()
+    assert trainer.selector.round == 1 and trainer.get_train_dataloader().num_workers == 4
+
+
+def test_iterable_eval_keeps_map_style_train_workers(tiny_model_path, tmp_path):
+    trainer = build(
+        tiny_model_path,
+        tmp_path,
+        task_dataset(10),
+        trainer_kwargs={"eval_dataset": eval_rows(streaming=True)},
+        per_device_train_batch_size=3,
+        per_device_eval_batch_size=3,
+        num_generations=3,
+        dataloader_num_workers=4,
+    )
+    assert trainer.args.dataloader_num_workers == 4  # not disabled by the iterable eval set
+    assert trainer.get_train_dataloader().num_workers == 4  # map-style train keeps its workers
+    assert trainer.get_eval_dataloader().num_workers == 0  # iterable eval loader uses a single worker
+    assert trainer.args.dataloader_num_workers == 4  # override is scoped, not persisted
+
+
+@pytest.mark.parametrize("eval_dataset_type", EVAL_DATASET_TYPES)
+def test_evaluate_with_eval_dataset(tiny_model_path, tmp_path, eval_dataset_type):
+    """TRL: `evaluate` takes a dataset passed directly. BOTS: and credits nothing (evaluation is not selected)."""
+    trainer = build(
+        tiny_model_path,
+        tmp_path,
+        task_dataset(10),
+        per_device_train_batch_size=3,
+        per_device_eval_batch_size=3,
+        num_generations=3,
+        max_completion_length=8,
+    )
+    metrics = trainer.evaluate(eval_dataset=eval_dataset_of_type(eval_dataset_type))
+    if eval_dataset_type in ("dataset", "iterable_dataset"):
+        assert metrics["eval_loss"] is not None
+    else:
+        assert metrics["eval_data1_loss"] is not None
+        assert metrics["eval_data2_loss"] is not None
+    assert trainer.selector.round == 0
 
 
 def test_every_test_named_in_the_compatibility_table_exists():

@@ -111,6 +111,13 @@ def task_pool(
             f"train_dataset is a stream (IterableDataset), which has no length, so training needs max_steps > 0 (got "
             f"max_steps={args.max_steps}), as in TRL. Set max_steps."
         )
+    if isinstance(train_dataset, IterableDataset) and args.accelerator_config.dispatch_batches:
+        # TRL's refusal, which GRPO no longer sees: its DataLoader gets BOTS's map-style placeholders, on which the
+        # setting fails at the first step.
+        raise ValueError(
+            "Iterable datasets require `dispatch_batches=False`, but it is set to `True` in `accelerator_config`. "
+            "Please set it to `False`."
+        )
     unsupported = {
         "bots_domain_column": args.bots_domain_column is not None,
         "bots_strategy='easy2hard'": (args.bots_strategy == "easy2hard"),

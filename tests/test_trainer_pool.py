@@ -49,14 +49,23 @@ class RoundRecorder:
         self.reward = stream_reward
 
 
+# A group of 2 all-solved (or all-failed) completions takes a new task's chance of a mixed next group from 1/3 to
+# 0.3 (Beta(3, 1)): 0.9 of what it was, below this threshold. So every task served is retired after its round, and
+# the tasks not served, still at the prior, stay.
+RETIRE_AFTER_ONE_ROUND = 0.95
+# Unless a test says otherwise: a pool of 4 tasks, from which every task served retires.
+POOL = {"bots_pool_size": 4, "bots_retire_threshold": RETIRE_AFTER_ONE_ROUND}
+
+
 def pool_trainer(model_path, output_dir, dataset, reward=None, **overrides):
-    """A BOTSGRPOTrainer over `dataset` (B = 2 tasks a round, G = 2), its reward recorder and pool log."""
+    """A BOTSGRPOTrainer over `dataset` (B = 2 tasks a round, G = 2, `POOL` unless overridden), its reward recorder
+    and pool log."""
     model, tokenizer = load_tiny(model_path)
     recorder = RoundRecorder(reward)
     trainer = BOTSGRPOTrainer(
         model,
         recorder.reward,
-        args=tiny_args(str(output_dir), **overrides),
+        args=tiny_args(str(output_dir), **{**POOL, **overrides}),
         train_dataset=dataset,
         processing_class=tokenizer,
     )
@@ -70,12 +79,6 @@ def logged(trainer, name):
     return [entry[name] for entry in trainer.state.log_history if name in entry]
 
 
-# A group of 2 all-solved (or all-failed) completions takes a new task's chance of a mixed next group from 1/3 to
-# 0.3 (Beta(3, 1)): 0.9 of what it was, below this threshold. So every task served is retired after its round, and
-# the tasks not served, still at the prior, stay.
-RETIRE_AFTER_ONE_ROUND = 0.95
-
-
 def test_the_pool_trains_on_the_stream_rows_of_its_tasks_and_retires_the_decided_ones(tiny_model_path, tmp_path):
     trainer, recorder, log = pool_trainer(
         tiny_model_path,
@@ -83,7 +86,6 @@ def test_the_pool_trains_on_the_stream_rows_of_its_tasks_and_retires_the_decided
         stream(1000),
         max_steps=5,
         bots_pool_size=6,
-        bots_retire_threshold=RETIRE_AFTER_ONE_ROUND,
     )
     assert trainer.selector.num_tasks == 6 and trainer.pool.task_ids.tolist() == list(range(6))
     trainer.train()
@@ -128,8 +130,6 @@ def test_the_pool_holds_at_most_its_size_while_reading_a_long_stream(tiny_model_
         tmp_path,
         stream(10**9, counter=counter),  # read lazily: never materialised
         max_steps=8,
-        bots_pool_size=4,
-        bots_retire_threshold=RETIRE_AFTER_ONE_ROUND,
     )
     trainer.add_callback(Held())
     trainer.train()
@@ -145,8 +145,6 @@ def test_a_map_style_dataset_with_a_pool_size_is_read_in_order_one_epoch_a_pass(
         task_dataset(10),
         max_steps=-1,
         num_train_epochs=1,
-        bots_pool_size=4,
-        bots_retire_threshold=RETIRE_AFTER_ONE_ROUND,
     )
     trainer.train()
     # One epoch is a pass over the dataset's 10 rows: 5 rounds of B = 2.
@@ -183,8 +181,6 @@ def test_resume_mid_stream_is_exact(tiny_model_path, tmp_path, schedule, checkpo
         "max_steps": 6,
         "save_strategy": "steps",
         "save_steps": 1,
-        "bots_pool_size": 4,
-        "bots_retire_threshold": RETIRE_AFTER_ONE_ROUND,
         "bots_reference_columns": ["weak", "strong"],
         "bots_implicit_weight": 0.3,
         **schedule,
@@ -211,15 +207,7 @@ def test_resume_mid_stream_is_exact(tiny_model_path, tmp_path, schedule, checkpo
 
 def test_a_stream_that_stops_ends_training_when_it_runs_out(tiny_model_path, tmp_path, caplog):
     """8 rows, a pool of 4, 2 tasks retired a round: rounds 1 and 2 read rows 4-7; round 3 finds the stream ended."""
-    trainer, recorder, log = pool_trainer(
-        tiny_model_path,
-        tmp_path,
-        stream(8),
-        max_steps=10,
-        bots_pool_size=4,
-        bots_retire_threshold=RETIRE_AFTER_ONE_ROUND,
-        bots_stream_end="stop",
-    )
+    trainer, recorder, log = pool_trainer(tiny_model_path, tmp_path, stream(8), max_steps=10, bots_stream_end="stop")
     with caplog.at_level("WARNING", logger="trl_bots.trainer"):
         trainer.train()
     assert trainer.state.global_step == 3 < trainer.args.max_steps
@@ -235,9 +223,7 @@ def test_a_stream_that_stops_ends_training_when_it_runs_out(tiny_model_path, tmp
 
 def test_a_pool_larger_than_the_stream_holds_it_all(tiny_model_path, tmp_path, caplog):
     with caplog.at_level("WARNING", logger="trl_bots.tasks"):
-        trainer, recorder, log = pool_trainer(
-            tiny_model_path, tmp_path, stream(6), max_steps=4, bots_retire_threshold=RETIRE_AFTER_ONE_ROUND
-        )
+        trainer, recorder, log = pool_trainer(tiny_model_path, tmp_path, stream(6), max_steps=4, bots_pool_size=None)
     assert [r.getMessage() for r in caplog.records if r.name == "trl_bots.tasks"] == [
         "BOTS: the stream holds 6 tasks, fewer than the pool's 16 (bots_pool_size): the pool holds them all."
     ]
@@ -250,18 +236,16 @@ def test_a_pool_larger_than_the_stream_holds_it_all(tiny_model_path, tmp_path, c
     assert trainer.pool.retired == 8 and trainer.pool.stream.passes >= 1
 
 
-def test_a_malformed_row_mid_stream_stops_training_naming_its_position(tiny_model_path, tmp_path):
-    trainer, recorder, _ = pool_trainer(
-        tiny_model_path,
-        tmp_path,
-        stream(50, bad_at=7),
-        max_steps=5,
-        bots_pool_size=4,
-        bots_retire_threshold=RETIRE_AFTER_ONE_ROUND,
-    )
+def train_error(trainer, **train_kwargs) -> str:
+    """The message of the ValueError that stops `trainer.train(**train_kwargs)`."""
     with pytest.raises(ValueError) as error:
-        trainer.train()
-    assert str(error.value) == (
+        trainer.train(**train_kwargs)
+    return str(error.value)
+
+
+def test_a_malformed_row_mid_stream_stops_training_naming_its_position(tiny_model_path, tmp_path):
+    trainer, recorder, _ = pool_trainer(tiny_model_path, tmp_path, stream(50, bad_at=7), max_steps=5)
+    assert train_error(trainer) == (
         "train_dataset's row 7 of pass 1 (stream position 7) has no value in its column 'prompt' (None). Fill or "
         "drop the row."
     )
@@ -271,15 +255,8 @@ def test_a_malformed_row_mid_stream_stops_training_naming_its_position(tiny_mode
 def test_uniform_with_a_pool_reads_the_stream_once(tiny_model_path, tmp_path):
     """The baseline serves every task once, like GRPO over a stream: each served task retires, whatever the
     threshold (0: BOTS would never retire one)."""
-    trainer, recorder, log = pool_trainer(
-        tiny_model_path,
-        tmp_path,
-        stream(100),
-        max_steps=4,
-        bots_pool_size=4,
-        bots_strategy="uniform",
-        bots_retire_threshold=0.0,
-    )
+    settings = {"max_steps": 4, "bots_strategy": "uniform", "bots_retire_threshold": 0.0}
+    trainer, recorder, log = pool_trainer(tiny_model_path, tmp_path, stream(100), **settings)
     trainer.train()
     assert [step["position"] for step in log.steps] == [6, 8, 10, 12]
     assert [step["retired"] for step in log.steps] == [2, 4, 6, 8]
@@ -301,8 +278,6 @@ def test_the_plug_in_reads_the_references_of_the_tasks_that_join(tiny_model_path
         tmp_path,
         stream(100, references=True),
         max_steps=4,
-        bots_pool_size=4,
-        bots_retire_threshold=RETIRE_AFTER_ONE_ROUND,
         bots_reference_columns=["weak", "strong"],
         bots_implicit_weight=0.3,
     )
@@ -355,11 +330,8 @@ def test_a_checkpoint_of_rows_json_cannot_hold_is_refused(tiny_model_path, tmp_p
         max_steps=2,
         save_strategy="steps",
         save_steps=1,
-        bots_pool_size=4,
     )
-    with pytest.raises(ValueError) as error:
-        trainer.train()
-    assert str(error.value) == (
+    assert train_error(trainer) == (
         "Cannot checkpoint the active pool: its rows must be JSON values (text, numbers, lists, dicts) so that a "
         "resumed run reads them back unchanged, but Object of type bytes is not JSON serializable. Turn such columns "
         "into text or numbers in the stream (IterableDataset.map), or save without the pool (save_strategy='no')."
@@ -370,7 +342,7 @@ def test_a_pool_checkpoint_resumes_only_with_a_pool_and_the_other_way_round(tiny
     """The same 4 rows either way (so the task lists' fingerprints agree): a map-style run of those rows, and a run
     that reads them as a stream into a pool of 4."""
     rows = task_dataset(4)
-    runs = {"pool": {"bots_pool_size": 4}, "rows": {}}
+    runs = {"pool": {}, "rows": {"bots_pool_size": None}}
     for name, settings in runs.items():
         trainer, _, _ = pool_trainer(
             tiny_model_path, tmp_path / name, rows, max_steps=1, save_strategy="steps", save_steps=1, **settings
@@ -381,23 +353,21 @@ def test_a_pool_checkpoint_resumes_only_with_a_pool_and_the_other_way_round(tiny
 
     def resume_error(checkpoint, **settings) -> str:
         trainer, _, _ = pool_trainer(tiny_model_path, tmp_path / "new", rows, max_steps=2, **settings)
-        with pytest.raises(ValueError) as error:
-            trainer.train(resume_from_checkpoint=str(checkpoint))
-        return str(error.value)
+        return train_error(trainer, resume_from_checkpoint=str(checkpoint))
 
-    assert resume_error(pool_checkpoint) == (
+    assert resume_error(pool_checkpoint, bots_pool_size=None) == (
         f"Cannot resume BOTS from {pool_checkpoint}: it has an active pool (bots_pool.json), this run has not. Its "
         "selector's tasks are pool slots: resume a run over a stream (or with bots_pool_size), as the checkpoint was "
         "written."
     )
-    assert resume_error(rows_checkpoint, bots_pool_size=4) == (
+    assert resume_error(rows_checkpoint) == (
         f"Cannot resume BOTS from {rows_checkpoint}: it has no active pool (bots_pool.json), this run has. Its "
         "selector's tasks are dataset rows: resume a run over a map-style dataset, as the checkpoint was written."
     )
 
 
 def test_a_shuffle_buffer_warns_on_resume(tiny_model_path, tmp_path, caplog):
-    common = {"max_steps": 2, "save_strategy": "steps", "save_steps": 1, "bots_pool_size": 4}
+    common = {"max_steps": 2, "save_strategy": "steps", "save_steps": 1}
     trainer, _, _ = pool_trainer(
         tiny_model_path, tmp_path / "run", stream(50).shuffle(seed=0, buffer_size=8), **common
     )

@@ -355,14 +355,21 @@ def test_a_pool_checkpoint_resumes_only_with_a_pool_and_the_other_way_round(tiny
         trainer, _, _ = pool_trainer(tiny_model_path, tmp_path / "new", rows, max_steps=2, **settings)
         return train_error(trainer, resume_from_checkpoint=str(checkpoint))
 
+    stream_run, rows_run = (
+        "over a stream (an active pool: bots_pool.json)",
+        "over a map-style dataset (no active pool)",
+    )
+    advice = (
+        ": the selector's task ids are pool slots in one and dataset rows in the other. Resume with the train_dataset "
+        "and bots_pool_size the checkpoint was written with, or start a new run."
+    )
     assert resume_error(pool_checkpoint, bots_pool_size=None) == (
-        f"Cannot resume BOTS from {pool_checkpoint}: it has an active pool (bots_pool.json), this run has not. Its "
-        "selector's tasks are pool slots: resume a run over a stream (or with bots_pool_size), as the checkpoint was "
-        "written."
+        f"Cannot resume BOTS from {pool_checkpoint}: it was written by a run {stream_run}, and this run is one "
+        f"{rows_run}{advice}"
     )
     assert resume_error(rows_checkpoint) == (
-        f"Cannot resume BOTS from {rows_checkpoint}: it has no active pool (bots_pool.json), this run has. Its "
-        "selector's tasks are dataset rows: resume a run over a map-style dataset, as the checkpoint was written."
+        f"Cannot resume BOTS from {rows_checkpoint}: it was written by a run {rows_run}, and this run is one "
+        f"{stream_run}{advice}"
     )
 
 

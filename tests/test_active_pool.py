@@ -271,7 +271,8 @@ def test_at_the_end_of_a_stream_that_stops_the_pool_fills_what_it_can():
     assert pool.replace(np.array([0, 1, 2])).tolist() == [0, 1]
     assert pool.exhausted
     assert pooled_idx(pool) == [4, 5, 2, 3] and pool.task_ids.tolist() == [4, 5, 2, 3]  # slot 2 keeps its task
-    assert pool.replace(np.array([3])).tolist() == [] and pool.exhausted
+    assert pool.retired == 2  # the tasks that left the pool
+    assert pool.replace(np.array([3])).tolist() == [] and pool.exhausted and pool.retired == 2
 
 
 @pytest.mark.parametrize("restart", [True, False])

@@ -41,7 +41,7 @@ class ActivePool:
         rows: each slot's row, as the stream gave it.
         task_ids: each slot's task id, the stream position it was read at (unique over the run: a row read again in
             a later pass is another task, with a fresh belief).
-        retired: tasks retired so far.
+        retired: tasks retired so far (replaced by the stream's next ones).
         exhausted: the stream ended (``bots_stream_end="stop"``) and a retired task could not be replaced.
     """
 
@@ -74,16 +74,17 @@ class ActivePool:
         that got a new task, ascending; at the end of a stream that does not restart, the rest keep their task and
         :attr:`exhausted` is set."""
         slots = np.sort(np.asarray(slots, dtype=np.int64))
-        self.retired += slots.size
         pooled = set(self.keys.tolist()) - set(self.keys[slots].tolist())
         for count, slot in enumerate(slots.tolist()):
             try:
                 row, key = self._next_unpooled(pooled)
             except StreamEnded:
                 self.exhausted = True
-                return slots[:count]
+                slots = slots[:count]
+                break
             pooled.add(key)
             self.rows[slot], self.keys[slot], self.task_ids[slot] = row, key, self.stream.position - 1
+        self.retired += slots.size  # the tasks that left the pool
         return slots
 
     def _next_unpooled(self, pooled: set[int]) -> tuple[dict[str, Any], int]:

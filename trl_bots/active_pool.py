@@ -62,6 +62,7 @@ class ActivePool:
             stream.restart = restart
         self.task_ids = np.asarray(ids, dtype=np.int64)
         self.keys = np.asarray(keys, dtype=np.int64)
+        self._pooled = set(keys)  # the keys of the rows in the pool, kept so that a refill costs per row
         self.retired = 0
         self.exhausted = False
 
@@ -74,24 +75,26 @@ class ActivePool:
         that got a new task, ascending; at the end of a stream that does not restart, the rest keep their task and
         :attr:`exhausted` is set."""
         slots = np.sort(np.asarray(slots, dtype=np.int64))
-        pooled = set(self.keys.tolist()) - set(self.keys[slots].tolist())
+        leaving = self.keys[slots].tolist()
+        self._pooled.difference_update(leaving)
         for count, slot in enumerate(slots.tolist()):
             try:
-                row, key = self._next_unpooled(pooled)
+                row, key = self._next_unpooled()
             except StreamEnded:
                 self.exhausted = True
+                self._pooled.update(leaving[count:])  # the tasks kept
                 slots = slots[:count]
                 break
-            pooled.add(key)
+            self._pooled.add(key)
             self.rows[slot], self.keys[slot], self.task_ids[slot] = row, key, self.stream.position - 1
         self.retired += slots.size  # the tasks that left the pool
         return slots
 
-    def _next_unpooled(self, pooled: set[int]) -> tuple[dict[str, Any], int]:
+    def _next_unpooled(self) -> tuple[dict[str, Any], int]:
         while True:
             row, _ = self.stream.next_row()
             key = row_key(row)
-            if key not in pooled:
+            if key not in self._pooled:
                 return row, key
 
     # ------------------------------------------------------------------ state
@@ -116,5 +119,6 @@ class ActivePool:
         self.rows = [dict(row) for row in state["rows"]]
         self.task_ids = np.asarray(state["task_ids"], dtype=np.int64)
         self.keys = np.asarray(state["keys"], dtype=np.int64)
+        self._pooled = set(self.keys.tolist())
         self.retired, self.exhausted = int(state["retired"]), bool(state["exhausted"])
         self.stream.load_state_dict(state["stream"])

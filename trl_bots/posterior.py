@@ -127,11 +127,17 @@ def informative_group_probability(alpha: np.ndarray, beta: np.ndarray, group_siz
     GRPO learns only from a group whose rewards differ; with pass rate ``p`` that happens with probability
     ``1 - p^G - (1 - p)^G``. Under ``Beta(alpha, beta)`` its expectation is exact: ``E[p^G]`` is the product over
     ``j < G`` of ``(alpha + j) / (alpha + beta + j)``, and ``E[(1 - p)^G]`` the same with ``beta``. float64, one value
-    per task (the products over ``G`` small factors stay well inside float64's range).
+    per task (the products over ``G`` small factors stay well inside float64's range), computed in place: four arrays of
+    the tasks' length, whatever ``G``.
     """
     alpha, beta = np.asarray(alpha, dtype=np.float64), np.asarray(beta, dtype=np.float64)
-    all_solved, none_solved, total = np.ones_like(alpha), np.ones_like(alpha), alpha + beta
+    all_solved, none_solved = np.ones_like(alpha), np.ones_like(alpha)
+    total, factor = alpha + beta, np.empty_like(alpha)
     for j in range(int(group_size)):
-        all_solved *= (alpha + j) / (total + j)
-        none_solved *= (beta + j) / (total + j)
-    return 1.0 - all_solved - none_solved
+        for product, shape in ((all_solved, alpha), (none_solved, beta)):
+            np.add(shape, j, out=factor)
+            factor /= total
+            product *= factor
+        total += 1.0  # the next factor's denominator, alpha + beta + j + 1
+    all_solved += none_solved
+    return np.subtract(1.0, all_solved, out=all_solved)

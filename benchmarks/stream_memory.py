@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import sys
 import time
@@ -33,7 +34,10 @@ import tracemalloc
 from typing import Any
 
 import numpy as np
-from pool_rounds import DEFAULT_RETIRE_THRESHOLD, PoolRounds
+
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # pool_rounds beside this script, also when imported
+from pool_rounds import DEFAULT_RETIRE_THRESHOLD, PoolRounds  # noqa: E402
 
 
 GENERATIONS = 8  # rollouts per task G
@@ -55,11 +59,9 @@ def resident_bytes() -> int:
     raise RuntimeError("/proc/self/status has no VmRSS line: this benchmark reads resident memory the Linux way.")
 
 
-def deep_size(value: Any) -> int:
-    """Bytes of a row's Python objects: the dict, its keys and its values (strings and numbers)."""
-    if isinstance(value, dict):
-        return sys.getsizeof(value) + sum(deep_size(key) + deep_size(item) for key, item in value.items())
-    return sys.getsizeof(value)
+def row_bytes(row: dict[str, Any]) -> int:
+    """Bytes of a row's own Python objects: the dict and its values (the column names are shared by every row)."""
+    return sys.getsizeof(row) + sum(sys.getsizeof(value) for value in row.values())
 
 
 def slope_per_1e5(tasks_read: np.ndarray, memory: np.ndarray) -> float:
@@ -126,7 +128,7 @@ def measure(
         for k in range(1, 11)
         if tasks_read[-1] >= stream_length * k // 10
     ]
-    row_bytes = deep_size(pooled.pool.rows[0])
+    one_row = row_bytes(pooled.pool.rows[0])
     report = {
         "stream_length": stream_length,
         "pool_size": pooled.pool.size,
@@ -149,8 +151,8 @@ def measure(
         ],
         "slope_bytes_per_1e5_tasks": slope_per_1e5(tasks_read[settled], rss[settled]) if settled.sum() >= 2 else None,
         "slope_all_bytes_per_1e5_tasks": slope_per_1e5(tasks_read, rss) if taken >= 2 else None,
-        "row_bytes": row_bytes,
-        "kept_rows_bytes_per_1e5_tasks": row_bytes * 1e5,  # what keeping every row read would add, at the least
+        "row_bytes": one_row,
+        "kept_rows_bytes_per_1e5_tasks": one_row * 1e5,  # what keeping every row read would add, at the least
         "samples": {"tasks_read": tasks_read.tolist(), "rss_mib": (rss / MIB).tolist()},
         "tracemalloc": None
         if not trace
@@ -163,7 +165,7 @@ def measure(
     log(
         f"{stream.position} tasks in {rounds} rounds ({seconds:.0f} s): resident {report['rss_start_mib']:.1f} MiB at "
         f"the start, {report['rss_end_mib']:.1f} at the end, max {report['rss_max_mib']:.1f}; slope "
-        f"{report['slope_bytes_per_1e5_tasks']} bytes per 1e5 tasks (keeping the rows: {row_bytes * 1e5:.0f})"
+        f"{report['slope_bytes_per_1e5_tasks']} bytes per 1e5 tasks (keeping the rows: {one_row * 1e5:.0f})"
     )
     return report
 

@@ -428,6 +428,15 @@ def run(config: dict, quick: bool) -> dict:
     }
 
 
+def print_report(report: dict, output: str | None) -> None:
+    """The JSON report to stdout, and to ``output`` if given."""
+    text = json.dumps(report, indent=2)
+    print(text)
+    if output:
+        with open(output, "w") as handle:
+            handle.write(text + "\n")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes and few rounds (a smoke test)")
@@ -451,11 +460,7 @@ def main(argv: list[str] | None = None) -> None:
         report = {"pool": compare_pool(*config["pool"], *pool_timing(args.quick))}
     else:
         report = run(config, args.quick)
-    text = json.dumps(report, indent=2)
-    print(text)
-    if args.output:
-        with open(args.output, "w") as handle:
-            handle.write(text + "\n")
+    print_report(report, args.output)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,6 @@ at each 10%); it slows the rounds and adds its own memory, so the resident numbe
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import resource
 import sys
@@ -38,6 +37,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # pool_rounds beside this script, also when imported
 from pool_rounds import DEFAULT_RETIRE_THRESHOLD, PoolRounds  # noqa: E402
+from selection_overhead import print_report  # noqa: E402
 
 
 GENERATIONS = 8  # rollouts per task G
@@ -192,11 +192,7 @@ def main(argv: list[str] | None = None) -> None:
         args.max_rounds,
         args.tracemalloc,
     )
-    text = json.dumps(report, indent=2)
-    print(text)
-    if args.output:
-        with open(args.output, "w") as handle:
-            handle.write(text + "\n")
+    print_report(report, args.output)
 
 
 if __name__ == "__main__":

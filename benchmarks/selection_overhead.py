@@ -24,6 +24,14 @@ selection per domain, so the fixed cost of a round grows with the number of doma
 The embedding estimator (no reference columns, float16 embeddings of d = 64 and 128 dimensions) against the single
 pool at N = 1e6, B = 256 (``--quick``: N = 1e4, B = 64, d = 16), timed in alternation, with its memory per task and the
 bytes it adds to the saved state.
+
+The active pool (tasks from a stream, ``--pool-only`` for this part alone): a pool of 1e5 slots (``--pool-size``;
+``--quick``: 1e4, B = 64) over a generated ``IterableDataset`` of prompt-like rows, B = 256, G = 8, with true pass
+rates ~ Beta(0.5, 0.5) and successes ~ Binomial(G, p). Each round: select, update, the retirement rule over every slot
+(``tasks_to_retire``, ``--pool-retire-threshold``, BOTSConfig's default), the refill of the retired slots from the
+stream (``ActivePool.replace``) and ``BOTSSelector.replace_tasks``; the percentiles of each part and of the round, the
+tasks retired per round, and the ratio of the round to a plain update + select round of a fixed pool of the same size
+(the pool's first fill), the two timed in alternation, twice each, each keeping its better run (by the median).
 """
 
 from __future__ import annotations
@@ -47,6 +55,7 @@ from trl_bots.implicit import InterpolationEstimator
 
 
 GENERATIONS = 8  # rollouts per task G
+STREAM_WITHOUT_END = 10**12  # the active pool's generated stream: never read to its end
 FULL = {
     "sizes": [10**4, 10**5, 10**6, 10**7],
     "batches": [256, 1024],
@@ -54,6 +63,7 @@ FULL = {
     "domains": (10**6, 256),
     "domain_counts": [6, 32, 256],
     "embedding": (10**6, 256, [64, 128]),
+    "pool": (10**5, 256),
 }
 QUICK = {
     "sizes": [10**3, 10**4],
@@ -62,6 +72,7 @@ QUICK = {
     "domains": (10**4, 64),
     "domain_counts": [2, 8],
     "embedding": (10**4, 64, [16]),
+    "pool": (10**4, 64),
 }
 # GURU's six domains and their share of its 92k tasks (math 54.4k, code 18.1k, science 3.6k, logic 6.3k, simulation
 # 3.7k, tabular 6.1k).
@@ -139,7 +150,14 @@ def time_rounds(runner, true_rates: np.ndarray, batch_size: int, warmup: int, bu
 
 
 def summary(times: list[float]) -> dict[str, float]:
-    return {"median_ms": statistics.median(times) * 1e3, "min_ms": min(times) * 1e3, "rounds": len(times)}
+    ms = np.asarray(times) * 1e3
+    return {
+        "median_ms": float(np.median(ms)),
+        "min_ms": float(ms.min()),
+        "p90_ms": float(np.percentile(ms, 90)),
+        "max_ms": float(ms.max()),
+        "rounds": len(times),
+    }
 
 
 def state_bytes_per_task(selector: BOTSSelector) -> float:
@@ -280,6 +298,60 @@ def domain_count_sweep(
     return rows
 
 
+def time_pool_rounds(pooled, batch_size: int, warmup: int, budget_s: float, max_rounds: int) -> list:
+    """Run ``warmup`` untimed rounds of an active pool (``pool_rounds.PoolRounds``), then rounds until ``budget_s``
+    of timed parts or ``max_rounds``; return their ``RoundTimes``."""
+    for _ in range(warmup):
+        pooled.round(batch_size)
+    rounds, spent = [], 0.0
+    while len(rounds) < max_rounds and (spent <= budget_s or len(rounds) < 3):
+        rounds.append(pooled.round(batch_size))
+        spent += rounds[-1].total
+    return rounds
+
+
+def compare_pool(
+    pool_size: int, batch_size: int, retire_threshold: float | None, warmup: int, budget_s: float, max_rounds: int
+) -> dict:
+    """Round times of an active pool (select, update, retire, refill, replace_tasks) and of a fixed pool of the same
+    size (its first fill: update + select), timed in alternation, twice each, each keeping its better run."""
+    # Imported here: pool_rounds loads trl (seconds, and memory the other parts' peak RSS should not count).
+    from pool_rounds import DEFAULT_RETIRE_THRESHOLD, PARTS, PoolRounds
+
+    threshold = DEFAULT_RETIRE_THRESHOLD if retire_threshold is None else retire_threshold
+    pooled_runs, fixed_runs = [], []
+    for _ in range(2):
+        pooled = PoolRounds(pool_size, STREAM_WITHOUT_END, GENERATIONS, retire_threshold=threshold)
+        reference, true_rates = pooled.initial_pool()
+        rounds = time_pool_rounds(pooled, batch_size, warmup, budget_s, max_rounds)
+        pooled_runs.append((pooled, rounds))
+        fixed = BOTSSelector(pool_size, reference_pass_rates=reference, seed=0)
+        fixed_runs.append(time_rounds(fixed, true_rates, batch_size, warmup, budget_s, max_rounds))
+    pooled, rounds = min(pooled_runs, key=lambda run: statistics.median(r.total for r in run[1]))
+    fixed = min(fixed_runs, key=statistics.median)
+    row = {
+        "pool_size": pool_size,
+        "batch_size": batch_size,
+        "num_generations": GENERATIONS,
+        "retire_threshold": threshold,
+        "round": summary([r.total for r in rounds]),
+        "parts": {part: summary([r.parts[part] for r in rounds]) for part in PARTS},
+        "fixed_pool_round": summary(fixed),
+        "retired_per_round": statistics.mean(r.retired for r in rounds),
+        "retired": pooled.pool.retired,  # over the warm-up and timed rounds
+        "rounds": warmup + len(rounds),
+        "stream_position": pooled.pool.stream.position,
+    }
+    row["ratio"] = row["round"]["median_ms"] / row["fixed_pool_round"]["median_ms"]
+    parts = ", ".join(f"{part} {row['parts'][part]['median_ms']:.2f}" for part in PARTS)
+    log(
+        f"pool={pool_size:>9} B={batch_size:>5}: active pool round {row['round']['median_ms']:.2f} ms ({parts}), "
+        f"fixed pool {row['fixed_pool_round']['median_ms']:.2f} ms, {row['ratio']:.2f}x; "
+        f"{row['retired_per_round']:.2f} retired per round"
+    )
+    return row
+
+
 def check_targets(results: list[dict], save_load: list[dict], domains: dict, embedding: dict) -> dict:
     """The targets of the selection-overhead work item: each measured value, its limit and whether it is met."""
     by_size = {(row["num_tasks"], row["batch_size"]): row for row in results}
@@ -299,6 +371,12 @@ def check_targets(results: list[dict], save_load: list[dict], domains: dict, emb
         name: {"value": value, "limit": f"{op} {limit}", "met": compare[op](value, limit)}
         for name, value, op, limit in targets
     }
+
+
+def pool_timing(quick: bool) -> tuple[int, float, int]:
+    """Warm-up rounds, budget and most rounds of the active pool: its retirement rate settles over tens of rounds
+    (the plug-in's evidence builds up at the forgetting rate), and its parts' percentiles need more rounds."""
+    return (40, 0.5, 20) if quick else (30, 3.0, 200)
 
 
 def run(config: dict, quick: bool) -> dict:
@@ -335,6 +413,7 @@ def run(config: dict, quick: bool) -> dict:
     domains = compare_domains(*config["domains"], warmup, budget_s, max_rounds)
     sweep = domain_count_sweep(*config["domains"], config["domain_counts"], warmup, budget_s, max_rounds)
     embedding = compare_embedding(*config["embedding"], warmup, budget_s, max_rounds)
+    pool = compare_pool(*config["pool"], *pool_timing(quick))
     return {
         "targets": check_targets(results, save_load, domains, embedding) if not quick else {},
         "cpu_count": os.cpu_count(),
@@ -344,8 +423,18 @@ def run(config: dict, quick: bool) -> dict:
         "domains": domains,
         "domain_counts": sweep,
         "embedding": embedding,
+        "pool": pool,
         "peak_rss_mib": peak_rss_mib(),
     }
+
+
+def print_report(report: dict, output: str | None) -> None:
+    """The JSON report to stdout, and to ``output`` if given."""
+    text = json.dumps(report, indent=2)
+    print(text)
+    if output:
+        with open(output, "w") as handle:
+            handle.write(text + "\n")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -355,18 +444,23 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--embedding-only", action="store_true", help="only the embedding estimator against the single pool (minutes)"
     )
+    parser.add_argument("--pool-only", action="store_true", help="only the active pool against a fixed pool")
+    parser.add_argument("--pool-size", type=int, help="the active pool's slots (default 1e5; --quick: 1e4)")
+    parser.add_argument(
+        "--pool-retire-threshold", type=float, help="the active pool's bots_retire_threshold (default: BOTSConfig's)"
+    )
     args = parser.parse_args(argv)
     config = QUICK if args.quick else FULL
+    pool_size, pool_batch = config["pool"]
+    config = {**config, "pool": (args.pool_size or pool_size, pool_batch, args.pool_retire_threshold)}
     if args.embedding_only:
         warmup, budget_s, max_rounds = (2, 0.2, 5) if args.quick else (10, 3.0, 40)
         report = {"embedding": compare_embedding(*config["embedding"], warmup, budget_s, max_rounds)}
+    elif args.pool_only:
+        report = {"pool": compare_pool(*config["pool"], *pool_timing(args.quick))}
     else:
         report = run(config, args.quick)
-    text = json.dumps(report, indent=2)
-    print(text)
-    if args.output:
-        with open(args.output, "w") as handle:
-            handle.write(text + "\n")
+    print_report(report, args.output)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""The offline world's task stream (bots_demo.stream)."""
+"""The offline world's task stream (bots_demo.stream) and the stock GRPO baseline that trains on it (bots_demo.stock)."""
 
 from __future__ import annotations
 
@@ -17,12 +17,13 @@ def first_rows(dataset, count: int) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def shipped(tmp_path_factory):
-    """The shipped setup and the demo's settings."""
+    """The shipped setup and the demo's settings, with GRPO scaled down to 3 steps of 4 tasks x 8 completions."""
     from train_bots import OFFLINE_DEMO_CONFIG, make_parser
 
     from bots_demo.offline_setup import build_offline_setup
 
     flags = ["--config", OFFLINE_DEMO_CONFIG, "--output_dir", str(tmp_path_factory.mktemp("shipped"))]
+    flags += ["--max_steps", "3", "--per_device_train_batch_size", "32", "--save_strategy", "no"]
     _, training_args, _, demo_args = make_parser().parse_args_and_config([*flags, "--disable_tqdm", "true"])
     return build_offline_setup(demo_args, training_args), demo_args, training_args
 
@@ -101,3 +102,39 @@ def test_the_stream_rejects_bad_settings(digits, weights, exclude, message):
         exclude = {format_addition(a, b, 1)[0] for a in range(10) for b in range(10) if a + b < 10}
     with pytest.raises(ValueError, match=message):
         addition_stream(digits, weights, seed=0, exclude=exclude)
+
+
+def test_stock_effective_task_ratio_is_the_selectors():
+    from bots_demo.stock import effective_task_ratio
+    from trl_bots import BOTSSelector
+
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        trials = rng.integers(0, 9, size=16).astype(np.float64)  # some groups partly or wholly unscored
+        successes = np.floor(rng.random(16) * (trials + 1))
+        selector = BOTSSelector(16, strategy="uniform")
+        expected = selector.update(np.arange(16), successes, trials).effective_task_ratio
+        assert effective_task_ratio(successes, trials) == expected
+
+
+def test_stock_grpo_trains_on_the_stream_and_logs_the_mixed_share_of_its_groups(shipped):
+    from bots_demo.stock import ETR_METRIC, StockGRPOTrainer
+    from bots_demo.stream import setup_stream
+    from trl_bots.rewards import exact_match_reward
+
+    setup, _, training_args = shipped
+    trainer = StockGRPOTrainer(
+        model=setup.model_path,
+        reward_funcs=[exact_match_reward],
+        args=training_args,
+        train_dataset=setup_stream(setup, seed=1),
+        processing_class=setup.tokenizer,
+    )
+    trainer.train()
+    logs = [entry for entry in trainer.state.log_history if ETR_METRIC in entry]
+    assert len(logs) == 3
+    etr = np.array([entry[ETR_METRIC] for entry in logs])
+    # The exact-match reward is 0 or 1, so a group is mixed exactly when TRL finds its reward spread non-zero.
+    np.testing.assert_allclose(etr, [1 - entry["frac_reward_zero_std"] for entry in logs], atol=1e-6)
+    np.testing.assert_allclose(etr * 4, np.round(etr * 4), atol=1e-9)  # a share of 4 groups
+    assert etr.sum() > 0

@@ -1,9 +1,13 @@
-"""GRPO from the setup's warm start: one run of `BOTSGRPOTrainer`, what the demo and the A/B benchmark train."""
+"""GRPO from the setup's warm start: one run of `BOTSGRPOTrainer` (or of the stock baseline on a task stream), what the
+demo and the A/B benchmark train."""
 
 from __future__ import annotations
 
 import time
 from typing import Any
+
+from datasets import Dataset, IterableDataset
+from trl import GRPOTrainer
 
 from trl_bots.plotting import log_series
 from trl_bots.trainer import BOTSGRPOTrainer
@@ -14,19 +18,27 @@ from .offline_setup import OfflineSetup
 
 
 def train_from_setup(
-    setup: OfflineSetup, args, reward_funcs: list, evaluation: HeldoutEvaluation, samples: int
+    setup: OfflineSetup,
+    args,
+    reward_funcs: list,
+    evaluation: HeldoutEvaluation,
+    samples: int,
+    train_dataset: Dataset | IterableDataset | None = None,
+    trainer_class: type[GRPOTrainer] = BOTSGRPOTrainer,
 ) -> dict[str, Any]:
     """
     One GRPO run (``BOTSGRPOTrainer`` with ``args``, any ``bots_strategy``) from the setup's warm start, evaluated on
-    the held-out set by ``evaluation``. Returns the run's record: the evaluated steps and accuracies (overall and per
-    carry level), the effective-task ratio of every step, the training wall time (evaluations excluded), the pool's
-    pass rates at the end (``samples`` completions per task) and the trainer.
+    the held-out set by ``evaluation``, on the setup's task pool or on ``train_dataset`` (e.g. a task stream,
+    :mod:`bots_demo.stream`); ``trainer_class`` is another trainer that logs ``bots/effective_task_ratio``
+    (:class:`bots_demo.stock.StockGRPOTrainer`). Returns the run's record: the evaluated steps and accuracies (overall
+    and per carry level), the effective-task ratio of every step, the training wall time (evaluations excluded), the
+    pool's pass rates at the end (``samples`` completions per task) and the trainer.
     """
-    trainer = BOTSGRPOTrainer(
+    trainer = trainer_class(
         model=setup.model_path,
         reward_funcs=reward_funcs,
         args=args,
-        train_dataset=setup.train_dataset,
+        train_dataset=setup.train_dataset if train_dataset is None else train_dataset,
         processing_class=setup.tokenizer,
     )
     trainer.add_callback(evaluation)

@@ -328,8 +328,7 @@ def assert_summary_follows_from_the_runs(report: dict, reference: str) -> None:
 
 
 # ------------------------------------------------------------------ --quick --stream, end to end
-# The stock baseline on the task stream; the BOTS strategies need BOTSGRPOTrainer's active pool.
-STREAM_STRATEGIES = ["stock"]
+STREAM_STRATEGIES = ["stock", "uniform-pool", "bots-pool"]
 
 
 @pytest.fixture(scope="module")
@@ -350,10 +349,23 @@ def test_quick_stream_run_compares_with_stock(quick_stream):
     assert config["strategies"]["stock"] == {} and config["train_tasks"] is None
     assert config["stream"]["digits"] == 2 and config["stream"]["level_weights"] == [1.0, 1.0, 1.0]  # --quick's world
     assert report["targets"]["etr"].startswith("ETR >= 1.5x stock's")
-    for run in report["runs"]["stock"]:
-        assert run["eval_steps"] == [2, 4] and len(run["etr"]) == 4  # an ETR at every step, measured on stock too
-        assert run["etr_mean"] == pytest.approx(np.mean(run["etr"]))
-    assert [run["seed"] for run in report["runs"]["stock"]] == [0, 1]
+    tasks_per_step = config["tasks_per_step"]
+    for name, runs in report["runs"].items():
+        assert [run["seed"] for run in runs] == [0, 1]
+        for run in runs:
+            assert run["eval_steps"] == [2, 4] and len(run["etr"]) == 4  # an ETR at every step, measured on stock too
+            etr = np.asarray(run["etr"])
+            np.testing.assert_allclose(etr * tasks_per_step, np.round(etr * tasks_per_step), atol=1e-9)
+            assert run["etr_mean"] == pytest.approx(etr.mean())
+            if name == "stock":  # TRL's trainer: no pool
+                assert "pool" not in run
+                continue
+            # BOTS's active pool, 8 rounds of tasks by default: every task it read is pooled or retired.
+            pool = run["pool"]
+            assert pool["size"] == 8 * tasks_per_step
+            assert pool["stream_position"] == pool["size"] + pool["retired"]
+            if name == "uniform-pool":  # a non-adaptive strategy retires every task it served: the stream read once
+                assert pool["retired"] == 4 * tasks_per_step
     assert_summary_follows_from_the_runs(report, "stock")
     assert result.stderr.count("GRPO A/B on an unbounded task stream: ") == 1
     assert "steps to stock's final [CI]" in result.stderr and "Targets against stock, paired by seed" in result.stderr

@@ -32,7 +32,8 @@ def train_from_setup(
     :mod:`bots_demo.stream`); ``trainer_class`` is another trainer that logs ``bots/effective_task_ratio``
     (:class:`bots_demo.stock.StockGRPOTrainer`). Returns the run's record: the evaluated steps and accuracies (overall
     and per carry level), the effective-task ratio of every step, the training wall time (evaluations excluded), the
-    pool's pass rates at the end (``samples`` completions per task) and the trainer.
+    pool's pass rates at the end (``samples`` completions per task), the trainer and, for an active pool (BOTS on a
+    stream), its size, retired tasks and stream position at the end.
     """
     trainer = trainer_class(
         model=setup.model_path,
@@ -49,7 +50,7 @@ def train_from_setup(
     model = trainer.accelerator.unwrap_model(trainer.model)
     end_rates = sampled_pass_rates(model, setup.tokenizer, setup.train_dataset, samples, setup.temperature)
     _, etr = log_series(trainer.state.log_history, "bots/effective_task_ratio")
-    return {
+    record = {
         "seed": args.seed,
         "eval_steps": list(evaluation.steps),
         "accuracy": [point["all"] for point in evaluation.accuracy],
@@ -59,6 +60,10 @@ def train_from_setup(
         "end_shape": start_shape(end_rates),
         "trainer": trainer,
     }
+    pool = getattr(trainer, "pool", None)
+    if pool is not None:  # BOTS on a stream: how many of its tasks the run read, and retired
+        record["pool"] = {"size": pool.size, "retired": pool.retired, "stream_position": pool.stream.position}
+    return record
 
 
 def steps_to_reach(steps: list[int], accuracy: list[float], target: float) -> int | None:

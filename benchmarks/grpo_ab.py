@@ -34,12 +34,25 @@ logarithms). The issue's three targets, for every strategy against uniform:
   that never does would enter at the budget, which flatters the ratio);
 * final accuracy above uniform's, the interval of the difference excluding 0.
 
+**On a task stream** (``--stream``), every run trains on an unbounded stream of the setup's additions instead of its
+pool (:func:`bots_demo.stream.setup_stream`: the pool's level mix, the held-out prompts excluded, no reference columns),
+seeded by the run's seed, so that every strategy of a seed reads the same stream. The strategies:
+
+* ``stock``: ``trl.GRPOTrainer`` as it ships, on TRL's own path for an ``IterableDataset`` (a buffered shuffle of the
+  stream); its ETR is measured as BOTS measures it, from the same rewards (:class:`bots_demo.stock.StockGRPOTrainer`);
+* ``uniform-pool`` and ``bots-pool``: ``BOTSGRPOTrainer`` with ``bots_strategy`` uniform and bots, each keeping an
+  active pool of the stream's tasks (its default settings).
+
+The reference is ``stock``: the targets, steps to target and paired differences above are against it. The pool's
+pass-rate shape is measured on the setup's task pool, a sample of the stream's mix.
+
 Usage::
 
     HF_HUB_OFFLINE=1 python benchmarks/grpo_ab.py --seeds 100 101 102 103 104 --output docs/results-grpo-ab.json \\
         --plots docs/figures --markdown
     HF_HUB_OFFLINE=1 python benchmarks/grpo_ab.py --quick                    # every code path, under a minute
     HF_HUB_OFFLINE=1 python benchmarks/grpo_ab.py --strategies bots uniform --learning_rate 5e-5  # any demo flag
+    HF_HUB_OFFLINE=1 python benchmarks/grpo_ab.py --stream --seeds 500 501 502 503 504  # on a task stream
 
 Flags the script does not define go to the example's parser, so every ``BOTSConfig`` field and every ``demo_*``
 setting can be overridden. The JSON report goes to stdout (and ``--output``); progress and a readable summary (the
@@ -62,6 +75,7 @@ import numpy as np
 from transformers import AutoModelForCausalLM
 
 from trl_bots.plotting import plot_comparison
+from trl_bots.trainer import BOTSGRPOTrainer
 
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -69,6 +83,8 @@ sys.path.insert(0, str(ROOT / "examples"))  # the demo's world, the package bots
 from bots_demo.grpo_runs import steps_to_reach, train_from_setup  # noqa: E402
 from bots_demo.measure import HeldoutEvaluation, check_start, start_shape  # noqa: E402
 from bots_demo.offline_setup import build_offline_setup  # noqa: E402
+from bots_demo.stock import StockGRPOTrainer  # noqa: E402
+from bots_demo.stream import setup_stream  # noqa: E402
 
 
 # Each strategy's BOTSConfig settings; everything else is the demo's configuration.
@@ -89,16 +105,19 @@ STRATEGIES: dict[str, dict[str, Any]] = {
     "bots-embedding-refs": {"bots_strategy": "bots", "bots_implicit_estimator": "embedding"},
 }
 REFERENCE = "uniform"
+# --stream: every strategy trains on the same unbounded task stream (bots_demo.stream, no reference columns).
+STOCK = "stock"  # trl.GRPOTrainer as it ships (bots_demo.stock); it reads no bots_* setting
+STREAM_STRATEGIES: dict[str, dict[str, Any]] = {
+    STOCK: {},
+    # BOTSGRPOTrainer on the stream keeps an active pool (its default size); a plain stream: no reference columns.
+    "uniform-pool": {"bots_strategy": "uniform", "bots_reference_columns": "none"},
+    "bots-pool": {"bots_strategy": "bots", "bots_reference_columns": "none"},
+}
 DEFAULT_SEEDS = [0, 1, 2, 3, 4]
 CONFIDENCE = 0.95
-# The issue's targets against uniform.
+# The issue's targets against the reference strategy (uniform; stock on a stream).
 ETR_RATIO_TARGET, STEPS_RATIO_TARGET = 1.5, 0.7
-TARGETS = {
-    "etr": f"ETR >= {ETR_RATIO_TARGET}x uniform's (geometric mean of the per-seed ratios)",
-    "steps": f"steps to uniform's final accuracy <= {STEPS_RATIO_TARGET}x uniform's, the ratio's interval excluding 1 "
-    "and every run reaching it",
-    "accuracy": "final accuracy above uniform's, the interval of the per-seed difference excluding 0",
-}
+
 # --quick: a tiny model and world (2-digit additions), a criterion every warm start meets (thresholds 0 / 0 / 1),
 # 2 seeds (the least that gives an interval) and 4 steps: every code path in under a minute.
 QUICK_SEEDS, QUICK_STEPS, QUICK_EVAL_EVERY = [0, 1], 4, 2
@@ -179,10 +198,26 @@ def ratio_interval(numerators, denominators, confidence: float = CONFIDENCE) -> 
     return {key: None if value is None else math.exp(value) for key, value in logs.items()}
 
 
+def targets(reference: str) -> dict[str, str]:
+    """The issue's three targets against ``reference``, in words."""
+    return {
+        "etr": f"ETR >= {ETR_RATIO_TARGET}x {reference}'s (geometric mean of the per-seed ratios)",
+        "steps": f"steps to {reference}'s final accuracy <= {STEPS_RATIO_TARGET}x {reference}'s, the ratio's interval "
+        "excluding 1 and every run reaching it",
+        "accuracy": f"final accuracy above {reference}'s, the interval of the per-seed difference excluding 0",
+    }
+
+
+def reference_of(report: dict[str, Any]) -> str:
+    """The strategy a report compares every other with: its config's ``reference`` (stock on a stream), else uniform
+    (a report on the task pool, which does not name it)."""
+    return report["config"].get("reference", REFERENCE)
+
+
 def targets_met(
     etr_ratio: dict | None, steps_ratio: dict | None, all_reached: bool, difference: dict
 ) -> dict[str, bool]:
-    """The issue's three targets (:data:`TARGETS`) from a strategy's paired comparison with uniform."""
+    """The issue's three targets (:func:`targets`) from a strategy's paired comparison with the reference."""
     return {
         "etr": etr_ratio is not None and etr_ratio["mean"] >= ETR_RATIO_TARGET,
         "steps": steps_ratio is not None
@@ -233,7 +268,7 @@ def summarise(runs: list[dict], start: dict[str, Any], target: float, budget: in
 
 
 def compare(runs: list[dict], reference: list[dict], target: float, budget: int) -> dict[str, Any]:
-    """A strategy against uniform, paired by seed: accuracy difference, steps and ETR ratios, the targets."""
+    """A strategy against the reference, paired by seed: accuracy difference, steps and ETR ratios, the targets."""
     if [run["seed"] for run in runs] != [run["seed"] for run in reference]:
         raise ValueError("compare: the two strategies' runs must have the same seeds in the same order.")
 
@@ -287,7 +322,7 @@ def _table(header: list[str], rows: list[list[str]], markdown: bool) -> str:
 
 def render(report: dict[str, Any], markdown: bool = False) -> str:
     """The report as text: the README table, accuracy per carry level, the pool's shape, the targets."""
-    config, summary, start = report["config"], report["summary"], report["start"]
+    config, summary, start, reference = report["config"], report["summary"], report["start"], reference_of(report)
     seeds = len(config["seeds"])
     main = [
         [
@@ -300,7 +335,7 @@ def render(report: dict[str, Any], markdown: bool = False) -> str:
         ]
         for name, metrics in summary.items()
     ]
-    header = ["strategy", "ETR", "final acc [95% CI]", "steps to uniform's final [CI]", "s/step"]
+    header = ["strategy", "ETR", "final acc [95% CI]", f"steps to {reference}'s final [CI]", "s/step"]
     curves = [metrics["accuracy_curve"] for metrics in summary.values()]
     over_steps = [
         [str(step), *(_interval({key: curve[key][i] for key in ("mean", "low", "high")}) for curve in curves)]
@@ -321,11 +356,11 @@ def render(report: dict[str, Any], markdown: bool = False) -> str:
         for name, metrics in summary.items()
     ]
     lines = [
-        f"GRPO A/B: {len(summary)} strategies x {seeds} seeds ({' '.join(map(str, config['seeds']))}), "
+        f"GRPO A/B{' on an unbounded task stream' if 'stream' in config else ''}: {len(summary)} strategies x {seeds} seeds ({' '.join(map(str, config['seeds']))}), "
         f"{config['steps']} steps per run, {config['heldout_tasks']} held-out tasks (standard error <= "
         f"{config['heldout_standard_error']:.4f}); total wall time {report['wall_seconds'] / 60:.1f} min.",
-        f"Seed means with 95% t-intervals; steps to uniform's final accuracy ({report['target_accuracy']:.3f}); a run "
-        f"that never reaches it counts as {config['steps']}.",
+        f"Seed means with 95% t-intervals; steps to {reference}'s final accuracy ({report['target_accuracy']:.3f}); "
+        f"a run that never reaches it counts as {config['steps']}.",
         "",
         _table(header, main, markdown),
         "",
@@ -341,7 +376,7 @@ def render(report: dict[str, Any], markdown: bool = False) -> str:
         "",
         _table(["", "always", "mixed", "never"], shapes, markdown),
         "",
-        "Targets against uniform, paired by seed (geometric-mean ratios; difference of final accuracies):",
+        f"Targets against {reference}, paired by seed (geometric-mean ratios; difference of final accuracies):",
         "",
         _table(
             [
@@ -417,15 +452,27 @@ def run_arguments(example, options: argparse.Namespace, name: str, seed: int, **
     )
 
 
+def strategy_settings(stream: bool) -> dict[str, dict[str, Any]]:
+    """The strategies of a mode and their BOTSConfig settings: on the task stream, or on the setup's task pool."""
+    return STREAM_STRATEGIES if stream else STRATEGIES
+
+
 def train_one(example, setup, options: argparse.Namespace, strategy: str, seed: int) -> dict[str, Any]:
-    """One GRPO run from the setup's warm start: its record without the trainer, plus mean ETR and seconds per step."""
-    script_args, args, _, demo_args = run_arguments(example, options, strategy, seed, **STRATEGIES[strategy])
+    """One GRPO run from the setup's warm start, on its task pool or (``--stream``) on the task stream of ``seed``,
+    the same for every strategy: its record without the trainer, plus mean ETR and seconds per step."""
+    settings = strategy_settings(options.stream)[strategy]
+    script_args, args, _, demo_args = run_arguments(example, options, strategy, seed, **settings)
+    data = {}
+    if options.stream:
+        trainer_class = StockGRPOTrainer if strategy == STOCK else BOTSGRPOTrainer
+        data = {"train_dataset": setup_stream(setup, seed), "trainer_class": trainer_class}
     record = train_from_setup(
         setup,
         args,
         [example.get_reward_function(name) for name in script_args.reward_funcs],
         HeldoutEvaluation(setup.tokenizer, setup.eval_dataset, options.eval_every, setup.temperature),
         demo_args.demo_reference_samples,
+        **data,
     )
     del record["trainer"]  # frees the model; the record is what the report keeps
     record["etr_mean"] = float(np.mean(record["etr"]))
@@ -462,29 +509,44 @@ def run_benchmark(options: argparse.Namespace) -> dict[str, Any]:
                 file=sys.stderr,
                 flush=True,
             )
-    tasks = len(setup.eval_dataset)
+    tasks, settings = len(setup.eval_dataset), strategy_settings(options.stream)
+    config = {
+        "strategies": {name: settings[name] for name in options.strategies},
+        "seeds": options.seeds,
+        "steps": options.steps,
+        "eval_every": options.eval_every,
+        "quick": options.quick,
+        "confidence": CONFIDENCE,
+        "heldout_tasks": tasks,
+        "heldout_standard_error": 0.5 / math.sqrt(tasks),  # the largest, at accuracy 0.5
+        "train_tasks": None if options.stream else len(setup.train_dataset),  # a stream has no end
+        "tasks_per_step": training_args.generation_batch_size // training_args.num_generations,
+        "num_generations": training_args.num_generations,
+        "learning_rate": training_args.learning_rate,
+        "overrides": options.overrides,
+    }
+    if options.stream:
+        config.update(reference=STOCK, stream=stream_settings(setup))
     return {
-        "config": {
-            "strategies": {name: STRATEGIES[name] for name in options.strategies},
-            "seeds": options.seeds,
-            "steps": options.steps,
-            "eval_every": options.eval_every,
-            "quick": options.quick,
-            "confidence": CONFIDENCE,
-            "heldout_tasks": tasks,
-            "heldout_standard_error": 0.5 / math.sqrt(tasks),  # the largest, at accuracy 0.5
-            "train_tasks": len(setup.train_dataset),
-            "tasks_per_step": training_args.generation_batch_size // training_args.num_generations,
-            "num_generations": training_args.num_generations,
-            "learning_rate": training_args.learning_rate,
-            "overrides": options.overrides,
-        },
+        "config": config,
         "setup": {"folder": setup.folder, "build": setup.manifest["build"], "seconds": setup_seconds},
         "start": start,
-        "targets": TARGETS,
-        **comparisons(runs, start, options.steps),
+        "targets": targets(reference_of({"config": config})),
+        **comparisons(runs, start, options.steps, reference_of({"config": config})),
         "wall_seconds": time.perf_counter() - started,
         "runs": runs,
+    }
+
+
+def stream_settings(setup) -> dict[str, Any]:
+    """What a report says of the task stream (``bots_demo.stream.setup_stream``): the setup's world."""
+    settings = setup.manifest["settings"]
+    return {
+        "seed": "each run's seed: every strategy of a seed reads the same stream",
+        "digits": settings["demo_digits"],
+        "level_weights": settings["demo_pool_level_weights"],
+        "excluded": f"the {len(setup.eval_dataset)} held-out prompts",
+        "pool_shape_measured_on": f"the setup's task pool ({len(setup.train_dataset)} tasks of the stream's mix)",
     }
 
 
@@ -507,7 +569,13 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         description=__doc__.splitlines()[0],
         epilog="Other flags (any BOTSConfig or demo_* option of examples/train_bots.py) override the demo's settings.",
     )
-    parser.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=list(STRATEGIES))
+    parser.add_argument(
+        "--strategies",
+        nargs="+",
+        choices=[*STRATEGIES, *STREAM_STRATEGIES],
+        help=f"Strategies to run (default: every one of the mode: {', '.join(STRATEGIES)}; with --stream "
+        f"{', '.join(STREAM_STRATEGIES)}).",
+    )
     parser.add_argument(
         "--seeds", nargs="+", type=int, help=f"Seeds, one run per strategy each (default {DEFAULT_SEEDS})."
     )
@@ -518,6 +586,12 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--plots", help="Folder for grpo_ab_accuracy.png.")
     parser.add_argument("--markdown", action="store_true", help="Print the summary's tables in Markdown (README).")
     parser.add_argument("--quick", action="store_true", help="A tiny world, 2 seeds and 4 steps: a smoke run.")
+    parser.add_argument(
+        "--stream",
+        action="store_true",
+        help="Train every run on an unbounded task stream of the setup's world (each run's seed seeds it) instead of "
+        f"its task pool: strategies {', '.join(STREAM_STRATEGIES)}, compared with {STOCK} (trl.GRPOTrainer).",
+    )
     parser.add_argument(
         "--report",
         nargs="+",
@@ -536,7 +610,19 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         options.seeds = DEFAULT_SEEDS
     if len(set(options.seeds)) != len(options.seeds) or min(options.seeds) < 0:
         parser.error(f"--seeds must be distinct non-negative integers, got {options.seeds}")
-    if REFERENCE not in options.strategies or len(set(options.strategies)) < 2:
+    catalogue = strategy_settings(options.stream)
+    if options.strategies is None:
+        options.strategies = list(catalogue)
+    other_mode = [name for name in options.strategies if name not in catalogue]
+    if other_mode:
+        where = "the task stream (--stream)" if options.stream else "the task pool (no --stream)"
+        parser.error(
+            f"--strategies {' '.join(other_mode)} do not train on {where}; choose from {', '.join(catalogue)}"
+        )
+    if options.stream:  # stock alone is a run of TRL's trainer: the baseline, measured
+        if STOCK not in options.strategies:
+            parser.error(f"--strategies must include {STOCK} (the reference) with --stream")
+    elif REFERENCE not in options.strategies or len(set(options.strategies)) < 2:
         parser.error(f"--strategies must include {REFERENCE} (the reference) and at least one other strategy")
     if len(set(options.strategies)) != len(options.strategies):
         parser.error(f"--strategies must not repeat a strategy, got {options.strategies}")
@@ -560,41 +646,48 @@ def attach_demo(options: argparse.Namespace, overrides: list[str]):
 
 
 def pooled_report(reports: list[dict[str, Any]]) -> dict[str, Any]:
-    """One report from ``reports`` of the same setup and steps: the strategies all of them ran (in the first's order),
-    their runs concatenated, and every summary and comparison recomputed from the runs."""
+    """One report from ``reports`` of the same setup, steps and training data (the task pool, or the same task
+    stream): the strategies all of them ran (in the first's order), their runs concatenated, and every summary and
+    comparison recomputed from the runs."""
     first = reports[0]
     for other in reports[1:]:
         if other["start"] != first["start"] or other["config"]["steps"] != first["config"]["steps"]:
             raise ValueError("--report: the reports must come from the same setup and number of steps.")
+        if other["config"].get("stream") != first["config"].get("stream"):
+            raise ValueError(
+                "--report: the reports must train on the same data: the setup's task pool, or the same task stream "
+                "(--stream); pool them separately."
+            )
     seeds = [seed for report in reports for seed in report["config"]["seeds"]]
     if len(set(seeds)) != len(seeds):
         raise ValueError(f"--report: the reports must have distinct seeds, got {seeds}.")
     strategies = [name for name in first["runs"] if all(name in report["runs"] for report in reports)]
     runs = {name: [run for report in reports for run in report["runs"][name]] for name in strategies}
-    config = first["config"]
+    config, reference = first["config"], reference_of(first)
     return {
         **first,
         "config": {
             **config,
             "strategies": {name: config["strategies"][name] for name in strategies},
-            "seeds": [run["seed"] for run in runs[REFERENCE]],
+            "seeds": [run["seed"] for run in runs[reference]],
         },
-        **comparisons(runs, first["start"], config["steps"]),
+        **comparisons(runs, first["start"], config["steps"], reference),
         "wall_seconds": sum(report["wall_seconds"] for report in reports),
     }
 
 
-def comparisons(runs: dict[str, list[dict]], start: dict[str, Any], steps: int) -> dict[str, Any]:
-    """What a report computes from its runs: the target (uniform's final accuracy), every strategy's summary, its
-    paired comparison with uniform, the accuracy differences of every pair, and the runs themselves."""
-    target = float(np.mean([run["accuracy"][-1] for run in runs[REFERENCE]]))
+def comparisons(runs: dict[str, list[dict]], start: dict[str, Any], steps: int, reference: str) -> dict[str, Any]:
+    """What a report computes from its runs: the target (the ``reference`` strategy's final accuracy), every
+    strategy's summary, its paired comparison with the reference, the accuracy differences of every pair, and the runs
+    themselves."""
+    target = float(np.mean([run["accuracy"][-1] for run in runs[reference]]))
     return {
         "target_accuracy": target,
         "summary": {name: summarise(strategy_runs, start, target, steps) for name, strategy_runs in runs.items()},
         "paired": {
-            name: compare(strategy_runs, runs[REFERENCE], target, steps)
+            name: compare(strategy_runs, runs[reference], target, steps)
             for name, strategy_runs in runs.items()
-            if name != REFERENCE
+            if name != reference
         },
         "accuracy_differences": accuracy_differences(runs),
         "runs": runs,

@@ -162,6 +162,37 @@ def test_bad_arguments_stop_before_any_work(argv, message, capsys):
     assert message in capsys.readouterr().err
 
 
+def test_stream_mode_has_its_own_strategies_and_compares_with_stock(tmp_path):
+    options = grpo_ab.parse(["--stream", "--workdir", str(tmp_path)])
+    assert options.stream and options.strategies == ["stock", "uniform-pool", "bots-pool"]
+    assert grpo_ab.parse(["--stream", "--strategies", "stock"]).strategies == ["stock"]  # the baseline alone
+    assert not grpo_ab.parse(["--strategies", "bots", "uniform"]).stream
+    # The BOTS strategies read the stream as a plain dataset: the demo's reference columns are dropped.
+    for name in ("uniform-pool", "bots-pool"):
+        assert grpo_ab.STREAM_STRATEGIES[name]["bots_reference_columns"] == "none"
+    assert grpo_ab.reference_of({"config": {"reference": "stock"}}) == "stock"
+    assert grpo_ab.reference_of({"config": {}}) == "uniform"  # a report on the task pool does not name it
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--stream", "--strategies", "bots-pool"], "--strategies must include stock (the reference) with --stream"),
+        (
+            ["--stream", "--strategies", "stock", "bots"],
+            "--strategies bots do not train on the task stream (--stream)",
+        ),
+        (["--strategies", "uniform", "stock"], "--strategies stock do not train on the task pool (no --stream)"),
+        (["--stream", "--strategies", "stock", "stock"], "--strategies must not repeat a strategy"),
+    ],
+)
+def test_bad_stream_arguments_stop_before_any_work(argv, message, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        grpo_ab.parse(argv)
+    assert stopped.value.code == 2
+    assert message in capsys.readouterr().err
+
+
 def test_an_unknown_flag_is_named_by_the_demo_parser():
     with pytest.raises(ValueError, match="--no_such_flag"):
         grpo_ab.parse(["--no_such_flag", "3"])
@@ -243,9 +274,13 @@ def t_interval(values) -> dict:
 
 @pytest.mark.slow
 def test_quick_run_summary_follows_from_the_runs(quick):
-    _, report, _ = quick
+    assert_summary_follows_from_the_runs(quick[1], "uniform")
+
+
+def assert_summary_follows_from_the_runs(report: dict, reference: str) -> None:
+    """Every summary and paired comparison of ``report``, recomputed from its runs with scipy, against ``reference``."""
     runs, steps = report["runs"], report["config"]["steps"]
-    target = np.mean([run["accuracy"][-1] for run in runs["uniform"]])
+    target = np.mean([run["accuracy"][-1] for run in runs[reference]])
     assert report["target_accuracy"] == pytest.approx(target)
 
     def steps_needed(run):
@@ -271,7 +306,7 @@ def test_quick_run_summary_follows_from_the_runs(quick):
             assert summary["final_accuracy_by_level"][level] == pytest.approx(t_interval(by_level))
 
     for name, paired in report["paired"].items():
-        pairs = list(zip(runs[name], runs["uniform"], strict=True))
+        pairs = list(zip(runs[name], runs[reference], strict=True))
         difference = t_interval([run["accuracy"][-1] - ref["accuracy"][-1] for run, ref in pairs])
         assert paired["final_accuracy_difference"] == pytest.approx(difference)
         logs = t_interval([math.log(steps_needed(run) / steps_needed(ref)) for run, ref in pairs])
@@ -289,6 +324,52 @@ def test_quick_run_summary_follows_from_the_runs(quick):
         assert met["steps"] == (all_reached and ratio["mean"] <= 0.7 and ratio["high"] < 1)
         assert met["accuracy"] == (difference["low"] > 0)
     assert set(report["targets"]) == {"etr", "steps", "accuracy"}
+    assert list(report["paired"]) == [name for name in runs if name != reference]
+
+
+# ------------------------------------------------------------------ --quick --stream, end to end
+STREAM_STRATEGIES = ["stock", "uniform-pool", "bots-pool"]
+
+
+@pytest.fixture(scope="module")
+def quick_stream(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("grpo_ab_stream")
+    argv = ["--quick", "--stream", "--workdir", str(folder / "work"), "--output", str(folder / "report.json")]
+    result = subprocess.run(
+        [sys.executable, _PATH, *argv, "--strategies", *STREAM_STRATEGIES], capture_output=True, text=True, check=True
+    )
+    return json.loads((folder / "report.json").read_text()), result
+
+
+@pytest.mark.slow
+def test_quick_stream_run_compares_with_stock(quick_stream):
+    report, result = quick_stream
+    config = report["config"]
+    assert config["reference"] == "stock" and list(report["runs"]) == STREAM_STRATEGIES
+    assert config["strategies"]["stock"] == {} and config["train_tasks"] is None
+    assert config["stream"]["digits"] == 2 and config["stream"]["level_weights"] == [1.0, 1.0, 1.0]  # --quick's world
+    assert report["targets"]["etr"].startswith("ETR >= 1.5x stock's")
+    tasks_per_step = config["tasks_per_step"]
+    for name, runs in report["runs"].items():
+        assert [run["seed"] for run in runs] == [0, 1]
+        for run in runs:
+            assert run["eval_steps"] == [2, 4] and len(run["etr"]) == 4  # an ETR at every step, measured on stock too
+            etr = np.asarray(run["etr"])
+            np.testing.assert_allclose(etr * tasks_per_step, np.round(etr * tasks_per_step), atol=1e-9)
+            assert run["etr_mean"] == pytest.approx(etr.mean())
+            if name == "stock":  # TRL's trainer: no pool
+                assert "pool" not in run
+                continue
+            # BOTS's active pool, 8 rounds of tasks by default: every task it read is pooled or retired.
+            pool = run["pool"]
+            assert pool["size"] == 8 * tasks_per_step
+            assert pool["stream_position"] == pool["size"] + pool["retired"]
+            if name == "uniform-pool":  # a non-adaptive strategy retires every task it served: the stream read once
+                assert pool["retired"] == 4 * tasks_per_step
+    assert_summary_follows_from_the_runs(report, "stock")
+    assert result.stderr.count("GRPO A/B on an unbounded task stream: ") == 1
+    assert "steps to stock's final [CI]" in result.stderr and "Targets against stock, paired by seed" in result.stderr
+    assert grpo_ab.render(report) in result.stderr
 
 
 def test_pooled_report_concatenates_the_runs_of_the_common_strategies():
@@ -325,3 +406,13 @@ def test_pooled_report_concatenates_the_runs_of_the_common_strategies():
     assert pooled["paired"]["bots"]["etr_ratio"]["mean"] == pytest.approx(0.4 / 0.3)
     with pytest.raises(ValueError, match="distinct seeds"):
         grpo_ab.pooled_report([first, first])
+    # On a stream the reference is stock; a stream's report does not pool with one on the task pool.
+    streamed = report([5, 6], [0.4, 0.5], {"stock": 0.0, "bots-pool": 0.1})
+    streamed["config"].update(reference="stock", stream={"digits": 2})
+    other = report([7, 8], [0.5, 0.6], {"stock": 0.0, "bots-pool": 0.1})
+    other["config"].update(reference="stock", stream={"digits": 2})
+    pooled = grpo_ab.pooled_report([streamed, other])
+    assert list(pooled["paired"]) == ["bots-pool"] and pooled["config"]["seeds"] == [5, 6, 7, 8]
+    assert pooled["target_accuracy"] == pytest.approx(0.5)  # stock's mean final accuracy
+    with pytest.raises(ValueError, match="the same data"):
+        grpo_ab.pooled_report([first, {**streamed, "start": first["start"]}])

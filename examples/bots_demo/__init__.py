@@ -7,7 +7,9 @@ One idea per module:
 - :mod:`bots_demo.measure`: pass rates of a model on the tasks, the start criterion, held-out accuracy.
 - :mod:`bots_demo.warm_start`: supervised training until the start criterion holds, and the two reference models.
 - :mod:`bots_demo.offline_setup`: building, shipping (checksummed) and loading the setup folder.
-- :mod:`bots_demo.grpo_runs`: one GRPO run of `BOTSGRPOTrainer` from the setup's warm start.
+- :mod:`bots_demo.grpo_runs`: one GRPO run of `BOTSGRPOTrainer` (or the stock baseline) from the setup's warm start.
+- :mod:`bots_demo.stream`: an unbounded stream of the world's additions, with the pool's difficulty mix.
+- :mod:`bots_demo.stock`: `trl.GRPOTrainer` as it ships, logging BOTS's effective-task ratio: the stream's baseline.
 - :mod:`bots_demo.console`: one progress bar per phase on the console.
 
 It needs a checkout of the repository: the shipped setup is not part of the installed package. `examples/train_bots.py`

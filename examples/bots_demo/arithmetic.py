@@ -13,7 +13,7 @@ solved, many never solved, and a frontier that moves.
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from functools import cache
 
 import numpy as np
@@ -66,6 +66,12 @@ def format_addition(a: int, b: int, digits: int) -> tuple[str, str]:
     return f"{a:0{digits}d}+{b:0{digits}d}=", f"{a + b:0{digits + 1}d}"[::-1]
 
 
+def addition_task(a: int, b: int, digits: int) -> dict[str, str | int]:
+    """The task row of ``a + b``: its ``prompt`` and ``solution`` (:func:`format_addition`) and its level."""
+    prompt, solution = format_addition(a, b, digits)
+    return {"prompt": prompt, "solution": solution, LEVEL_COLUMN: count_carries(a, b)}
+
+
 def count_carries(a: int, b: int) -> int:
     """Number of carries in the column addition of ``a`` and ``b``: the difficulty level."""
     carries = carry = 0
@@ -93,7 +99,7 @@ def count_additions(digits: int, carries: int) -> int:
     return ways[0][carries] + ways[1][carries]
 
 
-def _addition_with_carries(rng: random.Random, digits: int, carries: int) -> tuple[int, int]:
+def addition_with_carries(rng: random.Random, digits: int, carries: int) -> tuple[int, int]:
     """Operands with exactly ``carries`` carries: the carrying places drawn uniformly, then each place's digits."""
     carrying = set(rng.sample(range(digits), carries))
     a = b = carry = 0
@@ -106,18 +112,48 @@ def _addition_with_carries(rng: random.Random, digits: int, carries: int) -> tup
     return a, b
 
 
-def level_counts(num: int, weights: Sequence[float]) -> np.ndarray:
-    """Split ``num`` rows over levels in proportion to ``weights`` exactly (largest remainder, ties to lower levels)."""
+def level_shares(weights: Sequence[float]) -> np.ndarray:
+    """``weights`` normalised to shares of the levels; ``ValueError`` unless they are non-negative, finite and not all
+    zero."""
     weights = np.asarray(weights, dtype=np.float64)
     if weights.ndim != 1 or weights.size == 0 or np.any(weights < 0) or not np.isfinite(weights).all():
         raise ValueError(f"level weights must be a non-empty list of non-negative numbers, got {weights.tolist()}.")
     if weights.sum() <= 0:
         raise ValueError(f"level weights must not all be zero, got {weights.tolist()}.")
-    quota = num * weights / weights.sum()
+    return weights / weights.sum()
+
+
+def level_counts(num: int, weights: Sequence[float]) -> np.ndarray:
+    """Split ``num`` rows over levels in proportion to ``weights`` exactly (largest remainder, ties to lower levels)."""
+    quota = num * level_shares(weights)
     counts = np.floor(quota).astype(np.int64)
     order = np.argsort(-(quota - counts), kind="stable")
     counts[order[: num - counts.sum()]] += 1
     return counts
+
+
+def checked_level_weights(caller: str, digits: int, level_weights: Sequence[float] | None) -> list[float]:
+    """``level_weights`` as a list of ``digits + 1`` weights (None: every level alike); ``ValueError`` naming
+    ``caller`` for digits below 1 or another number of weights."""
+    if digits < 1:
+        raise ValueError(f"{caller}: digits must be >= 1, got {digits}.")
+    weights = [1.0] * (digits + 1) if level_weights is None else list(level_weights)
+    if len(weights) != digits + 1:
+        raise ValueError(
+            f"{caller}: level_weights needs one weight per number of carries 0..{digits} ({digits + 1} "
+            f"weights), got {len(weights)}: {weights}."
+        )
+    return weights
+
+
+def excluded_per_level(exclude: Iterable[str], digits: int) -> np.ndarray:
+    """How many of the prompts in ``exclude`` are ``digits``-digit additions with 0, 1, ... ``digits`` carries."""
+    excluded = np.zeros(digits + 1, dtype=np.int64)
+    for prompt in exclude:
+        if len(prompt) == 2 * digits + 2:
+            a, b = (int(x) for x in prompt.rstrip("=").split("+"))
+            excluded[count_carries(a, b)] += 1
+    return excluded
 
 
 def make_additions(
@@ -133,20 +169,9 @@ def make_additions(
     :func:`level_counts`). Columns: ``prompt``, ``solution`` (see :func:`format_addition`) and ``carries``. Prompts in
     ``exclude`` are never produced, so a held-out set stays held out.
     """
-    if digits < 1:
-        raise ValueError(f"make_additions: digits must be >= 1, got {digits}.")
-    weights = [1.0] * (digits + 1) if level_weights is None else list(level_weights)
-    if len(weights) != digits + 1:
-        raise ValueError(
-            f"make_additions: level_weights needs one weight per number of carries 0..{digits} ({digits + 1} "
-            f"weights), got {len(weights)}: {weights}."
-        )
+    weights = checked_level_weights("make_additions", digits, level_weights)
     counts = level_counts(num, weights)
-    excluded = np.zeros(digits + 1, dtype=np.int64)
-    for prompt in exclude:
-        if len(prompt) == 2 * digits + 2:
-            a, b = (int(x) for x in prompt.rstrip("=").split("+"))
-            excluded[count_carries(a, b)] += 1
+    excluded = excluded_per_level(exclude, digits)
     for carries, wanted in enumerate(counts):
         available = count_additions(digits, carries) - excluded[carries]
         if wanted > available:
@@ -160,11 +185,10 @@ def make_additions(
     for carries, wanted in enumerate(counts):
         made = 0
         while made < wanted:
-            a, b = _addition_with_carries(rng, digits, carries)
-            prompt, solution = format_addition(a, b, digits)
-            if prompt not in seen:
-                seen.add(prompt)
-                rows.append({"prompt": prompt, "solution": solution, LEVEL_COLUMN: carries})
+            row = addition_task(*addition_with_carries(rng, digits, carries), digits)
+            if row["prompt"] not in seen:
+                seen.add(row["prompt"])
+                rows.append(row)
                 made += 1
     rng.shuffle(rows)
     return Dataset.from_list(rows)

@@ -219,6 +219,13 @@ def test_a_stream_that_stops_ends_training_when_it_runs_out(tiny_model_path, tmp
         "BOTS: the stream ended (bots_stream_end='stop') after 8 tasks and the pool cannot replace its retired tasks: "
         "training stops after this step."
     ]
+    # Four tasks left the pool (rounds 1 and 2); round 3's two stayed, for want of rows. The model card says so.
+    trainer.create_model_card()
+    card = (tmp_path / "README.md").read_text()
+    assert (
+        "| tasks | an active pool of 4 over a stream: 8 read, 4 retired (retire threshold 0.95, at the stream's end: "
+        "stop) |" in card
+    )
 
 
 def test_a_pool_larger_than_the_stream_holds_it_all(tiny_model_path, tmp_path, caplog):

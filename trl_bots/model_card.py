@@ -60,9 +60,9 @@ def implicit_evidence(args: Any, selector: Any) -> str:
     )
 
 
-def bots_card_section(args: Any, selector: Any, ratios: EffectiveTaskRatios) -> str:
+def bots_card_section(args: Any, selector: Any, ratios: EffectiveTaskRatios, pool: Any = None) -> str:
     """The section for a run with the `BOTSConfig` `args` whose selector (a `BOTSSelector`) is `selector` and whose
-    rounds had the effective-task `ratios`."""
+    rounds had the effective-task `ratios`; over a stream, `pool` is its `ActivePool`."""
     settings = {
         "strategy": args.bots_strategy,
         "target pass rate": args.bots_target_pass_rate,
@@ -79,7 +79,10 @@ def bots_card_section(args: Any, selector: Any, ratios: EffectiveTaskRatios) -> 
         "domain column (weights)": f"{args.bots_domain_column} ({args.bots_domain_weights})",
         "success": f"reward {' + '.join(args.bots_success_reward or ['(weighted total)'])} >= "
         f"{args.bots_success_threshold}" + (" (fractional evidence)" if args.bots_fractional_evidence else ""),
-        "tasks": selector.num_tasks,
+        "tasks": selector.num_tasks
+        if pool is None
+        else f"an active pool of {pool.size} over a stream: {pool.stream.position} read, {pool.retired} retired "
+        f"(retire threshold {args.bots_retire_threshold}, at the stream's end: {args.bots_stream_end})",
         "rounds": selector.round,
         "effective-task ratio": ratios.card_text(),
     }

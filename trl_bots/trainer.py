@@ -537,4 +537,4 @@ class BOTSGRPOTrainer(GRPOTrainer):
         super().create_model_card(model_name=model_name, dataset_name=dataset_name, tags=tags)
         if self.is_world_process_zero():
             with open(os.path.join(self.args.output_dir, "README.md"), "a") as f:
-                f.write(bots_card_section(self.args, self.selector, self._bots_ratios))
+                f.write(bots_card_section(self.args, self.selector, self._bots_ratios, self.pool))

@@ -419,6 +419,45 @@ def test_plot_draws_the_embedding_plug_ins_predictions_against_the_posterior(tmp
     assert imread(written[3]).shape[:2] == (500, 500)  # the square scatter
 
 
+def test_plot_of_a_run_over_a_stream_draws_the_pools_turnover(tmp_path, capsys, monkeypatch):
+    import matplotlib.axes
+
+    from trl_bots import BOTSSelector
+
+    run = tmp_path / "run"
+    (run / "checkpoint-3").mkdir(parents=True)
+    history = [
+        {
+            "step": s,
+            "reward": 0.5,
+            "bots/effective_task_ratio": 0.5,
+            "bots/retired": 2 * s,
+            "bots/stream_position": 8 + 2 * s,
+        }
+        for s in (1, 2, 3)
+    ]
+    (run / "checkpoint-3" / "trainer_state.json").write_text(json.dumps({"log_history": history}))
+    BOTSSelector(8, implicit_weight=0.0).save(run / "checkpoint-3" / "bots_selector.safetensors")
+    titles, lines = [], []  # what the figures show, recorded as matplotlib draws it
+    set_title, plot = matplotlib.axes.Axes.set_title, matplotlib.axes.Axes.plot
+
+    def recording_set_title(axis, title, *args, **kwargs):
+        titles.append(title)
+        return set_title(axis, title, *args, **kwargs)
+
+    def recording_plot(axis, *args, **kwargs):
+        lines.append((kwargs.get("label"), [float(y) for y in args[1]]))
+        return plot(axis, *args, **kwargs)
+
+    monkeypatch.setattr(matplotlib.axes.Axes, "set_title", recording_set_title)
+    monkeypatch.setattr(matplotlib.axes.Axes, "plot", recording_plot)
+    assert cli_main(["plot", str(run)]) == 0
+    written = [os.path.basename(p) for p in capsys.readouterr().out.split()]
+    assert written == ["training_curves.png", "posterior_pass_rates.png", "active_pool.png"]
+    assert "Posterior over the 8 tasks of the active pool" in titles
+    assert ("tasks read from the stream", [10.0, 12.0, 14.0]) in lines and ("tasks retired", [2.0, 4.0, 6.0]) in lines
+
+
 def test_plot_skips_a_trainer_state_cut_short_and_says_so(tmp_path, capsys, caplog):
     from trl_bots import BOTSSelector
 

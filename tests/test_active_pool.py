@@ -275,9 +275,21 @@ def test_at_the_end_of_a_stream_that_stops_the_pool_fills_what_it_can():
     assert pool.replace(np.array([3])).tolist() == [] and pool.exhausted and pool.retired == 2
 
 
+def test_a_visit_budget_wears_out_the_tasks_served_that_often_and_a_new_task_starts_at_zero():
+    pool = pool_over(20, 4)
+    assert pool.worn_out(None).tolist() == [] and pool.worn_out(1).tolist() == []
+    pool.serve(np.array([0, 2]))
+    pool.serve(np.array([2, 3]))
+    assert pool.visits.tolist() == [1, 0, 2, 1]
+    assert pool.worn_out(2).tolist() == [2] and pool.worn_out(1).tolist() == [0, 2, 3]
+    pool.replace(np.array([2]))
+    assert pool.visits.tolist() == [1, 0, 0, 1] and pool.worn_out(2).tolist() == []
+
+
 @pytest.mark.parametrize("restart", [True, False])
 def test_a_pool_state_round_trip_continues_exactly(restart):
     pool = pool_over(7, 4, restart=restart)
+    pool.serve(np.array([1, 2]))
     pool.replace(np.array([0, 2]))
     state = json.loads(json.dumps(pool.state_dict()))
     assert state["task_ids"] == [4, 1, 5, 3] and state["retired"] == 2 and state["stream"]["position"] == 6
@@ -285,6 +297,7 @@ def test_a_pool_state_round_trip_continues_exactly(restart):
     again.load_state_dict(state)
     assert again.rows == pool.rows and again.task_ids.tolist() == pool.task_ids.tolist()
     assert again.keys.tolist() == pool.keys.tolist() and again.retired == pool.retired
+    assert again.visits.tolist() == pool.visits.tolist() == [0, 1, 0, 0]
     for _ in range(3):
         assert again.replace(np.array([1, 3])).tolist() == pool.replace(np.array([1, 3])).tolist()
         assert again.rows == pool.rows and again.task_ids.tolist() == pool.task_ids.tolist()

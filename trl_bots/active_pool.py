@@ -42,6 +42,7 @@ class ActivePool:
         task_ids: each slot's task id, the stream position it was read at (unique over the run: a row read again in
             a later pass is another task, with a fresh belief).
         retired: tasks retired so far (replaced by the stream's next ones).
+        visits: how many rounds served each slot's task.
         exhausted: the stream ended (``bots_stream_end="stop"``) and a retired task could not be replaced.
     """
 
@@ -63,12 +64,21 @@ class ActivePool:
         self.task_ids = np.asarray(ids, dtype=np.int64)
         self.keys = np.asarray(keys, dtype=np.int64)
         self._pooled = set(keys)  # the keys of the rows in the pool, kept so that a refill costs per row
+        self.visits = np.zeros(len(self.rows), dtype=np.int64)  # rounds that served each slot's task
         self.retired = 0
         self.exhausted = False
 
     @property
     def size(self) -> int:
         return len(self.rows)
+
+    def serve(self, slots: np.ndarray) -> None:
+        """Count one serving of the tasks of ``slots`` (a round's)."""
+        self.visits[slots] += 1
+
+    def worn_out(self, max_visits: int | None) -> np.ndarray:
+        """The slots whose task has been served ``max_visits`` times (none without a budget)."""
+        return np.flatnonzero(self.visits >= max_visits) if max_visits is not None else np.empty(0, dtype=np.int64)
 
     def replace(self, slots: np.ndarray) -> np.ndarray:
         """Retire the tasks of ``slots`` and give each slot the stream's next row not already pooled. Returns the slots
@@ -87,6 +97,7 @@ class ActivePool:
                 break
             self._pooled.add(key)
             self.rows[slot], self.keys[slot], self.task_ids[slot] = row, key, self.stream.position - 1
+            self.visits[slot] = 0
         self.retired += slots.size  # the tasks that left the pool
         return slots
 
@@ -104,6 +115,7 @@ class ActivePool:
             "rows": self.rows,
             "task_ids": self.task_ids.tolist(),
             "keys": self.keys.tolist(),
+            "visits": self.visits.tolist(),
             "retired": self.retired,
             "exhausted": self.exhausted,
             "stream": self.stream.state_dict(),
@@ -120,5 +132,6 @@ class ActivePool:
         self.task_ids = np.asarray(state["task_ids"], dtype=np.int64)
         self.keys = np.asarray(state["keys"], dtype=np.int64)
         self._pooled = set(self.keys.tolist())
+        self.visits = np.asarray(state["visits"], dtype=np.int64)
         self.retired, self.exhausted = int(state["retired"]), bool(state["exhausted"])
         self.stream.load_state_dict(state["stream"])

@@ -147,6 +147,9 @@ class BOTSConfig(GRPOConfig):
             group of `num_generations` completions has mixed outcomes (the groups GRPO learns from) is below this
             share, in [0, 1), of that probability for a task nothing is known about (under the base prior); 0 never
             retires. The baselines `uniform` and `easy2hard` retire every task once it is served.
+        bots_max_visits (`int` or `None`, *optional*, defaults to `None`):
+            Active pool: a task is also retired once it has been served this many rounds, whatever its posterior
+            (`None`: no budget).
         bots_stream_end (`str`, *optional*, defaults to `"restart"`):
             Active pool, when the stream runs out: `"restart"` reads it again (another pass, reshuffled by
             `set_epoch` if the dataset shuffles), as the Trainer does with `max_steps`; `"stop"` ends training at the
@@ -316,6 +319,13 @@ class BOTSConfig(GRPOConfig):
             "task nothing is known about. 0 never retires."
         },
     )
+    bots_max_visits: int | None = field(
+        default=None,
+        metadata={
+            "help": "Active pool: retire a task once it has been served this many rounds, whatever its posterior "
+            "(None: no budget)."
+        },
+    )
     bots_stream_end: str = field(
         default="restart",
         metadata={
@@ -431,6 +441,9 @@ class BOTSConfig(GRPOConfig):
                 f"({self.tasks_per_round} = generation_batch_size // num_generations), got {size!r}. The default "
                 f"(None) keeps 8 batches of tasks for a stream."
             )
+        visits = self.bots_max_visits
+        if visits is not None and (isinstance(visits, bool) or not isinstance(visits, int) or visits < 1):
+            raise ValueError(f"bots_max_visits must be a positive integer or None (no budget), got {visits!r}.")
         check_in_interval("bots_retire_threshold", self.bots_retire_threshold, 0.0, 1.0, high_open=True)
         self.bots_retire_threshold = float(self.bots_retire_threshold)
         check_choice("bots_stream_end", self.bots_stream_end, STREAM_ENDS)

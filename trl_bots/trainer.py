@@ -347,12 +347,14 @@ class BOTSGRPOTrainer(GRPOTrainer):
         """Retire the pool's tasks that no longer pay and give their slots the stream's next tasks (docs/algorithm.md,
         "Active pool"); at the end of a stream that does not restart, stop training."""
         selector, pool, args = self.selector, self.pool, self.args
+        pool.serve(selected.tasks)
         if selector.order is not None:  # a baseline serves each task once, as GRPO reads a stream
             retire = selected.tasks
         else:
-            retire = tasks_to_retire(
+            no_longer_pay = tasks_to_retire(
                 selector.alpha, selector.beta, selector.prior, self.num_generations, args.bots_retire_threshold
             )
+            retire = np.union1d(no_longer_pay, pool.worn_out(args.bots_max_visits))
         replaced = pool.replace(retire)
         if replaced.size:
             selector.replace_tasks(replaced, **self._newcomer_inputs(replaced))

@@ -29,8 +29,8 @@ from .validation import (
 # The implicit evidence a dataset without reference columns gets by default (bots and dots strategies): the embedding
 # estimator, which beat explicit evidence alone on fresh seeds (README, "BOTS on a plain dataset").
 PLAIN_DATASET_ESTIMATOR = "embedding"
-# The default active pool holds this many generation batches of tasks (README, "BOTS on a stream").
-POOL_ROUNDS = 8
+# The default active pool holds this many generation batches of tasks (docs/benchmarks.md, "BOTS on a stream").
+POOL_ROUNDS = 64
 
 
 def _check_json_object(name: str, value) -> None:
@@ -138,8 +138,8 @@ class BOTSConfig(GRPOConfig):
             the command line, to override a recipe): one selection over all tasks.
         bots_pool_size (`int` or `None`, *optional*, defaults to `None`):
             Tasks kept in memory when the tasks come as a stream (an active pool): every round selects among them,
-            and the tasks that no longer pay are replaced by the stream's next ones. `None`: 8 generation batches of
-            tasks (8 x `generation_batch_size // num_generations`) when `train_dataset` is a `datasets.IterableDataset`;
+            and the tasks that no longer pay are replaced by the stream's next ones. `None`: 64 generation batches of
+            tasks (64 x `generation_batch_size // num_generations`) when `train_dataset` is a `datasets.IterableDataset`;
             no pool with a map-style dataset (every row is a task). Set it with a map-style dataset to read its rows in
             order as a stream (for datasets too large to hold a belief about every row).
         bots_retire_threshold (`float`, *optional*, defaults to `0.75`):
@@ -147,9 +147,10 @@ class BOTSConfig(GRPOConfig):
             group of `num_generations` completions has mixed outcomes (the groups GRPO learns from) is below this
             share, in [0, 1), of that probability for a task nothing is known about (under the base prior); 0 never
             retires. The baselines `uniform` and `easy2hard` retire every task once it is served.
-        bots_max_visits (`int` or `None`, *optional*, defaults to `None`):
+        bots_max_visits (`int` or `None`, *optional*, defaults to `2`):
             Active pool: a task is also retired once it has been served this many rounds, whatever its posterior
-            (`None`: no budget).
+            (`None`: no budget). A stream has new tasks to give: a task trained on again and again is learned by heart
+            rather than generalised from.
         bots_stream_end (`str`, *optional*, defaults to `"restart"`):
             Active pool, when the stream runs out: `"restart"` reads it again (another pass, reshuffled by
             `set_epoch` if the dataset shuffles), as the Trainer does with `max_steps`; `"stop"` ends training at the
@@ -307,7 +308,7 @@ class BOTSConfig(GRPOConfig):
         default=None,
         metadata={
             "help": "Active pool: tasks kept in memory when the tasks come as a stream; retired tasks are replaced by "
-            "the stream's next ones. None: 8 x tasks per round with an IterableDataset, no pool with a map-style "
+            "the stream's next ones. None: 64 x tasks per round with an IterableDataset, no pool with a map-style "
             "dataset (set it to read a map-style dataset as a stream)."
         },
     )
@@ -320,7 +321,7 @@ class BOTSConfig(GRPOConfig):
         },
     )
     bots_max_visits: int | None = field(
-        default=None,
+        default=2,
         metadata={
             "help": "Active pool: retire a task once it has been served this many rounds, whatever its posterior "
             "(None: no budget)."
@@ -439,7 +440,7 @@ class BOTSConfig(GRPOConfig):
             raise ValueError(
                 f"bots_pool_size must be an integer of at least the tasks of one generation batch "
                 f"({self.tasks_per_round} = generation_batch_size // num_generations), got {size!r}. The default "
-                f"(None) keeps 8 batches of tasks for a stream."
+                f"(None) keeps 64 batches of tasks for a stream."
             )
         visits = self.bots_max_visits
         if visits is not None and (isinstance(visits, bool) or not isinstance(visits, int) or visits < 1):
@@ -450,7 +451,7 @@ class BOTSConfig(GRPOConfig):
 
     @property
     def pool_size(self) -> int:
-        """The active pool's size: `bots_pool_size`, or 8 generation batches of tasks when it is `None`."""
+        """The active pool's size: `bots_pool_size`, or 64 generation batches of tasks when it is `None`."""
         return self.bots_pool_size if self.bots_pool_size is not None else POOL_ROUNDS * self.tasks_per_round
 
     @property

@@ -232,7 +232,7 @@ def test_a_pool_larger_than_the_stream_holds_it_all(tiny_model_path, tmp_path, c
     with caplog.at_level("WARNING", logger="trl_bots.tasks"):
         trainer, recorder, log = pool_trainer(tiny_model_path, tmp_path, stream(6), max_steps=4, bots_pool_size=None)
     assert [r.getMessage() for r in caplog.records if r.name == "trl_bots.tasks"] == [
-        "BOTS: the stream holds 6 tasks, fewer than the pool's 16 (bots_pool_size): the pool holds them all."
+        "BOTS: the stream holds 6 tasks, fewer than the pool's 128 (bots_pool_size): the pool holds them all."
     ]
     assert trainer.pool.size == trainer.selector.num_tasks == 6
     trainer.train()

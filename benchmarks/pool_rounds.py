@@ -3,7 +3,7 @@
 Shared by ``selection_overhead.py`` (the round's cost at a pool of 1e5 tasks) and ``stream_memory.py`` (memory over a
 stream of 1e6 tasks or more). A round does what ``BOTSGRPOTrainer`` does around a generation batch over a stream:
 select B slots, fold the simulated rollouts in (update), find the tasks that no longer pay (``tasks_to_retire`` over
-every slot; the baselines retire each task they serve), give their slots the stream's next tasks
+every slot, and those served ``bots_max_visits`` times; the baselines retire each task they serve), give their slots the stream's next tasks
 (``ActivePool.replace``) and restart those slots' beliefs (``BOTSSelector.replace_tasks``, with the new tasks'
 reference pass rates read from their rows as the trainer reads them).
 
@@ -23,7 +23,7 @@ import numpy as np
 from datasets import IterableDataset
 
 from trl_bots import BOTSSelector
-from trl_bots.active_pool import ActivePool, tasks_to_retire
+from trl_bots.active_pool import ActivePool
 from trl_bots.config import BOTSConfig
 from trl_bots.task_stream import TaskStream
 from trl_bots.tasks import row_reference_pass_rates
@@ -35,6 +35,7 @@ PROMPT_CHARS = 200
 # True pass rates: U-shaped, as in real data, many tasks (nearly) always or never solved, which the rule retires.
 TRUE_RATE_BETA = (0.5, 0.5)
 DEFAULT_RETIRE_THRESHOLD = BOTSConfig.__dataclass_fields__["bots_retire_threshold"].default
+DEFAULT_MAX_VISITS = BOTSConfig.__dataclass_fields__["bots_max_visits"].default
 PARTS = ("select", "update", "retire", "refill", "replace_tasks")  # the timed parts of a round, in order
 _FILLER = (
     "A shop sells pencils in boxes of twelve and erasers in packs of five. A class needs one pencil and one eraser "
@@ -94,6 +95,7 @@ class PoolRounds:
         generations: rollouts per task G (the retirement rule's group size).
         strategy: the selector's strategy; ``"uniform"`` retires every task it serves (a stream read once).
         retire_threshold: ``bots_retire_threshold`` for the adaptive strategies.
+        max_visits: ``bots_max_visits``, the visit budget of the adaptive strategies.
         restart: read the stream again when it ends (``bots_stream_end="restart"``); otherwise :attr:`exhausted`
             tells when retired tasks could no longer be replaced.
     """
@@ -105,6 +107,7 @@ class PoolRounds:
         generations: int,
         strategy: str = "bots",
         retire_threshold: float = DEFAULT_RETIRE_THRESHOLD,
+        max_visits: int | None = DEFAULT_MAX_VISITS,
         restart: bool = True,
         seed: int = 0,
     ):
@@ -116,7 +119,7 @@ class PoolRounds:
             strategy=strategy,
             seed=seed,
         )
-        self.generations, self.retire_threshold = generations, retire_threshold
+        self.generations, self.retire_threshold, self.max_visits = generations, retire_threshold, max_visits
         self.true_rates = np.array([row[TRUE_RATE_COLUMN] for row in self.pool.rows])
         self.simulation = np.random.default_rng(seed + 1)
 
@@ -139,12 +142,7 @@ class PoolRounds:
         simulated = clock()
         selector.update(slots, successes, trials)
         updated = clock()
-        if selector.order is not None:  # a baseline serves each task once, as the trainer does
-            retire = slots
-        else:
-            retire = tasks_to_retire(
-                selector.alpha, selector.beta, selector.prior, self.generations, self.retire_threshold
-            )
+        retire = pool.retirements(selector, slots, self.generations, self.retire_threshold, self.max_visits)
         decided = clock()
         replaced = pool.replace(retire)
         refilled = clock()

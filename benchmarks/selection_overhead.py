@@ -334,6 +334,7 @@ def compare_pool(
         "batch_size": batch_size,
         "num_generations": GENERATIONS,
         "retire_threshold": threshold,
+        "max_visits": pooled.max_visits,
         "round": summary([r.total for r in rounds]),
         "parts": {part: summary([r.parts[part] for r in rounds]) for part in PARTS},
         "fixed_pool_round": summary(fixed),

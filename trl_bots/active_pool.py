@@ -80,6 +80,19 @@ class ActivePool:
         """The slots whose task has been served ``max_visits`` times (none without a budget)."""
         return np.flatnonzero(self.visits >= max_visits) if max_visits is not None else np.empty(0, dtype=np.int64)
 
+    def retirements(
+        self, selector: Any, served: np.ndarray, group_size: int, threshold: float, max_visits: int | None
+    ) -> np.ndarray:
+        """Count a credited round's servings (``served``: its slots) and return the slots to retire, ascending: for a
+        baseline with a serving order (uniform), every task it served, as GRPO reads a stream once; otherwise the tasks
+        that no longer pay under ``selector``'s posterior (:func:`tasks_to_retire`) and those that used up their visit
+        budget."""
+        self.serve(served)
+        if selector.order is not None:
+            return np.sort(np.asarray(served, dtype=np.int64))
+        no_longer_pay = tasks_to_retire(selector.alpha, selector.beta, selector.prior, group_size, threshold)
+        return np.union1d(no_longer_pay, self.worn_out(max_visits))
+
     def replace(self, slots: np.ndarray) -> np.ndarray:
         """Retire the tasks of ``slots`` and give each slot the stream's next row not already pooled. Returns the slots
         that got a new task, ascending; at the end of a stream that does not restart, the rest keep their task and

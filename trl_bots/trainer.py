@@ -18,7 +18,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoin
 from trl import GRPOTrainer
 from trl.trainer.utils import get_config_model_id
 
-from .active_pool import ActivePool, tasks_to_retire
+from .active_pool import ActivePool
 from .checkpoints import (
     POOL_EMBEDDER_FILE,
     ROUND_BUFFER_FILE,
@@ -347,14 +347,9 @@ class BOTSGRPOTrainer(GRPOTrainer):
         """Retire the pool's tasks that no longer pay and give their slots the stream's next tasks (docs/algorithm.md,
         "Active pool"); at the end of a stream that does not restart, stop training."""
         selector, pool, args = self.selector, self.pool, self.args
-        pool.serve(selected.tasks)
-        if selector.order is not None:  # a baseline serves each task once, as GRPO reads a stream
-            retire = selected.tasks
-        else:
-            no_longer_pay = tasks_to_retire(
-                selector.alpha, selector.beta, selector.prior, self.num_generations, args.bots_retire_threshold
-            )
-            retire = np.union1d(no_longer_pay, pool.worn_out(args.bots_max_visits))
+        retire = pool.retirements(
+            selector, selected.tasks, self.num_generations, args.bots_retire_threshold, args.bots_max_visits
+        )
         replaced = pool.replace(retire)
         if replaced.size:
             selector.replace_tasks(replaced, **self._newcomer_inputs(replaced))

@@ -360,9 +360,9 @@ def test_quick_stream_run_compares_with_stock(quick_stream):
             if name == "stock":  # TRL's trainer: no pool
                 assert "pool" not in run
                 continue
-            # BOTS's active pool, 8 rounds of tasks by default: every task it read is pooled or retired.
+            # BOTS's active pool, 64 rounds of tasks by default: every task it read is pooled or retired.
             pool = run["pool"]
-            assert pool["size"] == 8 * tasks_per_step
+            assert pool["size"] == 64 * tasks_per_step
             assert pool["stream_position"] == pool["size"] + pool["retired"]
             if name == "uniform-pool":  # a non-adaptive strategy retires every task it served: the stream read once
                 assert pool["retired"] == 4 * tasks_per_step

@@ -709,6 +709,8 @@ def main(argv: list[str] | None = None) -> int:
         if options.output:
             Path(options.output).write_text(json.dumps(report, indent=2, allow_nan=False) + "\n")
         print(render(report, options.markdown))
+        if options.plots:
+            print(f"[grpo_ab] wrote {plot(report, options.plots)}", file=sys.stderr)
         return 0
     with contextlib.redirect_stdout(sys.stderr):  # the Trainer prints its logs; stdout carries only the JSON
         report = run_benchmark(options)

@@ -8,6 +8,7 @@ import math
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -416,3 +417,15 @@ def test_pooled_report_concatenates_the_runs_of_the_common_strategies():
     assert pooled["target_accuracy"] == pytest.approx(0.5)  # stock's mean final accuracy
     with pytest.raises(ValueError, match="the same data"):
         grpo_ab.pooled_report([first, {**streamed, "start": first["start"]}])
+
+
+def test_report_draws_the_pooled_runs_when_asked(tmp_path, capsys):
+    """`--report A B --plots DIR` draws the pooled runs, as a run does with `--plots` (here the stream A/B's saved
+    reports, ten seeds between them)."""
+    from matplotlib.image import imread
+
+    docs = Path(__file__).parents[1] / "docs"
+    reports = [str(docs / name) for name in ("results-grpo-ab-stream.json", "results-grpo-ab-stream-replication.json")]
+    assert grpo_ab.main(["--report", *reports, "--plots", str(tmp_path / "plots")]) == 0
+    assert imread(tmp_path / "plots" / "grpo_ab_accuracy.png").ndim == 3
+    assert "2 strategies x 10 seeds" in capsys.readouterr().out

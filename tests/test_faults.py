@@ -83,7 +83,9 @@ def test_sigkill_during_and_between_checkpoints_then_resume(tiny_model_path, tmp
     killed = results["selector-write"]
     files = killed["files"]
     partial = [name for name in files if name.startswith("checkpoint-4/.") and name.endswith(".tmp")]
-    assert len(partial) == 1 and files[partial[0]] == files[f"checkpoint-2/{SELECTOR_FILE}"] // 2
+    # Half of a selector file: checkpoint-2's is the yardstick, whose JSON header (round, last statistics as decimal
+    # text, padded to 8 bytes by safetensors) may be a padding step shorter or longer than checkpoint-4's would be.
+    assert len(partial) == 1 and abs(2 * files[partial[0]] - files[f"checkpoint-2/{SELECTOR_FILE}"]) <= 16
     assert f"checkpoint-4/{SELECTOR_FILE}" not in files and f"checkpoint-4/{ROUND_STATE_FILE}" in files
     assert killed["read_errors"][partial[0]] == (
         f"{tmp_path}/selector-write/{partial[0]} {INVALID} (Error while deserializing: invalid header length). It may "

@@ -115,6 +115,8 @@ def test_stock_effective_task_ratio_is_the_selectors():
         selector = BOTSSelector(16, strategy="uniform")
         expected = selector.update(np.arange(16), successes, trials).effective_task_ratio
         assert effective_task_ratio(successes, trials) == expected
+    # Counted by hand: of 0/8, 3/8, 8/8, 5/8, 0/0 (unscored) and 1/2, three groups are mixed.
+    assert effective_task_ratio(np.array([0, 3, 8, 5, 0, 1]), np.array([8, 8, 8, 8, 0, 2])) == 0.5
 
 
 def test_stock_grpo_trains_on_the_stream_and_logs_the_mixed_share_of_its_groups(shipped):

@@ -31,6 +31,7 @@ from .implicit import ImplicitEvidence, InterpolationEstimator
 from .posterior import ChunkedGroups, average_posterior_mean, group_posterior_means, posterior_mean, update_posterior
 from .selection import SelectionRule, select_by_quotas, select_tasks
 from .state import read_state_file, write_state_file
+from .success import effective_task_ratio
 from .validation import (
     CAP_FITS,
     HYPERPARAMETERS,
@@ -422,7 +423,7 @@ class BOTSSelector:
             }
         self.last_stats = RoundStats(
             round=self.round,
-            effective_task_ratio=float(np.sum((successes > 0) & (successes < trials))) / batch,
+            effective_task_ratio=effective_task_ratio(successes, trials),
             all_solved_ratio=float(np.sum(scored & (successes == trials))) / batch,
             none_solved_ratio=float(np.sum(scored & (successes == 0))) / batch,
             selected_pass_rate=float(successes.sum() / trials.sum()) if trials.sum() > 0 else math.nan,

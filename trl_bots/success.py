@@ -10,6 +10,13 @@ from __future__ import annotations
 import numpy as np
 
 
+def effective_task_ratio(successes: np.ndarray, trials: np.ndarray) -> float:
+    """Share of a round's tasks whose group is mixed, ``0 < successes < trials``: the ones with a GRPO advantage
+    (0 for an empty round)."""
+    successes, trials = np.asarray(successes), np.asarray(trials)
+    return float(np.sum((successes > 0) & (successes < trials))) / max(successes.size, 1)
+
+
 def success_reward_names(value: str | list[str] | None) -> list[str] | None:
     """`bots_success_reward` as a list of names (a single name is the list of that name), or None; `ValueError`
     if it is neither."""

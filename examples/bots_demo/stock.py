@@ -2,20 +2,13 @@
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 from trl import GRPOTrainer
 
-from trl_bots.success import success_columns, successes_and_trials
+from trl_bots.success import effective_task_ratio, success_columns, successes_and_trials
 
 
 ETR_METRIC = "bots/effective_task_ratio"  # BOTSGRPOTrainer's name: one reader for every run's log
-
-
-def effective_task_ratio(successes: np.ndarray, trials: np.ndarray) -> float:
-    """Share of a round's tasks whose group is mixed, ``0 < successes < trials``: the ones with a GRPO advantage."""
-    successes, trials = np.asarray(successes), np.asarray(trials)
-    return float(np.mean((successes > 0) & (successes < trials)))
 
 
 class StockGRPOTrainer(GRPOTrainer):

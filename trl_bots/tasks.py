@@ -118,21 +118,20 @@ def task_pool(
             "Iterable datasets require `dispatch_batches=False`, but it is set to `True` in `accelerator_config`. "
             "Please set it to `False`."
         )
-    unsupported = {
-        "bots_domain_column": args.bots_domain_column is not None,
-        "bots_strategy='easy2hard'": (args.bots_strategy == "easy2hard"),
+    refusals = {  # a setting an active pool cannot follow -> why, and what to do
+        "bots_domain_column": (
+            args.bots_domain_column is not None,
+            "domain quotas need every task's domain up front. Train on a map-style dataset without bots_pool_size, or "
+            "leave bots_domain_column out.",
+        ),
+        "bots_strategy='easy2hard'": (
+            args.bots_strategy == "easy2hard",
+            "its fixed order needs every task up front. Use bots_strategy='uniform' as the baseline.",
+        ),
     }
-    for name, given in unsupported.items():
+    for name, (given, reason) in refusals.items():
         if given:
-            raise ValueError(
-                f"{name} is not supported with an active pool (a stream, or bots_pool_size): "
-                + (
-                    "domain quotas need every task's domain up front. Train on a map-style dataset without "
-                    "bots_pool_size, or leave bots_domain_column out."
-                    if name == "bots_domain_column"
-                    else "its fixed order needs every task up front. Use bots_strategy='uniform' as the baseline."
-                )
-            )
+            raise ValueError(f"{name} is not supported with an active pool (a stream, or bots_pool_size): {reason}")
     required = () if environment_factory is not None else ("prompt",)
     stream = TaskStream(train_dataset, restart=args.bots_stream_end == "restart", required=required)
     pool = ActivePool(stream, args.pool_size)
